@@ -52,6 +52,7 @@ export const PROTOCOL_ERRORS = {
   FERRY_ERR_GOAWAY: info('connection is going away: no new streams', 503, ResetCode.REFUSED_STREAM, 'stream'),
   FERRY_ERR_SESSION_CLOSED: info('connection closed before the stream finished', 502, ResetCode.CANCEL, 'stream'),
   FERRY_ERR_PING_TIMEOUT: info('peer did not answer PING in time', 502, ResetCode.TIMEOUT, 'connection'),
+  FERRY_ERR_ADDRESS_INVALID: info('address is not unix:/path, tcp://host:port or host:port', 500, ResetCode.INTERNAL_ERROR, 'connection'),
   // uwsgi codec
   FERRY_ERR_UWSGI_MODIFIER: info('uwsgi packet with a modifier1 other than 0', 400, P, 'connection'),
   FERRY_ERR_UWSGI_TOO_LARGE: info('uwsgi vars block exceeds the buffer limit', 431, P, 'connection'),

@@ -1,0 +1,74 @@
+/**
+ * Socket addresses as operators write them, shared by `ferry app --listen`, `ferry front
+ * --listen` and upstream nodes:
+ *   unix:/run/app.sock        a unix socket path
+ *   tcp://127.0.0.1:8000      tcp (IPv6 as tcp://[::1]:8000)
+ *   127.0.0.1:8000 | :8000    tcp, scheme omitted (":8000" binds 0.0.0.0)
+ * Upstream nodes may add a codec prefix: uwsgi+unix:/path, uwsgi+tcp://host:port.
+ */
+import { type FerryError, protocolError } from './errors.js'
+
+export type Address =
+  | { kind: 'unix', path: string }
+  | { kind: 'tcp', host: string, port: number }
+
+export type Codec = 'native' | 'uwsgi'
+
+export interface NodeAddress {
+  codec: Codec
+  address: Address
+}
+
+function bad (input: string, why: string): FerryError {
+  return protocolError('FERRY_ERR_ADDRESS_INVALID', `${JSON.stringify(input)}: ${why}`)
+}
+
+export function parseAddress (input: string): Address {
+  const s = input.trim()
+  if (s.startsWith('unix:')) {
+    let path = s.slice(5)
+    if (path.startsWith('//')) path = path.slice(2)
+    if (path.length === 0) throw bad(input, 'empty unix socket path')
+    return { kind: 'unix', path }
+  }
+  let rest = s
+  if (rest.startsWith('tcp://')) rest = rest.slice(6)
+  else if (rest.startsWith('tcp:')) rest = rest.slice(4)
+  if (rest.endsWith('/')) rest = rest.slice(0, -1)
+  let host: string
+  let portText: string
+  if (rest.startsWith('[')) {
+    const end = rest.indexOf(']')
+    if (end < 0 || rest[end + 1] !== ':') throw bad(input, 'expected [v6]:port')
+    host = rest.slice(1, end)
+    portText = rest.slice(end + 2)
+  } else {
+    const colon = rest.lastIndexOf(':')
+    if (colon < 0) throw bad(input, 'expected host:port, tcp://host:port or unix:/path')
+    host = rest.slice(0, colon)
+    portText = rest.slice(colon + 1)
+  }
+  if (!/^\d{1,5}$/.test(portText)) throw bad(input, 'port must be a number 0-65535')
+  const port = Number(portText)
+  if (port > 65535) throw bad(input, 'port must be a number 0-65535')
+  if (host === '' || host === '*') host = '0.0.0.0'
+  return { kind: 'tcp', host, port }
+}
+
+/** An upstream node: native by default, `uwsgi+` prefix for the uwsgi codec. */
+export function parseNodeAddress (input: string): NodeAddress {
+  const s = input.trim()
+  if (s.startsWith('uwsgi+')) return { codec: 'uwsgi', address: parseAddress(s.slice(6)) }
+  if (s.startsWith('native+')) return { codec: 'native', address: parseAddress(s.slice(7)) }
+  return { codec: 'native', address: parseAddress(s) }
+}
+
+/** The canonical text form: `unix:/path` or `tcp://host:port` (`tcp://[v6]:port`). */
+export function formatAddress (a: Address): string {
+  if (a.kind === 'unix') return `unix:${a.path}`
+  return a.host.includes(':') ? `tcp://[${a.host}]:${a.port}` : `tcp://${a.host}:${a.port}`
+}
+
+export function formatNodeAddress (n: NodeAddress): string {
+  return n.codec === 'uwsgi' ? `uwsgi+${formatAddress(n.address)}` : formatAddress(n.address)
+}
