@@ -37,6 +37,7 @@ export const PROTOCOL_ERRORS = {
   FERRY_ERR_HELLO_VERSION: info('peer speaks an unsupported protocol version', 502, P, 'connection'),
   FERRY_ERR_HELLO_LIMITS: info('peer announced limits outside the allowed range', 502, P, 'connection'),
   FERRY_ERR_HELLO_TIMEOUT: info('peer did not send HELLO in time', 502, P, 'connection'),
+  FERRY_ERR_HELLO_DUPLICATE: info('peer sent a second HELLO', 502, P, 'connection'),
   FERRY_ERR_AUTH: info('HELLO auth token missing or wrong', 502, ResetCode.AUTH_FAILED, 'connection'),
   FERRY_ERR_HEAD_TOO_LARGE: info('encoded head exceeds the negotiated maximum', 431, ResetCode.FRAME_SIZE_ERROR, 'stream'),
   FERRY_ERR_HEAD_INVALID: info('head could not be decoded or holds invalid fields', 502, P, 'stream'),
@@ -51,6 +52,8 @@ export const PROTOCOL_ERRORS = {
   FERRY_ERR_BODY_LENGTH: info('body length differs from the length the head declared', 400, P, 'stream'),
   FERRY_ERR_GOAWAY: info('connection is going away: no new streams', 503, ResetCode.REFUSED_STREAM, 'stream'),
   FERRY_ERR_SESSION_CLOSED: info('connection closed before the stream finished', 502, ResetCode.CANCEL, 'stream'),
+  FERRY_ERR_SESSION_INTERNAL: info('internal error while handling a frame', 502, ResetCode.INTERNAL_ERROR, 'connection'),
+  FERRY_ERR_PEER_GOAWAY: info('peer closed the connection with an error code', 502, P, 'connection'),
   FERRY_ERR_PING_TIMEOUT: info('peer did not answer PING in time', 502, ResetCode.TIMEOUT, 'connection'),
   FERRY_ERR_ADDRESS_INVALID: info('address is not unix:/path, tcp://host:port or host:port', 500, ResetCode.INTERNAL_ERROR, 'connection'),
   // uwsgi codec

@@ -76,10 +76,14 @@ const S_PAYLOAD = 1
 export interface FrameDecoderOptions {
   /** Largest payload accepted; checked when a header completes, before any payload is kept. */
   maxFramePayload: number
+  /** Largest HEADERS payload accepted (default: maxFramePayload). The session passes
+   * max(maxFramePayload, maxHeadBytes) so an oversized head is a stream error, not a framing one. */
+  maxHeadersPayload?: number
 }
 
 export class FrameDecoder {
   maxFramePayload: number
+  maxHeadersPayload: number
   #onFrame: FrameHandler
   #state = S_HEADER
   #hdr = Buffer.alloc(FRAME_HEADER_SIZE)
@@ -95,6 +99,7 @@ export class FrameDecoder {
 
   constructor (options: FrameDecoderOptions, onFrame: FrameHandler) {
     this.maxFramePayload = options.maxFramePayload
+    this.maxHeadersPayload = options.maxHeadersPayload ?? options.maxFramePayload
     this.#onFrame = onFrame
   }
 
@@ -164,8 +169,9 @@ export class FrameDecoder {
     const reserved = b[o + 5]! & 0x80
     const stream = ((b[o + 5]! & 0x7f) * 0x1000000) + ((b[o + 6]! << 16) | (b[o + 7]! << 8) | b[o + 8]!)
     if (type > FRAME_TYPE_MAX) throw protocolError('FERRY_ERR_FRAME_UNKNOWN_TYPE', `type 0x${type.toString(16)}`)
-    if (len > this.maxFramePayload) {
-      throw protocolError('FERRY_ERR_FRAME_TOO_LARGE', `${len} > ${this.maxFramePayload}`, { streamId: stream })
+    const limit = type === FrameType.HEADERS ? this.maxHeadersPayload : this.maxFramePayload
+    if (len > limit) {
+      throw protocolError('FERRY_ERR_FRAME_TOO_LARGE', `${len} > ${limit}`, { streamId: stream })
     }
     if ((flags & ~ALLOWED_FLAGS[type]!) !== 0) {
       throw protocolError('FERRY_ERR_FRAME_BAD_FLAGS', `flags 0x${flags.toString(16)} on type ${type}`, { streamId: stream })

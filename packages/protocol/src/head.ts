@@ -8,6 +8,12 @@ import { protocolError } from './errors.js'
 import { headerCode, headerName, methodCode, methodName } from './header-table.js'
 import type { HeaderList, RequestHead, ResponseHead } from './types.js'
 
+/** protobufjs returns sint64 as a Long object when the `long` package is present. */
+function toNumber (v: number | { toNumber (): number } | null | undefined): number {
+  if (v == null) return 0
+  return typeof v === 'number' ? v : v.toNumber()
+}
+
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
 const METHOD_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 // Field values: no CR, LF or NUL (RFC 9110 §5.5); other control characters are tolerated as
@@ -88,7 +94,7 @@ export function decodeRequestHead (payload: Uint8Array, streamId = 0): RequestHe
   if (path.length === 0 || BAD_VALUE.test(path) || path.includes(' ') || !(path[0] === '/' || path === '*')) {
     throw protocolError('FERRY_ERR_HEAD_INVALID', 'path must be origin-form ("/…") or "*"', { streamId })
   }
-  const bodyLength = m.bodyLength ?? 0
+  const bodyLength = toNumber(m.bodyLength as number | { toNumber (): number } | null)
   if (!Number.isSafeInteger(bodyLength) || bodyLength < -1) {
     throw protocolError('FERRY_ERR_HEAD_INVALID', `invalid body length ${bodyLength}`, { streamId })
   }
@@ -125,7 +131,7 @@ export function decodeResponseHead (payload: Uint8Array, streamId = 0): Response
   const m = decodeMessage(() => ferry.ResponseHead.decode(payload), 'response head', streamId)
   const status = m.status ?? 0
   if (status < 100 || status > 999) throw protocolError('FERRY_ERR_HEAD_INVALID', `invalid status ${status}`, { streamId })
-  const bodyLength = m.bodyLength ?? 0
+  const bodyLength = toNumber(m.bodyLength as number | { toNumber (): number } | null)
   if (!Number.isSafeInteger(bodyLength) || bodyLength < -1) {
     throw protocolError('FERRY_ERR_HEAD_INVALID', `invalid body length ${bodyLength}`, { streamId })
   }

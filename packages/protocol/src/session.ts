@@ -1,0 +1,789 @@
+/**
+ * A native ferry connection over any Duplex: HELLO exchange and limits, multiplexed streams,
+ * per-stream and per-connection flow control, RESET, GOAWAY drain, PING with RTT.
+ * Shared by the front (role 'client') and the app-server (role 'server').
+ * Contract: docs/dev/session-api.md; bytes: docs/protocol.md.
+ *
+ * Writes: every frame produced in one event-loop turn is queued and written in one corked
+ * batch on setImmediate (or at once past FLUSH_BYTES), so a turn that answers 50 requests
+ * costs one writev, not 150 writes.
+ */
+import { timingSafeEqual } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import type { Duplex } from 'node:stream'
+import { ferry } from '../gen/ferry.js'
+import {
+  DEFAULT_LIMITS, Flags, FrameType, MAX_FRAME_PAYLOAD_LIMIT, MAX_STREAM_ID, MAX_WINDOW,
+  MIN_LIMITS, PREFACE, PROTOCOL_VERSION, ResetCode
+} from './constants.js'
+import { type FerryError, isFerryError, protocolError } from './errors.js'
+import { encodePing, encodeSmallFrame, encodeWindowUpdate, FrameDecoder, frameHeader } from './frame.js'
+import { decodeRequestHead, decodeResponseHead, encodeRequestHead, encodeResponseHead } from './head.js'
+import { Stream, type StreamOwner } from './stream.js'
+import type { Limits, RequestHead, ResponseHead } from './types.js'
+
+export { Stream } from './stream.js'
+
+export type SessionRole = 'client' | 'server'
+
+export interface SessionOptions {
+  role: SessionRole
+  /** What this side accepts (sent in HELLO); missing fields take DEFAULT_LIMITS. */
+  limits?: Partial<Limits>
+  /** Client: token sent in HELLO. Server: token the client's HELLO must carry. */
+  auth?: string
+  agent?: string
+  /** ms to wait for the peer's HELLO (default 10000). */
+  helloTimeout?: number
+  /** ms before ping() rejects (default 10000). */
+  pingTimeout?: number
+  /** Server: bytes already read from the socket (the sniffed first chunk). */
+  initialData?: Buffer
+}
+
+export interface GoAwayInfo {
+  lastStreamId: number
+  code: number
+  message: string
+}
+
+const FLUSH_BYTES = 256 * 1024
+const EMPTY = new Uint8Array(0)
+
+interface PendingPing {
+  start: bigint
+  resolve: (ms: number) => void
+  reject: (err: FerryError) => void
+  timer: NodeJS.Timeout
+}
+
+function resolveLimits (partial: Partial<Limits> | undefined): Limits {
+  return { ...DEFAULT_LIMITS, ...stripUndefined(partial) }
+}
+
+function stripUndefined (o: Partial<Limits> | undefined): Partial<Limits> {
+  const out: Partial<Limits> = {}
+  if (o === undefined) return out
+  for (const k of Object.keys(o) as (keyof Limits)[]) if (o[k] !== undefined && o[k] !== 0) out[k] = o[k]
+  return out
+}
+
+export class Session extends EventEmitter implements StreamOwner {
+  readonly role: SessionRole
+  readonly localLimits: Limits
+  peerLimits: Limits = { ...DEFAULT_LIMITS }
+  ready = false
+  closed = false
+  goingAway = false
+  openStreams = 0
+
+  #socket: Duplex
+  #options: SessionOptions
+  #decoder: FrameDecoder
+  #streams = new Map<number, Stream>()
+  #nextStreamId = 1
+  #lastPeerStreamId = 0
+  #prefaceLeft: number
+  #helloTimer: NodeJS.Timeout | null = null
+
+  #out: Uint8Array[] = []
+  #outBytes = 0
+  #flushScheduled = false
+  #socketBlocked = false
+  #blocked = new Set<Stream>()
+  #drainWaiters = new Set<Stream>()
+
+  #sendWindow: number = DEFAULT_LIMITS.connectionWindow
+  #recvWindow: number
+  #connUnacked = 0
+
+  #goawaySent = false
+  #goawayLastId = MAX_STREAM_ID
+  #peerGoaway: GoAwayInfo | null = null
+  #pings = new Map<number, PendingPing>()
+  #pingSeq = 0
+  #ending = false
+
+  constructor (socket: Duplex, options: SessionOptions) {
+    super()
+    this.role = options.role
+    this.#socket = socket
+    this.#options = options
+    this.localLimits = resolveLimits(options.limits)
+    this.#validateLimits(this.localLimits, 'local')
+    this.#recvWindow = this.localLimits.connectionWindow
+    this.#prefaceLeft = this.role === 'server' ? PREFACE.length : 0
+    this.#decoder = new FrameDecoder({
+      maxFramePayload: this.localLimits.maxFramePayload,
+      maxHeadersPayload: Math.max(this.localLimits.maxFramePayload, this.localLimits.maxHeadBytes)
+    }, (type, flags, id, payload) => this.#onFrame(type, flags, id, payload))
+
+    socket.on('data', (chunk: Buffer) => this.#onSocketData(chunk))
+    socket.on('drain', () => this.#onSocketDrain())
+    socket.on('error', (err: Error) => this.#onSocketError(err))
+    socket.on('close', () => this.#onSocketClose())
+    socket.on('end', () => this.#onSocketEnd())
+
+    if (this.role === 'client') this.#queue(PREFACE)
+    this.#sendHello()
+    const helloTimeout = options.helloTimeout ?? 10000
+    this.#helloTimer = setTimeout(() => this.#fail(protocolError('FERRY_ERR_HELLO_TIMEOUT', `${helloTimeout} ms`)), helloTimeout)
+    this.#helloTimer.unref()
+    if (options.initialData !== undefined && options.initialData.length > 0) {
+      const first = options.initialData
+      process.nextTick(() => this.#onSocketData(first))
+    }
+  }
+
+  get socket (): Duplex { return this.#socket }
+  get socketBlocked (): boolean { return this.#socketBlocked }
+  /** The peer's GOAWAY, if one arrived. */
+  get peerGoaway (): GoAwayInfo | null { return this.#peerGoaway }
+
+  // ── public API ─────────────────────────────────────────────────────────────
+
+  /** Client: open a stream carrying a request. Wait for 'ready' first. */
+  request (head: RequestHead, endStream: boolean): Stream {
+    if (this.role !== 'client') throw new Error('request() is for client sessions')
+    if (this.closed) throw protocolError('FERRY_ERR_SESSION_CLOSED')
+    if (this.goingAway) throw protocolError('FERRY_ERR_GOAWAY')
+    if (this.openStreams >= this.peerLimits.maxConcurrentStreams) {
+      throw protocolError('FERRY_ERR_STREAM_LIMIT', `${this.openStreams} open, peer allows ${this.peerLimits.maxConcurrentStreams}`)
+    }
+    if (this.#nextStreamId > MAX_STREAM_ID) {
+      this.goaway(ResetCode.NO_ERROR, 'stream ids exhausted')
+      throw protocolError('FERRY_ERR_GOAWAY', 'stream ids exhausted')
+    }
+    const payload = encodeRequestHead(head)
+    if (payload.length > this.peerLimits.maxHeadBytes) {
+      throw protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.peerLimits.maxHeadBytes}`)
+    }
+    const id = this.#nextStreamId
+    this.#nextStreamId += 2
+    const stream = new Stream(id, this, this.localLimits.initialWindow, this.peerLimits.initialWindow)
+    stream.headersSent = true
+    if (endStream) stream.localEnded = true
+    this.#streams.set(id, stream)
+    this.openStreams++
+    this.#queueFrame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, id, payload)
+    return stream
+  }
+
+  /** Measure round-trip time to the peer, in milliseconds. */
+  ping (): Promise<number> {
+    if (this.closed) return Promise.reject(protocolError('FERRY_ERR_SESSION_CLOSED'))
+    const seq = (this.#pingSeq = (this.#pingSeq + 1) >>> 0)
+    const opaque = Buffer.alloc(8)
+    opaque.writeUInt32BE(seq, 4)
+    const timeout = this.#options.pingTimeout ?? 10000
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pings.delete(seq)
+        reject(protocolError('FERRY_ERR_PING_TIMEOUT', `${timeout} ms`))
+      }, timeout)
+      timer.unref()
+      this.#pings.set(seq, { start: process.hrtime.bigint(), resolve, reject, timer })
+      this.#queue(encodePing(opaque, false))
+    })
+  }
+
+  /** Graceful drain: no new streams; open ones finish; then the socket ends (FIN). */
+  goaway (code: number = ResetCode.NO_ERROR, message = ''): void {
+    if (this.closed) return
+    this.goingAway = true
+    if (!this.#goawaySent) {
+      this.#goawaySent = true
+      this.#goawayLastId = this.role === 'server' ? this.#lastPeerStreamId : 0
+      this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code, message }).finish())
+    }
+    this.#maybeEnd()
+  }
+
+  /** Close now: every open stream fails; the peer gets a GOAWAY with the error's code. */
+  destroy (err?: FerryError): void {
+    if (this.closed) return
+    if (err !== undefined) this.#fail(err)
+    else this.#close(protocolError('FERRY_ERR_SESSION_CLOSED'))
+  }
+
+  // ── StreamOwner (called by Stream) ─────────────────────────────────────────
+
+  encodeResponse (head: ResponseHead): Uint8Array {
+    const payload = encodeResponseHead(head)
+    if (payload.length > this.peerLimits.maxHeadBytes) {
+      throw protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.peerLimits.maxHeadBytes}`)
+    }
+    return payload
+  }
+
+  sendHeaders (stream: Stream, payload: Uint8Array, endStream: boolean): void {
+    this.#queueFrame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, stream.id, payload)
+    if (endStream) this.#afterLocalEnd(stream)
+  }
+
+  sendData (stream: Stream): void {
+    if (stream.closed) return
+    const maxFrame = this.peerLimits.maxFramePayload
+    while (stream.pendingBytes > 0) {
+      const credit = Math.min(stream.sendWindow, this.#sendWindow, maxFrame)
+      if (credit <= 0) {
+        this.#blocked.add(stream)
+        return
+      }
+      const first = stream.pending[0]!
+      const n = Math.min(first.length, credit)
+      const piece = n === first.length ? first : first.subarray(0, n)
+      if (n === first.length) stream.pending.shift()
+      else stream.pending[0] = first.subarray(n)
+      stream.pendingBytes -= n
+      stream.sendWindow -= n
+      this.#sendWindow -= n
+      const last = stream.endPending && stream.pendingBytes === 0
+      this.#queueFrame(FrameType.DATA, last ? Flags.END_STREAM : 0, stream.id, piece)
+      if (last) {
+        stream.localEnded = true
+        this.#blocked.delete(stream)
+        this.#afterLocalEnd(stream)
+        return
+      }
+    }
+    this.#blocked.delete(stream)
+    if (stream.endPending && !stream.localEnded) {
+      stream.localEnded = true
+      this.#queueFrame(FrameType.DATA, Flags.END_STREAM, stream.id, EMPTY)
+      this.#afterLocalEnd(stream)
+    }
+  }
+
+  sendReset (stream: Stream, code: number, message: string): void {
+    this.#queueControlOn(FrameType.RESET, stream.id, ferry.Reset.encode({ code, message }).finish())
+    this.#closeStream(stream)
+  }
+
+  returnCredit (stream: Stream, n: number): void {
+    if (stream.closed) return
+    this.#connUnacked += n
+    if (!stream.remoteEnded) {
+      stream.unacked += n
+      if (stream.unacked >= this.localLimits.initialWindow >>> 1) {
+        stream.recvWindow += stream.unacked
+        this.#queue(encodeWindowUpdate(stream.id, stream.unacked))
+        stream.unacked = 0
+      }
+    }
+    this.#maybeConnWindowUpdate()
+  }
+
+  // ── receiving ──────────────────────────────────────────────────────────────
+
+  #onSocketData (chunk: Buffer): void {
+    if (this.closed) return
+    try {
+      if (this.#prefaceLeft > 0) {
+        const off = PREFACE.length - this.#prefaceLeft
+        const n = Math.min(this.#prefaceLeft, chunk.length)
+        for (let i = 0; i < n; i++) {
+          if (chunk[i] !== PREFACE[off + i]) throw protocolError('FERRY_ERR_PREFACE')
+        }
+        this.#prefaceLeft -= n
+        if (n === chunk.length) return
+        chunk = chunk.subarray(n)
+      }
+      this.#decoder.push(chunk)
+    } catch (err) {
+      this.#fail(isFerryError(err) ? err : protocolError('FERRY_ERR_SESSION_INTERNAL', (err as Error)?.message, { cause: err }))
+    }
+  }
+
+  #onFrame (type: number, flags: number, id: number, payload: Buffer): void {
+    if (this.closed) return
+    if (!this.ready && type !== FrameType.HELLO) throw protocolError('FERRY_ERR_HELLO_REQUIRED', `got frame type ${type}`)
+    switch (type) {
+      case FrameType.DATA: this.#onDataFrame(flags, id, payload); break
+      case FrameType.HEADERS:
+        if (this.role === 'server') this.#onRequestHeaders(flags, id, payload)
+        else this.#onResponseHeaders(flags, id, payload)
+        break
+      case FrameType.RESET: this.#onReset(id, payload); break
+      case FrameType.GOAWAY: this.#onGoaway(payload); break
+      case FrameType.PING: this.#onPing(flags, payload); break
+      case FrameType.WINDOW_UPDATE: this.#onWindowUpdate(id, payload); break
+      case FrameType.HELLO: this.#onHello(payload); break
+    }
+  }
+
+  #onHello (payload: Buffer): void {
+    if (this.ready) throw protocolError('FERRY_ERR_HELLO_DUPLICATE')
+    let hello: ferry.Hello
+    try {
+      hello = ferry.Hello.decode(payload)
+    } catch (cause) {
+      throw protocolError('FERRY_ERR_PAYLOAD_INVALID', 'HELLO', { cause })
+    }
+    if (hello.version !== PROTOCOL_VERSION) throw protocolError('FERRY_ERR_HELLO_VERSION', `peer version ${hello.version}, ours ${PROTOCOL_VERSION}`)
+    if (this.role === 'server' && this.#options.auth !== undefined && this.#options.auth !== '') {
+      const want = Buffer.from(this.#options.auth)
+      const got = Buffer.from(hello.auth ?? '')
+      if (got.length !== want.length || !timingSafeEqual(got, want)) throw protocolError('FERRY_ERR_AUTH')
+    }
+    const l = hello.limits ?? {}
+    const peer = resolveLimits({
+      maxFramePayload: l.maxFramePayload ?? 0,
+      maxHeadBytes: l.maxHeadBytes ?? 0,
+      maxConcurrentStreams: l.maxConcurrentStreams ?? 0,
+      initialWindow: l.initialWindow ?? 0,
+      connectionWindow: l.connectionWindow ?? 0
+    })
+    this.#validateLimits(peer, 'peer')
+    this.peerLimits = peer
+    this.#sendWindow = peer.connectionWindow
+    this.ready = true
+    if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
+    this.#helloTimer = null
+    this.emit('ready')
+  }
+
+  #validateLimits (l: Limits, who: string): void {
+    for (const k of Object.keys(MIN_LIMITS) as (keyof Limits)[]) {
+      if (!Number.isInteger(l[k]) || l[k] < MIN_LIMITS[k]) {
+        throw protocolError('FERRY_ERR_HELLO_LIMITS', `${who} ${k} ${l[k]} < ${MIN_LIMITS[k]}`)
+      }
+    }
+    if (l.maxFramePayload > MAX_FRAME_PAYLOAD_LIMIT) throw protocolError('FERRY_ERR_HELLO_LIMITS', `${who} maxFramePayload ${l.maxFramePayload}`)
+    if (l.initialWindow > MAX_WINDOW || l.connectionWindow > MAX_WINDOW) throw protocolError('FERRY_ERR_HELLO_LIMITS', `${who} window above 2^31-1`)
+  }
+
+  #onRequestHeaders (flags: number, id: number, payload: Buffer): void {
+    if ((id & 1) === 0 || id <= this.#lastPeerStreamId) {
+      const existing = this.#streams.get(id)
+      if (existing !== undefined) {
+        this.#streamError(existing, protocolError('FERRY_ERR_STREAM_STATE', 'second HEADERS on a stream (trailers are not supported)', { streamId: id }))
+        return
+      }
+      throw protocolError('FERRY_ERR_STREAM_ID', `stream ${id} after ${this.#lastPeerStreamId}`, { streamId: id })
+    }
+    this.#lastPeerStreamId = id
+    const endStream = (flags & Flags.END_STREAM) !== 0
+    if (this.#goawaySent && id > this.#goawayLastId) {
+      this.#refuse(id, protocolError('FERRY_ERR_GOAWAY', `stream ${id} after GOAWAY`, { streamId: id }))
+      return
+    }
+    if (this.openStreams >= this.localLimits.maxConcurrentStreams) {
+      this.#refuse(id, protocolError('FERRY_ERR_STREAM_LIMIT', `${this.openStreams} open`, { streamId: id }))
+      return
+    }
+    if (payload.length > this.localLimits.maxHeadBytes) {
+      this.#refuse(id, protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.localLimits.maxHeadBytes}`, { streamId: id }))
+      return
+    }
+    let head: RequestHead
+    try {
+      head = decodeRequestHead(payload, id)
+    } catch (err) {
+      this.#refuse(id, err as FerryError)
+      return
+    }
+    const stream = new Stream(id, this, this.localLimits.initialWindow, this.peerLimits.initialWindow)
+    stream.head = head
+    stream.expectedLength = head.bodyLength
+    this.#streams.set(id, stream)
+    this.openStreams++
+    if (endStream) {
+      stream.remoteEnded = true
+      if (head.bodyLength > 0) {
+        this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${head.bodyLength}, got 0`, { streamId: id }))
+        return
+      }
+    }
+    this.emit('stream', stream)
+  }
+
+  #onResponseHeaders (flags: number, id: number, payload: Buffer): void {
+    const stream = this.#streams.get(id)
+    if (stream === undefined) {
+      if ((id & 1) === 1 && id < this.#nextStreamId) return // a stream we already closed
+      throw protocolError('FERRY_ERR_STREAM_ID', `response on stream ${id} never opened`, { streamId: id })
+    }
+    if (stream.response !== null) {
+      this.#streamError(stream, protocolError('FERRY_ERR_STREAM_STATE', 'second HEADERS on a stream', { streamId: id }))
+      return
+    }
+    let head: ResponseHead
+    try {
+      if (payload.length > this.localLimits.maxHeadBytes) {
+        throw protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.localLimits.maxHeadBytes}`, { streamId: id })
+      }
+      head = decodeResponseHead(payload, id)
+    } catch (err) {
+      this.#streamError(stream, err as FerryError)
+      return
+    }
+    stream.response = head
+    stream.expectedLength = head.bodyLength
+    const endStream = (flags & Flags.END_STREAM) !== 0
+    if (endStream) stream.remoteEnded = true
+    if (endStream && head.bodyLength > 0) {
+      this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${head.bodyLength}, got 0`, { streamId: id }))
+      return
+    }
+    stream.onResponse?.(head, endStream)
+    if (endStream) {
+      stream.onEnd?.()
+      this.#maybeCloseStream(stream)
+    }
+  }
+
+  #onDataFrame (flags: number, id: number, payload: Buffer): void {
+    const len = payload.length
+    if (len > this.#recvWindow) throw protocolError('FERRY_ERR_FLOW_CONTROL', `connection window ${this.#recvWindow}, got ${len}`)
+    this.#recvWindow -= len
+    const stream = this.#streams.get(id)
+    if (stream === undefined) {
+      if (!this.#knownClosed(id)) throw protocolError('FERRY_ERR_STREAM_ID', `DATA on stream ${id} never opened`, { streamId: id })
+      // DATA that was in flight when we closed or refused the stream: drop, keep the credit flowing.
+      this.#connUnacked += len
+      this.#maybeConnWindowUpdate()
+      return
+    }
+    if (stream.remoteEnded || (this.role === 'client' && stream.response === null)) {
+      this.#connUnacked += len
+      this.#streamError(stream, protocolError('FERRY_ERR_STREAM_STATE', stream.remoteEnded ? 'DATA after END_STREAM' : 'DATA before the response head', { streamId: id }))
+      return
+    }
+    if (len > stream.recvWindow) throw protocolError('FERRY_ERR_FLOW_CONTROL', `stream ${id} window ${stream.recvWindow}, got ${len}`, { streamId: id })
+    stream.recvWindow -= len
+    stream.bytesReceived += len
+    const endStream = (flags & Flags.END_STREAM) !== 0
+    if (stream.expectedLength >= 0 && (stream.bytesReceived > stream.expectedLength || (endStream && stream.bytesReceived !== stream.expectedLength))) {
+      this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${stream.expectedLength}, got ${stream.bytesReceived}${endStream ? '' : '+'}`, { streamId: id }))
+      return
+    }
+    if (endStream) stream.remoteEnded = true
+    if (len > 0) {
+      stream.onData?.(payload)
+      if (!stream.manualConsume && !stream.closed) stream.consume(len)
+    }
+    if (endStream && !stream.closed) {
+      stream.onEnd?.()
+      this.#maybeCloseStream(stream)
+    }
+  }
+
+  #onReset (id: number, payload: Buffer): void {
+    let msg: ferry.Reset
+    try {
+      msg = ferry.Reset.decode(payload)
+    } catch (cause) {
+      throw protocolError('FERRY_ERR_PAYLOAD_INVALID', 'RESET', { cause })
+    }
+    const stream = this.#streams.get(id)
+    if (stream === undefined) return
+    const err = protocolError('FERRY_ERR_STREAM_RESET', `code ${msg.code}${msg.message ? ` (${msg.message})` : ''}`, { streamId: id, resetCode: msg.code })
+    this.#closeStream(stream)
+    stream.onError?.(err)
+  }
+
+  #onGoaway (payload: Buffer): void {
+    let msg: ferry.GoAway
+    try {
+      msg = ferry.GoAway.decode(payload)
+    } catch (cause) {
+      throw protocolError('FERRY_ERR_PAYLOAD_INVALID', 'GOAWAY', { cause })
+    }
+    const info: GoAwayInfo = { lastStreamId: msg.lastStreamId ?? 0, code: msg.code ?? 0, message: msg.message ?? '' }
+    this.#peerGoaway = info
+    this.goingAway = true
+    if (this.role === 'client') {
+      // Streams above the last id were never processed: fail them as safe to retry.
+      for (const s of [...this.#streams.values()]) {
+        if (s.id > info.lastStreamId) {
+          this.#closeStream(s)
+          s.onError?.(protocolError('FERRY_ERR_GOAWAY', `stream ${s.id} not processed (last ${info.lastStreamId})`, { streamId: s.id, resetCode: ResetCode.REFUSED_STREAM }))
+        }
+      }
+    }
+    this.emit('goaway', info)
+    if (info.code !== ResetCode.NO_ERROR) {
+      this.#close(protocolError('FERRY_ERR_PEER_GOAWAY', `code ${info.code}${info.message ? ` (${info.message})` : ''}`))
+      return
+    }
+    this.#maybeEnd()
+  }
+
+  #onPing (flags: number, payload: Buffer): void {
+    if ((flags & Flags.ACK) === 0) {
+      this.#queue(encodePing(payload, true))
+      return
+    }
+    const seq = payload.readUInt32BE(4)
+    const p = this.#pings.get(seq)
+    if (p === undefined) return
+    this.#pings.delete(seq)
+    clearTimeout(p.timer)
+    p.resolve(Number(process.hrtime.bigint() - p.start) / 1e6)
+  }
+
+  #onWindowUpdate (id: number, payload: Buffer): void {
+    const inc = payload.readUInt32BE(0) & 0x7fffffff
+    if (inc === 0) throw protocolError('FERRY_ERR_WINDOW_ZERO', `stream ${id}`, { streamId: id })
+    if (id === 0) {
+      if (this.#sendWindow + inc > MAX_WINDOW) throw protocolError('FERRY_ERR_WINDOW_OVERFLOW', 'connection')
+      this.#sendWindow += inc
+      for (const s of [...this.#blocked]) {
+        this.sendData(s)
+        if (this.#sendWindow <= 0) break
+      }
+      this.#notifyDrain()
+      return
+    }
+    const stream = this.#streams.get(id)
+    if (stream === undefined) {
+      if (!this.#knownClosed(id)) throw protocolError('FERRY_ERR_STREAM_ID', `WINDOW_UPDATE on stream ${id} never opened`, { streamId: id })
+      return
+    }
+    if (stream.sendWindow + inc > MAX_WINDOW) throw protocolError('FERRY_ERR_WINDOW_OVERFLOW', `stream ${id}`, { streamId: id })
+    stream.sendWindow += inc
+    if (stream.pendingBytes > 0 || stream.endPending) this.sendData(stream)
+    this.#notifyDrain()
+  }
+
+  // ── stream lifecycle ───────────────────────────────────────────────────────
+
+  /** A stream id that existed once (or was refused): late frames for it are not an error. */
+  #knownClosed (id: number): boolean {
+    if (this.role === 'server') return (id & 1) === 1 && id <= this.#lastPeerStreamId
+    return (id & 1) === 1 && id < this.#nextStreamId
+  }
+
+  #refuse (id: number, err: FerryError): void {
+    this.#queueControlOn(FrameType.RESET, id, ferry.Reset.encode({ code: err.resetCode, message: err.message }).finish())
+    this.#emitStreamError(err)
+  }
+
+  #streamError (stream: Stream, err: FerryError): void {
+    this.#queueControlOn(FrameType.RESET, stream.id, ferry.Reset.encode({ code: err.resetCode, message: err.message }).finish())
+    this.#closeStream(stream)
+    this.#emitStreamError(err)
+    stream.onError?.(err)
+  }
+
+  #emitStreamError (err: FerryError): void {
+    if (this.listenerCount('streamError') > 0) this.emit('streamError', err)
+  }
+
+  #afterLocalEnd (stream: Stream): void {
+    this.#maybeCloseStream(stream)
+  }
+
+  #maybeCloseStream (stream: Stream): void {
+    if (stream.localEnded && stream.remoteEnded && !stream.closed) this.#closeStream(stream)
+  }
+
+  #closeStream (stream: Stream): void {
+    if (stream.closed) return
+    stream.closed = true
+    stream.localEnded = true
+    stream.remoteEnded = true
+    stream.pending.length = 0
+    stream.pendingBytes = 0
+    this.#blocked.delete(stream)
+    this.#drainWaiters.delete(stream)
+    if (this.#streams.delete(stream.id)) this.openStreams--
+    const outstanding = stream.bytesReceived - stream.bytesConsumed
+    if (outstanding > 0) {
+      stream.bytesConsumed = stream.bytesReceived
+      this.#connUnacked += outstanding
+      this.#maybeConnWindowUpdate()
+    }
+    this.#maybeEnd()
+  }
+
+  #maybeConnWindowUpdate (): void {
+    if (this.#connUnacked >= this.localLimits.connectionWindow >>> 1) {
+      this.#recvWindow += this.#connUnacked
+      this.#queue(encodeWindowUpdate(0, this.#connUnacked))
+      this.#connUnacked = 0
+    }
+  }
+
+  // ── connection lifecycle ───────────────────────────────────────────────────
+
+  #sendHello (): void {
+    const l = this.localLimits
+    const payload = ferry.Hello.encode({
+      version: PROTOCOL_VERSION,
+      limits: {
+        maxFramePayload: l.maxFramePayload,
+        maxHeadBytes: l.maxHeadBytes,
+        maxConcurrentStreams: l.maxConcurrentStreams,
+        initialWindow: l.initialWindow,
+        connectionWindow: l.connectionWindow
+      },
+      auth: this.role === 'client' ? (this.#options.auth ?? '') : '',
+      agent: this.#options.agent ?? ''
+    }).finish()
+    this.#queueControl(FrameType.HELLO, payload)
+  }
+
+  /** After GOAWAY (either way) and once no stream is open: end the socket gracefully. */
+  #maybeEnd (): void {
+    if (!this.goingAway || this.openStreams > 0 || this.closed || this.#ending) return
+    this.#ending = true
+    this.#flush()
+    this.#socket.end()
+    // A peer that never closes its side must not hold the socket forever.
+    setTimeout(() => { if (!this.closed) this.#socket.destroy() }, 5000).unref()
+  }
+
+  #fail (err: FerryError): void {
+    if (this.closed) return
+    if (!this.#goawaySent && !this.#socket.destroyed) {
+      this.#goawaySent = true
+      this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({
+        lastStreamId: this.role === 'server' ? this.#lastPeerStreamId : 0,
+        code: err.resetCode,
+        message: err.message.slice(0, 256)
+      }).finish())
+    }
+    if (this.listenerCount('error') > 0) this.emit('error', err)
+    this.#close(err)
+  }
+
+  #close (err: FerryError): void {
+    if (this.closed) return
+    this.closed = true
+    this.goingAway = true
+    if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
+    this.#flush()
+    const streamErr = err.code === 'FERRY_ERR_SESSION_CLOSED' ? err : protocolError('FERRY_ERR_SESSION_CLOSED', err.message, { cause: err })
+    this.#failStreams(streamErr)
+    for (const p of this.#pings.values()) {
+      clearTimeout(p.timer)
+      p.reject(protocolError('FERRY_ERR_SESSION_CLOSED'))
+    }
+    this.#pings.clear()
+    if (!this.#socket.destroyed) {
+      this.#socket.end()
+      setTimeout(() => this.#socket.destroy(), 1000).unref()
+    }
+  }
+
+  #failStreams (err: FerryError): void {
+    const streams = [...this.#streams.values()]
+    this.#streams.clear()
+    this.openStreams = 0
+    this.#blocked.clear()
+    this.#drainWaiters.clear()
+    for (const s of streams) {
+      s.closed = true
+      s.localEnded = true
+      s.remoteEnded = true
+      s.onError?.(err)
+    }
+  }
+
+  #onSocketError (err: Error): void {
+    this.#socketError = err
+  }
+
+  #socketError: Error | null = null
+
+  #onSocketEnd (): void {
+    // Peer sent FIN. Streams still open cannot complete.
+    if (this.openStreams > 0 && !this.closed) {
+      this.#close(protocolError('FERRY_ERR_SESSION_CLOSED', 'peer closed the connection'))
+    }
+  }
+
+  #onSocketClose (): void {
+    const wasClosed = this.closed
+    if (!wasClosed) {
+      const detail = this.#socketError !== null ? this.#socketError.message : 'socket closed'
+      this.closed = true
+      this.goingAway = true
+      if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
+      this.#failStreams(protocolError('FERRY_ERR_SESSION_CLOSED', detail, { cause: this.#socketError ?? undefined }))
+      for (const p of this.#pings.values()) {
+        clearTimeout(p.timer)
+        p.reject(protocolError('FERRY_ERR_SESSION_CLOSED'))
+      }
+      this.#pings.clear()
+    }
+    this.#out.length = 0
+    this.#outBytes = 0
+    this.emit('close')
+  }
+
+  // ── writing ────────────────────────────────────────────────────────────────
+
+  #queueFrame (type: number, flags: number, id: number, payload: Uint8Array): void {
+    this.#queue(frameHeader(payload.length, type, flags, id))
+    if (payload.length > 0) this.#queue(payload)
+  }
+
+  #queueControl (type: number, payload: Uint8Array): void {
+    this.#queue(encodeSmallFrame(type, 0, 0, payload))
+  }
+
+  #queueControlOn (type: number, id: number, payload: Uint8Array): void {
+    this.#queue(encodeSmallFrame(type, 0, id, payload))
+  }
+
+  #queue (piece: Uint8Array): void {
+    if (this.#socket.destroyed) return
+    this.#out.push(piece)
+    this.#outBytes += piece.length
+    if (this.#outBytes >= FLUSH_BYTES) this.#flush()
+    else if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(this.#flushTick)
+    }
+  }
+
+  #flushTick = (): void => {
+    this.#flushScheduled = false
+    this.#flush()
+  }
+
+  #flush (): void {
+    const out = this.#out
+    if (out.length === 0) return
+    this.#out = []
+    this.#outBytes = 0
+    const socket = this.#socket
+    if (socket.destroyed || socket.writableEnded) return
+    let ok: boolean
+    if (out.length === 1) {
+      ok = socket.write(out[0]!)
+    } else {
+      socket.cork()
+      for (let i = 0; i < out.length - 1; i++) socket.write(out[i]!)
+      ok = socket.write(out[out.length - 1]!)
+      socket.uncork()
+    }
+    if (!ok) this.#socketBlocked = true
+  }
+
+  #onSocketDrain (): void {
+    this.#socketBlocked = false
+    this.#notifyDrain()
+  }
+
+  wantDrain (stream: Stream): void {
+    this.#drainWaiters.add(stream)
+  }
+
+  #notifyDrain (): void {
+    if (this.#socketBlocked || this.#drainWaiters.size === 0) return
+    for (const s of [...this.#drainWaiters]) {
+      if (s.closed) {
+        this.#drainWaiters.delete(s)
+      } else if (s.pendingBytes === 0) {
+        this.#drainWaiters.delete(s)
+        s.wantDrain = false
+        s.onDrain?.()
+      }
+    }
+  }
+}
+
