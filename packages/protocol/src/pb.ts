@@ -1,0 +1,209 @@
+/**
+ * Minimal protobuf wire primitives for the per-request hot path (the request and response
+ * heads). The generated protobufjs code (gen/ferry.js) builds a message object and a Writer
+ * operation list per field; for a 12-header head that costs more than JSON. These write the
+ * same bytes (fields in number order, proto3 defaults omitted — a test compares them with the
+ * generated encoder) into one reused scratch buffer, and read any valid encoding.
+ */
+import { protocolError } from './errors.js'
+
+// Buffer's own utf8Write/utf8Slice (stable since Node 0.x, used by protobufjs and ws) skip
+// the argument normalisation of write()/toString(): a measurable share of a head's cost.
+interface FastBuffer extends Buffer {
+  utf8Write (s: string, offset: number): number
+  utf8Slice (start: number, end: number): string
+  latin1Slice (start: number, end: number): string
+}
+
+const HIGH_BYTE = /[\x80-\xff]/
+const SCRATCH_MIN = 64 * 1024
+let scratch = Buffer.allocUnsafe(SCRATCH_MIN)
+
+export class PbWriter {
+  buf: Buffer = scratch
+  pos = 0
+
+  reset (): this {
+    this.buf = scratch
+    this.pos = 0
+    return this
+  }
+
+  ensure (n: number): void {
+    if (this.pos + n <= this.buf.length) return
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
+    this.buf.copy(next, 0, 0, this.pos)
+    this.buf = next
+    scratch = next
+  }
+
+  varint (v: number): void {
+    this.ensure(10)
+    const b = this.buf
+    let p = this.pos
+    if (v < 0x80) {
+      b[p++] = v
+    } else if (v <= 0xffffffff) {
+      while (v > 0x7f) {
+        b[p++] = (v & 0x7f) | 0x80
+        v >>>= 7
+      }
+      b[p++] = v
+    } else {
+      while (v > 0x7f) {
+        b[p++] = (v % 128) | 0x80
+        v = Math.floor(v / 128)
+      }
+      b[p++] = v
+    }
+    this.pos = p
+  }
+
+  /** sint64 as zigzag varint, for safe integers. */
+  sint (v: number): void {
+    this.varint(v >= 0 ? v * 2 : -v * 2 - 1)
+  }
+
+  /**
+   * A length-delimited string field. Writes the bytes first, one byte after the tag, then
+   * fixes up the length prefix (moving the bytes when the length needs more than one byte).
+   */
+  string (tag: number, s: string): void {
+    this.ensure(s.length * 3 + 12)
+    const b = this.buf
+    b[this.pos++] = tag
+    const start = this.pos + 1
+    this.pos = start + (b as FastBuffer).utf8Write(s, start)
+    this.#fixLength(start)
+  }
+
+  /** Open a nested message: returns a mark for end(). */
+  begin (tag: number): number {
+    this.ensure(2)
+    this.buf[this.pos++] = tag
+    this.pos++ // room for a one-byte length
+    return this.pos
+  }
+
+  end (start: number): void {
+    this.#fixLength(start)
+  }
+
+  /** The bytes from `start` to pos are a field body; write its length at start - 1. */
+  #fixLength (start: number): void {
+    const n = this.pos - start
+    if (n < 0x80) {
+      this.buf[start - 1] = n
+      return
+    }
+    let extra = 0
+    for (let v = n >>> 7; v > 0; v >>>= 7) extra++
+    this.ensure(extra)
+    const buf = this.buf
+    buf.copyWithin(start + extra, start, start + n)
+    let p = start - 1
+    let v = n
+    while (v > 0x7f) {
+      buf[p++] = (v & 0x7f) | 0x80
+      v >>>= 7
+    }
+    buf[p] = v
+    this.pos = start + extra + n
+  }
+
+  /** A copy of what was written (the scratch buffer is reused by the next encode). */
+  finish (): Buffer {
+    const out = Buffer.allocUnsafe(this.pos)
+    this.buf.copy(out, 0, 0, this.pos)
+    return out
+  }
+}
+
+export const writer = new PbWriter()
+
+function invalid (what: string, streamId: number): Error {
+  return protocolError('FERRY_ERR_HEAD_INVALID', what, { streamId })
+}
+
+/** A cursor over one message's bytes. Every read checks bounds and throws FERRY_ERR_HEAD_INVALID. */
+export class PbReader {
+  buf: Buffer
+  pos: number
+  end: number
+  streamId: number
+  /**
+   * The whole message as one latin1 string (one byte, one char): a field whose bytes are all
+   * ASCII — nearly every header — becomes a substring of it, far cheaper than one UTF-8
+   * decode per field; a field with a byte >= 0x80 is decoded as UTF-8.
+   */
+  #text: string
+
+  constructor (buf: Buffer, pos: number, end: number, streamId: number) {
+    this.buf = buf
+    this.pos = pos
+    this.end = end
+    this.streamId = streamId
+    this.#text = (buf as FastBuffer).latin1Slice(pos, end)
+    this.#base = pos
+  }
+
+  #base: number
+
+  varint (): number {
+    const b = this.buf
+    let result = 0
+    let mul = 1
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw invalid('truncated varint', this.streamId)
+      const byte = b[this.pos++]!
+      result += (byte & 0x7f) * mul
+      if (byte < 0x80) {
+        if (result > Number.MAX_SAFE_INTEGER) throw invalid('varint beyond 2^53', this.streamId)
+        return result
+      }
+      mul *= 128
+    }
+    throw invalid('varint longer than 10 bytes', this.streamId)
+  }
+
+  sint (): number {
+    const v = this.varint()
+    return v % 2 === 0 ? v / 2 : -(v + 1) / 2
+  }
+
+  /** Length of a length-delimited field, checked against the message end. */
+  length (): number {
+    const n = this.varint()
+    if (n > this.end - this.pos) throw invalid('length-delimited field runs past the message', this.streamId)
+    return n
+  }
+
+  string (): string {
+    const n = this.length()
+    const a = this.pos - this.#base
+    let s = this.#text.substring(a, a + n)
+    if (HIGH_BYTE.test(s)) s = (this.buf as FastBuffer).utf8Slice(this.pos, this.pos + n)
+    this.pos += n
+    return s
+  }
+
+  skip (wireType: number): void {
+    switch (wireType) {
+      case 0: this.varint(); break
+      case 1: this.#advance(8); break
+      case 2: this.#advance(this.length()); break
+      case 5: this.#advance(4); break
+      default: throw invalid(`unsupported wire type ${wireType}`, this.streamId)
+    }
+  }
+
+  #advance (n: number): void {
+    if (n > this.end - this.pos) throw invalid('field runs past the message', this.streamId)
+    this.pos += n
+  }
+}
+
+/** View any Uint8Array as a Buffer without copying. */
+export function asBuffer (u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+}
