@@ -19,6 +19,11 @@ export interface NodeAddress {
   address: Address
 }
 
+// A DNS name or IPv4 address (underscores allowed: container and service names use them);
+// an IPv6 address, with an optional zone, inside brackets.
+const HOSTNAME = /^[A-Za-z0-9._-]*$/
+const IPV6 = /^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%[A-Za-z0-9._-]+)?$/
+
 function bad (input: string, why: string): FerryError {
   return protocolError('FERRY_ERR_ADDRESS_INVALID', `${JSON.stringify(input)}: ${why}`)
 }
@@ -42,11 +47,14 @@ export function parseAddress (input: string): Address {
     if (end < 0 || rest[end + 1] !== ':') throw bad(input, 'expected [v6]:port')
     host = rest.slice(1, end)
     portText = rest.slice(end + 2)
+    if (!IPV6.test(host)) throw bad(input, 'expected an IPv6 address inside [ ]')
   } else {
     const colon = rest.lastIndexOf(':')
     if (colon < 0) throw bad(input, 'expected host:port, tcp://host:port or unix:/path')
     host = rest.slice(0, colon)
     portText = rest.slice(colon + 1)
+    if (host.includes(':')) throw bad(input, 'IPv6 addresses go in brackets: [::1]:port')
+    if (host !== '*' && !HOSTNAME.test(host)) throw bad(input, 'host must be a name or an IPv4 address')
   }
   if (!/^\d{1,5}$/.test(portText)) throw bad(input, 'port must be a number 0-65535')
   const port = Number(portText)
