@@ -1,0 +1,245 @@
+/**
+ * `ferry front`: the front web server. Flags > FERRY_FRONT_* environment > config file >
+ * defaults. Logs exactly one `"msg":"listening"` line with the bound addresses (a contract
+ * scripts rely on). SIGHUP re-reads the config file's upstreams (new nodes connect, removed
+ * ones drain); SIGTERM/SIGINT stop accepting, finish requests in flight, exit.
+ */
+import { existsSync, lstatSync, readFileSync, unlinkSync } from 'node:fs'
+import { dirname, extname, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
+import { createFront, type FerryOptions, type FrontOptions, type StaticConfig } from '@ferry/front'
+import { type Address, FerryError, formatAddress, parseAddress } from '@ferry/protocol'
+import pino from 'pino'
+
+/** What a config file may say: everything the flags can, plus pools and prefix routes. */
+interface FrontConfig extends FerryOptions {
+  listen?: string
+  tls?: { cert: string, key: string }
+  http2?: boolean
+  maxHeaderSize?: number
+  trustRequestId?: boolean
+  logLevel?: string
+}
+
+const FLAGS = {
+  listen: { type: 'string' },
+  upstream: { type: 'string', multiple: true },
+  static: { type: 'string', multiple: true },
+  config: { type: 'string', short: 'c' },
+  'max-body': { type: 'string' },
+  timeout: { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  sessions: { type: 'string' },
+  'max-fails': { type: 'string' },
+  'fail-timeout': { type: 'string' },
+  'health-interval': { type: 'string' },
+  'max-waiting': { type: 'string' },
+  'no-retry': { type: 'boolean' },
+  'retry-after': { type: 'string' },
+  'access-log': { type: 'boolean' },
+  'no-access-log': { type: 'boolean' },
+  auth: { type: 'string' },
+  'forwarded-allow-ips': { type: 'string' },
+  'trust-request-id': { type: 'boolean' },
+  'server-name': { type: 'string' },
+  'dns-interval': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  http2: { type: 'boolean' },
+  'max-header-size': { type: 'string' },
+  'log-level': { type: 'string' }
+} as const
+
+type FlagName = keyof typeof FLAGS
+
+function fail (message: string): never {
+  throw new FerryError('FERRY_ERR_FRONT_CONFIG', message, { statusCode: 500 })
+}
+
+/** `10m`, `1g`, `512k`, `1048576` → bytes. */
+export function parseSize (name: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?$/i.exec(v.trim())
+  if (m === null) fail(`--${name}: expected a size like 1048576, 512k, 10m, 1g; got ${JSON.stringify(v)}`)
+  const unit = (m[2] ?? '').toLowerCase()[0]
+  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1
+  return Math.floor(Number(m[1]) * mult)
+}
+
+/** `500`, `500ms`, `5s`, `2m` → ms. */
+export function parseDuration (name: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(v.trim())
+  if (m === null) fail(`--${name}: expected a duration like 500, 500ms, 5s, 2m; got ${JSON.stringify(v)}`)
+  const mult = m[2] === 's' ? 1000 : m[2] === 'm' ? 60000 : m[2] === 'h' ? 3600000 : 1
+  return Math.round(Number(m[1]) * mult)
+}
+
+function parseCount (name: string, v: string): number {
+  if (!/^\d+$/.test(v.trim())) fail(`--${name}: expected a whole number, got ${JSON.stringify(v)}`)
+  return Number(v)
+}
+
+/** `dir[:prefix]` */
+function parseStatic (v: string, base: string): StaticConfig {
+  const i = v.lastIndexOf(':/')
+  const dir = i > 0 ? v.slice(0, i) : v
+  const prefix = i > 0 ? v.slice(i + 1) : '/'
+  return { dir: resolve(base, dir), prefix }
+}
+
+async function loadConfig (file: string): Promise<FrontConfig> {
+  const path = resolve(file)
+  const ext = extname(path)
+  let cfg: FrontConfig
+  if (ext === '.json') {
+    try {
+      cfg = JSON.parse(readFileSync(path, 'utf8')) as FrontConfig
+    } catch (err) {
+      fail(`--config ${file}: ${(err as Error).message}`)
+    }
+  } else {
+    if (ext === '.ts' || ext === '.mts') {
+      try {
+        const api = await import('tsx/esm/api' as string) as { register: () => unknown }
+        api.register()
+      } catch {
+        fail(`--config ${file}: loading a .ts config needs tsx (npm i -D tsx), or use .json/.mjs`)
+      }
+    }
+    const mod = await import(`${pathToFileURL(path).href}?t=${Date.now()}`) as { default?: FrontConfig | (() => FrontConfig | Promise<FrontConfig>) }
+    const d = mod.default
+    cfg = typeof d === 'function' ? await d() : (d ?? fail(`--config ${file}: no default export`))
+  }
+  if (cfg === null || typeof cfg !== 'object') fail(`--config ${file}: expected an object`)
+  const base = dirname(path)
+  if (Array.isArray(cfg.static)) cfg.static = cfg.static.map((s) => ({ ...s, dir: resolve(base, s.dir) }))
+  if (cfg.tls !== undefined) cfg.tls = { cert: resolve(base, cfg.tls.cert), key: resolve(base, cfg.tls.key) }
+  return cfg
+}
+
+/** FERRY_FRONT_MAX_BODY=10m etc. (lists comma-separated) as argv-style values. */
+function fromEnv (env: NodeJS.ProcessEnv): Partial<Record<FlagName, string | string[] | boolean>> {
+  const out: Partial<Record<FlagName, string | string[] | boolean>> = {}
+  for (const [flag, spec] of Object.entries(FLAGS) as Array<[FlagName, (typeof FLAGS)[FlagName]]>) {
+    const v = env[`FERRY_FRONT_${flag.toUpperCase().replaceAll('-', '_')}`]
+    if (v === undefined || v === '') continue
+    if (spec.type === 'boolean') out[flag] = v !== '0' && v.toLowerCase() !== 'false'
+    else if ('multiple' in spec) out[flag] = v.split(',').map((s) => s.trim()).filter((s) => s !== '')
+    else out[flag] = v
+  }
+  return out
+}
+
+export interface Resolved {
+  listen: Address
+  options: FrontOptions & { logLevel: string }
+  configFile: string | undefined
+}
+
+export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<Resolved> {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof FLAGS, allowPositionals: false, strict: true }>>
+  try {
+    parsed = parseArgs({ args: argv, options: FLAGS, allowPositionals: false, strict: true })
+  } catch (err) {
+    fail(`${(err as Error).message} (see ferry front --help)`)
+  }
+  const flags = { ...fromEnv(env), ...parsed.values } as Partial<Record<FlagName, string | string[] | boolean>>
+  const configFile = flags.config as string | undefined
+  const cfg: FrontConfig = configFile !== undefined ? await loadConfig(configFile) : {}
+  const str = (f: FlagName): string | undefined => flags[f] as string | undefined
+  const o: FrontOptions & { logLevel: string } = { ...cfg, logLevel: cfg.logLevel ?? 'info' } as FrontOptions & { logLevel: string }
+  delete (o as FrontConfig).listen
+  if (flags.upstream !== undefined) o.upstreams = flags.upstream as string[]
+  if (flags.static !== undefined) o.static = (flags.static as string[]).map((s) => parseStatic(s, process.cwd()))
+  const num = (f: FlagName, key: keyof FrontOptions, parse: (n: string, v: string) => number): void => {
+    const v = str(f)
+    if (v !== undefined) (o as unknown as Record<string, unknown>)[key] = parse(f, v)
+  }
+  num('max-body', 'maxBody', parseSize)
+  num('timeout', 'timeout', parseDuration)
+  num('idle-timeout', 'idleTimeout', parseDuration)
+  num('connect-timeout', 'connectTimeout', parseDuration)
+  num('sessions', 'sessions', parseCount)
+  num('max-fails', 'maxFails', parseCount)
+  num('fail-timeout', 'failTimeout', parseDuration)
+  num('health-interval', 'healthInterval', parseDuration)
+  num('max-waiting', 'maxWaiting', parseCount)
+  num('retry-after', 'retryAfter', parseCount)
+  num('dns-interval', 'dnsInterval', parseDuration)
+  num('max-header-size', 'maxHeaderSize', parseSize)
+  if (flags['no-retry'] === true) o.retry = false
+  if (flags['access-log'] === true) o.accessLog = true
+  else if (flags['no-access-log'] === true) o.accessLog = false
+  else if (o.accessLog === undefined) o.accessLog = true
+  if (str('auth') !== undefined) o.auth = str('auth')
+  if (str('forwarded-allow-ips') !== undefined) o.forwardedAllowIps = str('forwarded-allow-ips')!.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  if (flags['trust-request-id'] === true) o.trustRequestId = true
+  if (str('server-name') !== undefined) o.serverName = str('server-name')
+  if (flags.http2 === true) o.http2 = true
+  if (str('log-level') !== undefined) o.logLevel = str('log-level')!
+  const certFile = str('tls-cert') ?? cfg.tls?.cert
+  const keyFile = str('tls-key') ?? cfg.tls?.key
+  if ((certFile === undefined) !== (keyFile === undefined)) fail('--tls-cert and --tls-key go together')
+  if (certFile !== undefined && keyFile !== undefined) {
+    try {
+      o.tls = { cert: readFileSync(certFile), key: readFileSync(keyFile) }
+    } catch (err) {
+      fail(`TLS: ${(err as Error).message}`)
+    }
+  } else delete o.tls
+  const listenText = str('listen') ?? cfg.listen ?? '127.0.0.1:8080'
+  const hasUpstreams = (o.upstreams?.length ?? 0) > 0 || Object.keys(o.pools ?? {}).length > 0
+  if (!hasUpstreams && (o.static?.length ?? 0) === 0) fail('nothing to serve: give --upstream <node> and/or --static <dir> (see ferry front --help)')
+  return { listen: parseAddress(listenText), options: o, configFile }
+}
+
+function removeStaleSocket (path: string): void {
+  if (!existsSync(path)) return
+  if (lstatSync(path).isSocket()) unlinkSync(path)
+}
+
+export async function run (argv: string[]): Promise<number | undefined> {
+  const { listen, options, configFile } = await resolveOptions(argv)
+  const { logLevel, ...frontOptions } = options
+  const log = pino({ level: logLevel, base: { pid: process.pid, name: 'ferry-front' } })
+  const app = createFront({ ...frontOptions, logger: log })
+  if (listen.kind === 'unix') {
+    removeStaleSocket(listen.path)
+    await app.listen({ path: listen.path })
+  } else {
+    await app.listen({ host: listen.host, port: listen.port })
+  }
+  const a = app.server.address()
+  const bound: Address = typeof a === 'string' || a === null
+    ? { kind: 'unix', path: listen.kind === 'unix' ? listen.path : String(a) }
+    : { kind: 'tcp', host: a.address, port: a.port }
+  log.info({ addresses: [formatAddress(bound)], upstreams: Object.fromEntries([...app.ferry.pools].map(([k, p]) => [k, p.nodes.map((n) => n.name)])) }, 'listening')
+
+  process.on('SIGHUP', () => {
+    if (configFile === undefined) {
+      log.warn('SIGHUP: no --config file to re-read')
+      return
+    }
+    resolveOptions(argv).then((next) => {
+      const lists: Record<string, string[]> = {}
+      if (next.options.upstreams !== undefined) lists.default = next.options.upstreams
+      for (const [name, p] of Object.entries(next.options.pools ?? {})) lists[name] = p.upstreams
+      app.ferry.reload(lists)
+      log.info({ config: configFile }, 'reloaded upstreams')
+    }, (err: Error) => {
+      log.error({ err: err.message }, 'SIGHUP: config not reloaded')
+    })
+  })
+  return await new Promise<number>((resolvePromise) => {
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) return
+      stopping = true
+      log.info({ signal }, 'stopping')
+      app.close().then(() => resolvePromise(0), () => resolvePromise(1))
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+}

@@ -1,0 +1,40 @@
+/**
+ * Errors of the front. Every one is a FerryError (from @ferry/protocol) with a stable
+ * `FERRY_ERR_FRONT_*` code and the HTTP status the front answers with. The answer always
+ * carries the request id in `x-request-id`, and the access-log line names the code.
+ */
+import { FerryError, type FerryErrorOptions } from '@ferry/protocol'
+
+export interface FrontErrorInfo {
+  readonly message: string
+  readonly statusCode: number
+}
+
+function info (message: string, statusCode: number): FrontErrorInfo {
+  return { message, statusCode }
+}
+
+export const FRONT_ERRORS = {
+  FERRY_ERR_FRONT_UPSTREAM_CONNECT: info('upstream node unreachable', 502),
+  FERRY_ERR_FRONT_UPSTREAM_RESET: info('upstream closed or reset the stream before the response was complete', 502),
+  FERRY_ERR_FRONT_UPSTREAM_PROTOCOL: info('upstream broke the protocol', 502),
+  FERRY_ERR_FRONT_UPSTREAM_TIMEOUT: info('upstream did not answer in time', 504),
+  FERRY_ERR_FRONT_NO_HEALTHY_NODE: info('no healthy upstream node', 503),
+  FERRY_ERR_FRONT_OVERLOADED: info('front is overloaded: too many requests waiting for an upstream', 503),
+  FERRY_ERR_FRONT_BODY_TOO_LARGE: info('request body exceeds the configured maximum', 413),
+  FERRY_ERR_FRONT_HEAD_TOO_LARGE: info('request head exceeds the configured maximum', 431),
+  FERRY_ERR_FRONT_BAD_REQUEST: info('malformed request', 400),
+  FERRY_ERR_FRONT_CONFIG: info('invalid front configuration', 500),
+  FERRY_ERR_FRONT_UNKNOWN_POOL: info('route names a pool that is not configured', 500)
+} as const satisfies Record<string, FrontErrorInfo>
+
+export type FrontErrorCode = keyof typeof FRONT_ERRORS
+
+/** `frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', 'unix:/run/app.sock: ECONNREFUSED', { cause })` */
+export function frontError (code: FrontErrorCode, detail?: string, options: FerryErrorOptions = {}): FerryError {
+  const e = FRONT_ERRORS[code]
+  return new FerryError(code, detail === undefined ? e.message : `${e.message}: ${detail}`, {
+    statusCode: e.statusCode,
+    ...options
+  })
+}

@@ -1,0 +1,116 @@
+/**
+ * The forwarding core shared by the plugin and createFront: the pools, the route targets,
+ * the set of requests in flight and one sweep timer that enforces every request's timeout
+ * (one interval for all requests instead of a timer per request).
+ */
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { DnsWatcher } from './dns.js'
+import { type AccessLogger, Exchange, type ExchangeHost, type Target } from './exchange.js'
+import { buildRequestHead, type HeadOptions } from './head.js'
+import { DEFAULTS, type FerryOptions, isDnsUpstream, type Normalized, normalizeOptions } from './options.js'
+import { UpstreamPool } from './pool.js'
+
+const SWEEP_MS = 50
+
+export class Forwarder implements ExchangeHost {
+  readonly options: Normalized
+  readonly pools = new Map<string, UpstreamPool>()
+  readonly maxBody: number
+  readonly retry: boolean
+  readonly accessLog: boolean
+  readonly retryAfter: string
+  readonly #head: HeadOptions
+  readonly #active = new Set<Exchange>()
+  readonly #log: FastifyBaseLogger
+  readonly #dns: DnsWatcher[] = []
+  #sweep: NodeJS.Timeout | null = null
+  #closed = false
+
+  constructor (input: FerryOptions, log: FastifyBaseLogger) {
+    const o = this.options = normalizeOptions(input)
+    this.#log = log
+    this.maxBody = o.maxBody
+    this.retry = o.retry
+    this.accessLog = o.accessLog
+    this.retryAfter = String(o.retryAfter)
+    this.#head = { forwardedAllowIps: o.forwardedAllowIps, serverName: o.serverName }
+    const plog = (level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void => { log[level](obj, msg) }
+    for (const [name, p] of Object.entries(o.pools)) {
+      const fixed = p.upstreams.filter((u) => !isDnsUpstream(u))
+      const pool = new UpstreamPool(name, fixed, { ...p, pingTimeout: Math.max(1000, p.connectTimeout), maxBackoff: DEFAULTS.maxBackoff }, plog)
+      this.pools.set(name, pool)
+      const names = p.upstreams.filter(isDnsUpstream)
+      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, o.dnsInterval, plog))
+    }
+  }
+
+  /** The target for a route or pool name. */
+  target (pool: string, timeout = this.options.timeout, idleTimeout = this.options.idleTimeout): Target {
+    return { pool: this.pools.get(pool)!, timeout, idleTimeout }
+  }
+
+  /** Forward one request (the route handler). */
+  handle (request: FastifyRequest, reply: FastifyReply, target: Target): void {
+    reply.hijack()
+    const req = request.raw
+    const head = buildRequestHead(req, request.method, request.url, request.id, this.#head)
+    new Exchange(this, req, reply.raw, head, target, request.log as unknown as AccessLogger).run()
+  }
+
+  /**
+   * Replace the node sets (SIGHUP reload): pools named in `upstreams` get exactly these nodes;
+   * new nodes connect, removed ones drain.
+   */
+  reload (upstreams: Record<string, string[]>): void {
+    for (const [name, list] of Object.entries(upstreams)) {
+      const pool = this.pools.get(name)
+      if (pool === undefined) {
+        this.#log.warn({ pool: name }, 'reload: pool not configured at start (restart to add pools)')
+        continue
+      }
+      const fixed = list.filter((u) => !isDnsUpstream(u))
+      const names = list.filter(isDnsUpstream)
+      const i = this.#dns.findIndex((d) => d.pool === pool)
+      if (i >= 0) {
+        this.#dns[i]!.close()
+        this.#dns.splice(i, 1)
+      }
+      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, this.options.dnsInterval, (l, o, m) => { this.#log[l](o, m) }))
+      else pool.setNodes(fixed)
+    }
+  }
+
+  track (ex: Exchange): void {
+    this.#active.add(ex)
+    if (this.#sweep === null && !this.#closed) {
+      this.#sweep = setInterval(() => this.#check(), SWEEP_MS)
+      this.#sweep.unref()
+    }
+  }
+
+  untrack (ex: Exchange): void {
+    this.#active.delete(ex)
+  }
+
+  get inFlight (): number {
+    return this.#active.size
+  }
+
+  #check (): void {
+    if (this.#active.size === 0) {
+      if (this.#sweep !== null) clearInterval(this.#sweep)
+      this.#sweep = null
+      return
+    }
+    const now = Date.now()
+    for (const ex of this.#active) if (ex.deadline !== 0 && now >= ex.deadline) ex.timeout()
+  }
+
+  close (): void {
+    this.#closed = true
+    if (this.#sweep !== null) clearInterval(this.#sweep)
+    this.#sweep = null
+    for (const d of this.#dns) d.close()
+    for (const p of this.pools.values()) p.close()
+  }
+}

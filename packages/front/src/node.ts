@@ -1,0 +1,276 @@
+/**
+ * One upstream node: its address, codec, connections and health.
+ *
+ * Native nodes keep `sessions` persistent multiplexed connections (default 2), reconnect
+ * with exponential backoff when one closes, and open a fresh connection when the node sends
+ * GOAWAY (the old one drains). uwsgi nodes have no persistent connection: one socket per
+ * request, as uwsgi is.
+ *
+ * Health, in nginx's words: `max_fails` failures (connect errors, resets, timeouts) within
+ * `fail_timeout` eject the node for `fail_timeout`; an active check (PING on native
+ * sessions, a connect probe on uwsgi nodes) every `healthInterval` destroys connections that
+ * stopped answering. A native node that reconnects (HELLO answered) is re-admitted at once.
+ */
+import { connect, type Socket } from 'node:net'
+import {
+  type Address, type Codec, type FerryError, formatNodeAddress, type NodeAddress, ResetCode, Session
+} from '@ferry/protocol'
+import type { Pickable } from './balancer.js'
+import { frontError } from './errors.js'
+
+export interface NodeOptions {
+  /** Persistent connections per native node. */
+  sessions: number
+  connectTimeout: number
+  maxFails: number
+  failTimeout: number
+  /** Token sent in HELLO (the app-server's --auth). */
+  auth: string | undefined
+  /** Longest wait between reconnect attempts, ms. */
+  maxBackoff: number
+  pingTimeout: number
+}
+
+/** What a node tells its pool. */
+export interface NodeEvents {
+  /** The node can take requests now (a session became ready, or an ejection ended). */
+  nodeUp (node: UpstreamNode): void
+  /** A connect attempt failed (the pool fails requests waiting only for this node). */
+  connectFailed (node: UpstreamNode, err: FerryError): void
+  log (level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void
+}
+
+const MIN_BACKOFF = 50
+
+export function connectSocket (address: Address): Socket {
+  return address.kind === 'unix' ? connect({ path: address.path }) : connect({ host: address.host, port: address.port })
+}
+
+export class UpstreamNode implements Pickable {
+  readonly name: string
+  readonly codec: Codec
+  readonly address: Address
+  outstanding = 0
+  served = 0
+  /** Failures counted in the current fail_timeout window. */
+  fails = 0
+  /** Ejected until this time (ms, Date.now clock); 0 = not ejected. */
+  ejectedUntil = 0
+  /** The node was removed from the set (reload, DNS): it takes no new requests. */
+  removed = false
+  /** Last connect attempt failed and none is under way. */
+  down = false
+  /** Ready sessions that are not going away, in the order they became ready. */
+  readonly sessions: Session[] = []
+  /** Every live session including draining ones (closed on removal). */
+  readonly #all = new Set<Session>()
+  #connecting = 0
+  #failWindowStart = 0
+  #backoff = MIN_BACKOFF
+  #reconnectTimer: NodeJS.Timeout | null = null
+  #options: NodeOptions
+  #events: NodeEvents
+  /** Another node in the pool can take over when this one is ejected. */
+  soleNode = false
+
+  constructor (address: NodeAddress, options: NodeOptions, events: NodeEvents) {
+    this.name = formatNodeAddress(address)
+    this.codec = address.codec
+    this.address = address.address
+    this.#options = options
+    this.#events = events
+  }
+
+  usable (now: number): boolean {
+    if (this.removed) return false
+    if (this.ejectedUntil !== 0) {
+      if (now < this.ejectedUntil && !this.soleNode) return false
+      if (now >= this.ejectedUntil) this.#readmit()
+    }
+    return this.codec === 'uwsgi' || this.sessions.length > 0
+  }
+
+  /** Not usable now, but a connect is under way (requests may wait for it). */
+  get pending (): boolean {
+    return !this.removed && this.codec === 'native' && this.sessions.length === 0 && this.#connecting > 0
+  }
+
+  get connecting (): number { return this.#connecting }
+
+  /** The ready session with the fewest open streams (native nodes). */
+  session (): Session | null {
+    const s = this.sessions
+    if (s.length === 0) return null
+    let best = s[0]!
+    for (let i = 1; i < s.length; i++) if (s[i]!.openStreams < best.openStreams) best = s[i]!
+    return best
+  }
+
+  /** Open connections up to the configured count (native nodes). */
+  start (): void {
+    if (this.codec !== 'native') return
+    this.#fill()
+  }
+
+  /** Connect now, skipping the backoff wait (a request is waiting for this node). */
+  connectNow (): void {
+    if (this.codec !== 'native' || this.removed || this.#connecting > 0) return
+    if (this.#reconnectTimer !== null) {
+      clearTimeout(this.#reconnectTimer)
+      this.#reconnectTimer = null
+    }
+    this.#fill()
+  }
+
+  /** Count a passive failure (connect error, reset, timeout): nginx max_fails/fail_timeout. */
+  fail (now: number, why: string): void {
+    if (now - this.#failWindowStart > this.#options.failTimeout) {
+      this.#failWindowStart = now
+      this.fails = 0
+    }
+    this.fails++
+    if (this.fails >= this.#options.maxFails && this.ejectedUntil === 0) {
+      this.ejectedUntil = now + this.#options.failTimeout
+      this.#events.log('warn', { node: this.name, fails: this.fails, why }, 'upstream node ejected')
+    }
+  }
+
+  /** A request succeeded: the failure window starts over. */
+  ok (): void {
+    if (this.fails !== 0) this.fails = 0
+  }
+
+  #readmit (): void {
+    this.ejectedUntil = 0
+    this.fails = 0
+    this.#events.log('info', { node: this.name }, 'upstream node re-admitted')
+    this.#events.nodeUp(this)
+  }
+
+  /** Active health check: PING every ready session; a silent one is destroyed. */
+  check (): void {
+    if (this.removed) return
+    if (this.codec === 'uwsgi') {
+      const socket = connectSocket(this.address)
+      socket.setTimeout(this.#options.connectTimeout)
+      socket.once('connect', () => {
+        socket.destroy()
+        if (this.down) {
+          this.down = false
+          if (this.ejectedUntil !== 0) this.#readmit()
+        }
+      })
+      socket.once('timeout', () => socket.destroy(new Error('connect timeout')))
+      socket.once('error', (err) => {
+        this.down = true
+        this.fail(Date.now(), `health check: ${err.message}`)
+      })
+      return
+    }
+    for (const s of this.sessions) {
+      s.ping().catch((err: FerryError) => {
+        this.#events.log('warn', { node: this.name, code: err.code }, 'upstream health check failed')
+        this.fail(Date.now(), 'ping timeout')
+        s.destroy(err)
+      })
+    }
+  }
+
+  /** Stop sending new requests; close connections once their streams finish. */
+  drain (): void {
+    this.removed = true
+    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = null
+    for (const s of this.#all) s.goaway(ResetCode.NO_ERROR, 'node removed')
+    this.sessions.length = 0
+  }
+
+  /** Close everything now. */
+  destroy (): void {
+    this.removed = true
+    if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = null
+    for (const s of this.#all) s.destroy()
+    this.sessions.length = 0
+  }
+
+  #fill (): void {
+    while (!this.removed && this.sessions.length + this.#connecting < this.#options.sessions) this.#connect()
+  }
+
+  #scheduleReconnect (): void {
+    if (this.removed || this.#reconnectTimer !== null || this.#connecting > 0) return
+    if (this.sessions.length >= this.#options.sessions) return
+    const delay = this.#backoff
+    this.#backoff = Math.min(this.#backoff * 2, this.#options.maxBackoff)
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null
+      this.#fill()
+    }, delay)
+    this.#reconnectTimer.unref()
+  }
+
+  #connect (): void {
+    this.#connecting++
+    const socket = connectSocket(this.address)
+    socket.setNoDelay?.(true)
+    const session = new Session(socket, {
+      role: 'client',
+      auth: this.#options.auth,
+      agent: 'ferry-front/0.1.0',
+      helloTimeout: this.#options.connectTimeout,
+      pingTimeout: this.#options.pingTimeout
+    })
+    this.#all.add(session)
+    let settled = false
+    const timer = setTimeout(() => {
+      session.destroy(frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.name}: connect timeout ${this.#options.connectTimeout} ms`))
+    }, this.#options.connectTimeout)
+    timer.unref()
+    let lastError: FerryError | null = null
+    session.on('error', (err: FerryError) => { lastError = err })
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (!settled) lastError = frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.name}: ${err.code ?? err.message}`, { cause: err })
+    })
+    session.once('ready', () => {
+      settled = true
+      clearTimeout(timer)
+      this.#connecting--
+      if (this.removed || session.goingAway) {
+        session.goaway()
+        return
+      }
+      this.sessions.push(session)
+      this.#backoff = MIN_BACKOFF
+      const wasDown = this.down
+      this.down = false
+      if (this.ejectedUntil !== 0) this.#readmit()
+      else if (this.sessions.length === 1) this.#events.nodeUp(this)
+      if (wasDown) this.#events.log('info', { node: this.name }, 'upstream node reconnected')
+    })
+    session.on('goaway', () => {
+      this.#remove(session)
+      // The node drains this connection; keep the configured count with a fresh one.
+      if (!this.removed) this.#scheduleReconnect()
+    })
+    session.once('close', () => {
+      this.#all.delete(session)
+      this.#remove(session)
+      if (!settled) {
+        settled = true
+        clearTimeout(timer)
+        this.#connecting--
+        this.down = true
+        const err = lastError ?? frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.name}: closed before HELLO`)
+        this.fail(Date.now(), err.message)
+        this.#events.connectFailed(this, err)
+      }
+      this.#scheduleReconnect()
+    })
+  }
+
+  #remove (session: Session): void {
+    const i = this.sessions.indexOf(session)
+    if (i >= 0) this.sessions.splice(i, 1)
+  }
+}

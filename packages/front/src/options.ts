@@ -1,0 +1,221 @@
+/**
+ * Options of the ferry plugin and of createFront, with their defaults. Names follow what
+ * operators know from nginx (max_fails, fail_timeout, proxy_read_timeout,
+ * client_max_body_size) and gunicorn (forwarded_allow_ips).
+ */
+import { parseNodeAddress } from '@ferry/protocol'
+import { frontError } from './errors.js'
+
+/** A named pool of upstream nodes; node options left out take the top-level values. */
+export interface PoolConfig {
+  upstreams: string[]
+  sessions?: number
+  connectTimeout?: number
+  maxFails?: number
+  failTimeout?: number
+  healthInterval?: number
+  maxWaiting?: number
+  auth?: string
+}
+
+/** Requests whose path starts with `prefix` go to `pool`. */
+export interface RouteConfig {
+  prefix: string
+  pool: string
+  /** Response head timeout for this route, ms. */
+  timeout?: number
+  idleTimeout?: number
+}
+
+export interface StaticConfig {
+  dir: string
+  /** URL prefix, default '/'. */
+  prefix?: string
+  /** Cache-Control max-age, ms (default 0). */
+  maxAge?: number
+  immutable?: boolean
+}
+
+export interface FerryOptions {
+  /** Nodes of the 'default' pool: unix:/p, tcp://h:p, uwsgi+unix:/p, uwsgi+tcp://h:p, dns://name:port. */
+  upstreams?: string[]
+  pools?: Record<string, PoolConfig>
+  routes?: RouteConfig[]
+  /** Forward every request no route or static file answers to this pool (default 'default' when it exists; false = off). */
+  catchAll?: string | false
+  static?: StaticConfig[]
+  /** Largest request body, bytes (0 = no limit). nginx client_max_body_size. */
+  maxBody?: number
+  /** Response head timeout, ms (default 60000). */
+  timeout?: number
+  /** Longest pause once bytes flow, ms (default 60000). */
+  idleTimeout?: number
+  /** Connect + HELLO timeout, ms (default 5000). */
+  connectTimeout?: number
+  /** Persistent connections per native node (default 2). */
+  sessions?: number
+  /** nginx max_fails (default 1). */
+  maxFails?: number
+  /** nginx fail_timeout, ms (default 10000). */
+  failTimeout?: number
+  /** PING interval, ms (default 5000; 0 = off). */
+  healthInterval?: number
+  /** Requests waiting for a node to connect, per pool (default 1024). */
+  maxWaiting?: number
+  /** Retry a failed request once on another node when safe (default true). nginx proxy_next_upstream. */
+  retry?: boolean
+  /** Retry-After on 503 answers, seconds (default 1). */
+  retryAfter?: number
+  /** One log line per forwarded request (default false in the plugin). */
+  accessLog?: boolean
+  /** Token sent in HELLO. */
+  auth?: string
+  /** Peers whose X-Forwarded-* headers are believed ('*' = all). gunicorn forwarded_allow_ips. */
+  forwardedAllowIps?: string[]
+  /** SERVER_NAME for the app (default: the local address of the connection). */
+  serverName?: string
+  /** Re-resolve dns:// nodes every N ms (default 5000). */
+  dnsInterval?: number
+}
+
+export interface ResolvedRoute {
+  prefix: string
+  pool: string
+  timeout: number
+  idleTimeout: number
+}
+
+export const DEFAULTS = {
+  timeout: 60000,
+  idleTimeout: 60000,
+  connectTimeout: 5000,
+  sessions: 2,
+  maxFails: 1,
+  failTimeout: 10000,
+  healthInterval: 5000,
+  maxWaiting: 1024,
+  retryAfter: 1,
+  dnsInterval: 5000,
+  maxBackoff: 2000
+} as const
+
+function positive (name: string, v: number | undefined, fallback: number, min = 0): number {
+  if (v === undefined) return fallback
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+    throw frontError('FERRY_ERR_FRONT_CONFIG', `${name} must be a number >= ${min}, got ${JSON.stringify(v)}`)
+  }
+  return v
+}
+
+/** Check one upstream string (dns:// names are checked by the resolver). */
+export function checkUpstream (u: string): void {
+  if (typeof u !== 'string') throw frontError('FERRY_ERR_FRONT_CONFIG', `upstream must be a string, got ${JSON.stringify(u)}`)
+  if (isDnsUpstream(u)) {
+    parseDnsUpstream(u)
+    return
+  }
+  try {
+    parseNodeAddress(u)
+  } catch (err) {
+    throw frontError('FERRY_ERR_FRONT_CONFIG', `upstream ${JSON.stringify(u)}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+export function isDnsUpstream (u: string): boolean {
+  return u.startsWith('dns://') || u.startsWith('uwsgi+dns://')
+}
+
+/** `dns://name:port` or `uwsgi+dns://name:port`. */
+export function parseDnsUpstream (u: string): { codec: 'native' | 'uwsgi', host: string, port: number } {
+  const codec = u.startsWith('uwsgi+') ? 'uwsgi' : 'native'
+  const rest = u.slice(u.indexOf('dns://') + 6)
+  const m = /^([A-Za-z0-9._-]+):(\d{1,5})\/?$/.exec(rest)
+  if (m === null || Number(m[2]) > 65535 || Number(m[2]) === 0) throw frontError('FERRY_ERR_FRONT_CONFIG', `upstream ${JSON.stringify(u)}: expected dns://name:port`)
+  return { codec, host: m[1]!, port: Number(m[2]) }
+}
+
+export interface Normalized {
+  pools: Record<string, Required<Omit<PoolConfig, 'auth'>> & { auth: string | undefined }>
+  routes: ResolvedRoute[]
+  catchAll: string | false
+  static: Array<Required<StaticConfig>>
+  maxBody: number
+  timeout: number
+  idleTimeout: number
+  retry: boolean
+  retryAfter: number
+  accessLog: boolean
+  forwardedAllowIps: Set<string>
+  serverName: string
+  dnsInterval: number
+}
+
+export function normalizeOptions (o: FerryOptions): Normalized {
+  const timeout = positive('timeout', o.timeout, DEFAULTS.timeout, 1)
+  const idleTimeout = positive('idleTimeout', o.idleTimeout, DEFAULTS.idleTimeout, 1)
+  const poolDefaults = {
+    sessions: positive('sessions', o.sessions, DEFAULTS.sessions, 1),
+    connectTimeout: positive('connectTimeout', o.connectTimeout, DEFAULTS.connectTimeout, 1),
+    maxFails: positive('maxFails', o.maxFails, DEFAULTS.maxFails, 1),
+    failTimeout: positive('failTimeout', o.failTimeout, DEFAULTS.failTimeout, 1),
+    healthInterval: positive('healthInterval', o.healthInterval, DEFAULTS.healthInterval, 0),
+    maxWaiting: positive('maxWaiting', o.maxWaiting, DEFAULTS.maxWaiting, 0)
+  }
+  const pools: Normalized['pools'] = {}
+  const input: Record<string, PoolConfig> = { ...(o.pools ?? {}) }
+  if (o.upstreams !== undefined && o.upstreams.length > 0) {
+    if (input.default !== undefined) throw frontError('FERRY_ERR_FRONT_CONFIG', 'both upstreams and pools.default are set')
+    input.default = { upstreams: o.upstreams }
+  }
+  for (const [name, p] of Object.entries(input)) {
+    if (!Array.isArray(p.upstreams)) throw frontError('FERRY_ERR_FRONT_CONFIG', `pool ${name}: upstreams must be a list`)
+    for (const u of p.upstreams) checkUpstream(u)
+    pools[name] = {
+      upstreams: [...p.upstreams],
+      sessions: positive(`pools.${name}.sessions`, p.sessions, poolDefaults.sessions, 1),
+      connectTimeout: positive(`pools.${name}.connectTimeout`, p.connectTimeout, poolDefaults.connectTimeout, 1),
+      maxFails: positive(`pools.${name}.maxFails`, p.maxFails, poolDefaults.maxFails, 1),
+      failTimeout: positive(`pools.${name}.failTimeout`, p.failTimeout, poolDefaults.failTimeout, 1),
+      healthInterval: positive(`pools.${name}.healthInterval`, p.healthInterval, poolDefaults.healthInterval, 0),
+      maxWaiting: positive(`pools.${name}.maxWaiting`, p.maxWaiting, poolDefaults.maxWaiting, 0),
+      auth: p.auth ?? o.auth
+    }
+  }
+  const routes: ResolvedRoute[] = (o.routes ?? []).map((r, i) => {
+    if (typeof r.prefix !== 'string' || !r.prefix.startsWith('/')) throw frontError('FERRY_ERR_FRONT_CONFIG', `routes[${i}].prefix must start with /`)
+    if (pools[r.pool] === undefined) throw frontError('FERRY_ERR_FRONT_UNKNOWN_POOL', `routes[${i}] names pool ${JSON.stringify(r.pool)}`)
+    return {
+      prefix: r.prefix.length > 1 && r.prefix.endsWith('/') ? r.prefix.slice(0, -1) : r.prefix,
+      pool: r.pool,
+      timeout: positive(`routes[${i}].timeout`, r.timeout, timeout, 1),
+      idleTimeout: positive(`routes[${i}].idleTimeout`, r.idleTimeout, idleTimeout, 1)
+    }
+  })
+  let catchAll: string | false
+  if (o.catchAll === false) catchAll = false
+  else if (typeof o.catchAll === 'string') {
+    if (pools[o.catchAll] === undefined) throw frontError('FERRY_ERR_FRONT_UNKNOWN_POOL', `catchAll names pool ${JSON.stringify(o.catchAll)}`)
+    catchAll = o.catchAll
+  } else catchAll = pools.default !== undefined ? 'default' : false
+  const statics = (o.static ?? []).map((s, i) => {
+    if (typeof s.dir !== 'string' || s.dir === '') throw frontError('FERRY_ERR_FRONT_CONFIG', `static[${i}].dir must be a folder`)
+    let prefix = s.prefix ?? '/'
+    if (!prefix.startsWith('/')) prefix = `/${prefix}`
+    return { dir: s.dir, prefix, maxAge: positive(`static[${i}].maxAge`, s.maxAge, 0), immutable: s.immutable === true }
+  })
+  return {
+    pools,
+    routes,
+    catchAll,
+    static: statics,
+    maxBody: positive('maxBody', o.maxBody, 0),
+    timeout,
+    idleTimeout,
+    retry: o.retry !== false,
+    retryAfter: positive('retryAfter', o.retryAfter, DEFAULTS.retryAfter),
+    accessLog: o.accessLog === true,
+    forwardedAllowIps: new Set(o.forwardedAllowIps ?? []),
+    serverName: o.serverName ?? '',
+    dnsInterval: positive('dnsInterval', o.dnsInterval, DEFAULTS.dnsInterval, 10)
+  }
+}
