@@ -89,7 +89,97 @@ Signals: SIGHUP reload upstreams · SIGTERM/SIGINT finish requests in flight, th
 Sizes: 1048576, 512k, 10m, 1g. Durations: 500 (ms), 500ms, 5s, 2m.
 `
 
+const APP_HELP = `ferry app — an app-server node: runs a fetch handler in worker threads behind ferry/uwsgi sockets
+
+Usage:
+  ferry app <handler-module> [--listen <addr> …] [options]
+  ferry app --config app.json
+
+The handler module's default export is a Web-standard fetch handler: an object with
+fetch(request, context) (a Hono app works as is) or a function (request, context) =>
+Response. TypeScript modules (.ts, .mts) load directly. context = { requestId,
+remoteAddress, remotePort, threadId, log (pino, with reqId), waitUntil(promise) }.
+
+Every listener speaks both codecs: ferry native (a ferry front) and uwsgi (nginx uwsgi_pass).
+
+Sockets:
+  --listen, -l <addr>        where to accept connections (repeatable): unix:/run/app.sock,
+                             tcp://127.0.0.1:8001, 127.0.0.1:8001; port 0 = any free port
+                             (the "listening" log line has the real one).
+                             default tcp://127.0.0.1:8001
+                             uWSGI: socket · gunicorn: bind · PHP-FPM: listen
+  --socket-mode <octal>      file mode of unix sockets, e.g. 660            default: umask
+                             uWSGI: chmod-socket · PHP-FPM: listen.mode
+  A stale unix socket file (no process accepting on it) is replaced; one held by a live
+  process is an error (FERRY_ERR_APP_ADDRESS_IN_USE, exit 1).
+
+Workers:
+  --threads, -t <n|min:max>  worker threads running the handler. "4" = 4 threads; "2:8" =
+                             start 2, grow to 8 while requests wait, shrink after 10 s idle;
+                             "0" = run handlers on the main thread (no pool: for tiny
+                             handlers and for measuring the pool's cost).
+                             default: the number of CPUs
+                             uWSGI: processes/threads · gunicorn: workers · PHP-FPM: pm.max_children
+  --concurrency <n>          requests one thread runs at once (async handlers overlap
+                             their I/O; 1 for CPU-bound handlers)           default 64
+                             gunicorn: worker_connections
+  --max-queue <n>            requests waiting for a free thread; past it the answer is 503
+                             with Retry-After at once (FERRY_ERR_APP_QUEUE_FULL)   default 1024
+                             uWSGI: listen (backlog) · gunicorn: backlog
+  --timeout <seconds>        time a request may take until its response head; past it the
+                             client gets 504 (FERRY_ERR_APP_TIMEOUT) and the handler's
+                             request.signal aborts. A worker whose event loop is stuck (no
+                             answer to a heartbeat) is terminated and replaced; requests it
+                             had not started go to other workers. 0 = no limit.  default 30
+                             uWSGI: harakiri · gunicorn: timeout · PHP-FPM: request_terminate_timeout
+  --max-requests <n>         recycle a thread after it took n requests: it gets no new work,
+                             finishes what it has, ends, and a fresh one replaces it.
+                             0 = never                                       default 0
+                             uWSGI: max-requests · gunicorn: max_requests · PHP-FPM: pm.max_requests
+  --max-requests-jitter <n>  add 0..n at random per thread, so threads do not recycle at
+                             once                                            default 0
+                             gunicorn: max_requests_jitter
+  --max-memory <MiB>         old-generation heap limit per thread; a thread that passes it
+                             dies (its requests get 500) and is replaced. 0 = Node's default.
+                             uWSGI: reload-on-rss / limit-as
+
+Lifecycle:
+  --graceful-timeout <s>     on SIGTERM: GOAWAY to every front, stop accepting (unix socket
+                             files are removed), let in-flight requests finish for up to this
+                             long, then exit 0.                             default 30
+                             gunicorn: graceful_timeout · uWSGI: worker-reload-mercy
+  SIGHUP                     reload the handler module into a fresh pool; new requests go to
+                             it at once, the old pool drains: no request fails.
+                             gunicorn: HUP · uWSGI: touch-chain-reload
+
+Observability:
+  --stats <addr>             serve Prometheus text at http://<addr>/metrics: requests by status,
+                             in flight, queue depth, threads/busy, handler-time histogram,
+                             native connections and streams per connection.   default off
+                             uWSGI: stats · PHP-FPM: pm.status_path
+  --log-level <level>        fatal, error, warn, info, debug, trace, silent  default info
+                             Logs are JSON lines (pino) on stdout; request lines carry reqId.
+                             On start one line has "msg":"listening" and "addresses":[…].
+
+Configuration:
+  --config, -c <file.json>   the same settings as camelCase keys, e.g.
+                             {"handler":"./app.ts","listen":["unix:/run/app.sock"],"threads":"2:8",
+                              "maxQueue":256,"timeout":10,"maxRequests":10000}
+  Environment: FERRY_APP_<FLAG> for each flag (FERRY_APP_LISTEN, FERRY_APP_THREADS,
+  FERRY_APP_MAX_QUEUE, …; FERRY_APP_LISTEN may list several addresses, comma-separated),
+  FERRY_APP_HANDLER for the module. Precedence: flags, then environment, then config file.
+
+Examples:
+  ferry app examples/hello/app.ts --listen unix:/tmp/app.sock --listen 127.0.0.1:8001
+  ferry app ./app.ts -l tcp://0.0.0.0:8001 --threads 2:8 --timeout 10 --max-requests 5000 --stats 127.0.0.1:9101
+`
+
 export const commands: Record<string, Command> = {
+  app: {
+    summary: 'run an app-server node: a fetch handler in worker threads behind ferry/uwsgi sockets',
+    help: APP_HELP,
+    load: () => import('./app.js')
+  },
   front: {
     summary: 'run the front: static files, and dynamic requests to app-server nodes',
     help: FRONT_HELP,

@@ -1,0 +1,42 @@
+/**
+ * Errors of the app-server. Same shape as the protocol's table: a stable code, the HTTP
+ * status the client gets, and a default message. Across the worker boundary an error
+ * travels as `{ code, message, statusCode }`.
+ */
+import { FerryError, type FerryErrorOptions } from '@ferry/protocol'
+
+interface AppErrorInfo {
+  readonly message: string
+  readonly statusCode: number
+}
+
+function info (message: string, statusCode: number): AppErrorInfo {
+  return { message, statusCode }
+}
+
+export const APP_SERVER_ERRORS = {
+  FERRY_ERR_APP_ADDRESS_IN_USE: info('address is already served by a live process', 500),
+  FERRY_ERR_APP_LISTEN: info('could not listen on the address', 500),
+  FERRY_ERR_APP_OPTIONS: info('invalid app-server option', 500),
+  FERRY_ERR_APP_HANDLER_LOAD: info('the handler module could not be loaded', 500),
+  FERRY_ERR_APP_HANDLER_SHAPE: info('the handler module has no fetch handler (default export with fetch(), or a function)', 500),
+  FERRY_ERR_APP_HANDLER_THREW: info('the handler threw', 500),
+  FERRY_ERR_APP_HANDLER_RESULT: info('the handler did not return a Response', 500),
+  FERRY_ERR_APP_RESPONSE_BODY: info('reading the response body failed', 500),
+  FERRY_ERR_APP_QUEUE_FULL: info('request queue is full', 503),
+  FERRY_ERR_APP_TIMEOUT: info('the handler did not answer in time', 504),
+  FERRY_ERR_APP_WORKER_CRASHED: info('the worker running the request crashed or exited', 500),
+  FERRY_ERR_APP_WORKER_REPLACED: info('the worker was terminated (stuck past the timeout) before the request finished', 500),
+  FERRY_ERR_APP_SHUTTING_DOWN: info('the server is shutting down', 503),
+  FERRY_ERR_APP_UWSGI: info('bad uwsgi request', 400)
+} as const satisfies Record<string, AppErrorInfo>
+
+export type AppErrorCode = keyof typeof APP_SERVER_ERRORS
+
+export function appError (code: AppErrorCode, detail?: string, options: FerryErrorOptions = {}): FerryError {
+  const e = APP_SERVER_ERRORS[code]
+  return new FerryError(code, detail === undefined ? e.message : `${e.message}: ${detail}`, {
+    statusCode: e.statusCode,
+    ...options
+  })
+}

@@ -1,0 +1,5 @@
+export { APP_SERVER_ERRORS, type AppErrorCode, appError } from './errors.js'
+export { AppServer, type AppServerOptions, DEFAULT_OPTIONS } from './server.js'
+export type { HandlerContext } from './loop.js'
+export { Pool, type PoolOptions, type Exchange } from './pool.js'
+export { renderMetrics } from './stats.js'

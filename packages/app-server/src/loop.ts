@@ -1,0 +1,278 @@
+/**
+ * The worker loop: serves a stream of batches from the main thread on one port, running the
+ * handler for every request. Used in a piscina worker (worker.ts) and, with an in-process
+ * port, on the main thread for --threads 0. One postMessage per event-loop turn goes back.
+ */
+import { threadId } from 'node:worker_threads'
+import type { Logger } from 'pino'
+import { APP_SERVER_ERRORS } from './errors.js'
+import type { FetchHandler } from './handler.js'
+import { Op, type Port, RESPONSE_WINDOW } from './messages.js'
+import { abortRequest, BodySource, createRequest, requestUrl } from './request.js'
+import { unpackResponse } from './response.js'
+
+/** What a handler receives as its second argument. */
+export interface HandlerContext {
+  requestId: string
+  remoteAddress: string
+  remotePort: number
+  threadId: number
+  /** A pino child logger carrying reqId (created on first use). */
+  readonly log: Logger
+  /** Keep the worker busy with this promise after the response (logged if it rejects). */
+  waitUntil (promise: Promise<unknown>): void
+}
+
+interface Job {
+  rid: number
+  method: string
+  request: Request
+  body: BodySource | null
+  cancelled: boolean
+  done: boolean
+  credit: number
+  creditWaiter: (() => void) | null
+  context: HandlerContext
+}
+
+export class WorkerLoop {
+  #port: Port
+  #handler: FetchHandler
+  #log: Logger
+  #jobs = new Map<number, Job>()
+  #out: unknown[] = []
+  #transfer: ArrayBuffer[] = []
+  #flushScheduled = false
+  #stopping = false
+  #resolveStopped: (() => void) | null = null
+  readonly stopped: Promise<void>
+
+  constructor (port: Port, handler: FetchHandler, log: Logger) {
+    this.#port = port
+    this.#handler = handler
+    this.#log = log
+    this.stopped = new Promise((resolve) => { this.#resolveStopped = resolve })
+    port.on('message', (msg) => this.#onBatch(msg))
+    this.#push([Op.READY, threadId])
+  }
+
+  #push (op: unknown[]): void {
+    this.#out.push(op)
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(this.#flush)
+    }
+  }
+
+  #flush = (): void => {
+    this.#flushScheduled = false
+    if (this.#out.length === 0) return
+    const out = this.#out
+    const transfer = this.#transfer
+    this.#out = []
+    this.#transfer = []
+    this.#port.postMessage(out, transfer)
+  }
+
+  #onBatch (msg: unknown[]): void {
+    this.#push([Op.ACK, msg[0]])
+    for (let i = 1; i < msg.length; i++) {
+      const op = msg[i] as unknown[]
+      switch (op[0]) {
+        case Op.REQ: this.#start(op); break
+        case Op.BODY: {
+          const job = this.#jobs.get(op[1] as number)
+          if (job?.body != null) job.body.push(new Uint8Array(op[2] as ArrayBuffer))
+          break
+        }
+        case Op.BODY_END: this.#jobs.get(op[1] as number)?.body?.end(); break
+        case Op.CANCEL: this.#cancel(op[1] as number); break
+        case Op.CREDIT: {
+          const job = this.#jobs.get(op[1] as number)
+          if (job !== undefined) {
+            job.credit += op[2] as number
+            const w = job.creditWaiter
+            if (w !== null) {
+              job.creditWaiter = null
+              w()
+            }
+          }
+          break
+        }
+        case Op.PING: this.#push([Op.PONG, op[1]]); break
+        case Op.STOP:
+          this.#stopping = true
+          this.#maybeStopped()
+          break
+      }
+    }
+  }
+
+  #maybeStopped (): void {
+    if (this.#stopping && this.#jobs.size === 0 && this.#resolveStopped !== null) {
+      this.#flush()
+      const r = this.#resolveStopped
+      this.#resolveStopped = null
+      r()
+    }
+  }
+
+  #start (op: unknown[]): void {
+    // [REQ, rid, method, scheme, authority, path, headers, remoteAddress, remotePort, requestId, bodyLength]
+    const rid = op[1] as number
+    const method = op[2] as string
+    const headers = op[6] as string[]
+    const bodyLength = op[10] as number
+    const body = bodyLength === 0 ? null : new BodySource((n) => this.#push([Op.CONSUMED, rid, n]), false)
+    const request = createRequest({ method, url: requestUrl(op[3] as string, op[4] as string, op[5] as string, headers), headers, body })
+    const requestId = op[9] as string
+    const root = this.#log
+    let child: Logger | null = null
+    const pending: Promise<unknown>[] = []
+    const context: HandlerContext = {
+      requestId,
+      remoteAddress: op[7] as string,
+      remotePort: op[8] as number,
+      threadId,
+      get log (): Logger {
+        if (child === null) child = root.child({ reqId: requestId })
+        return child
+      },
+      waitUntil (p: Promise<unknown>): void {
+        pending.push(Promise.resolve(p).catch((err: unknown) => context.log.error({ err }, 'waitUntil promise rejected')))
+      }
+    }
+    const job: Job = { rid, method, request, body, cancelled: false, done: false, credit: RESPONSE_WINDOW, creditWaiter: null, context }
+    this.#jobs.set(rid, job)
+    this.#run(job, pending)
+  }
+
+  #cancel (rid: number): void {
+    const job = this.#jobs.get(rid)
+    if (job === undefined) return
+    job.cancelled = true
+    job.body?.fail(new Error('request cancelled'))
+    abortRequest(job.request, new DOMException('The request was cancelled', 'AbortError'))
+    const w = job.creditWaiter
+    if (w !== null) {
+      job.creditWaiter = null
+      w()
+    }
+  }
+
+  #finish (job: Job): void {
+    if (job.done) return
+    job.done = true
+    this.#jobs.delete(job.rid)
+    this.#maybeStopped()
+  }
+
+  async #run (job: Job, pending: Promise<unknown>[]): Promise<void> {
+    let headSent = false
+    try {
+      const res = await this.#handler(job.request, job.context, { waitUntil: job.context.waitUntil, passThroughOnException () {}, props: {} })
+      if (job.cancelled) return
+      const u = res !== null && typeof res === 'object' ? unpackResponse(res as Response) : null
+      if (u === null) {
+        job.context.log.error({ code: 'FERRY_ERR_APP_HANDLER_RESULT', got: res === null ? 'null' : typeof res }, APP_SERVER_ERRORS.FERRY_ERR_APP_HANDLER_RESULT.message)
+        this.#sendError(job, 500, 'FERRY_ERR_APP_HANDLER_RESULT')
+        return
+      }
+      const isHead = job.method === 'HEAD'
+      if (u.stream === null) {
+        const bytes = u.bytes
+        const len = bytes === null ? 0 : bytes.byteLength
+        if (bytes !== null && !hasHeader(u.headers, 'content-length')) u.headers.push('content-length', String(len))
+        headSent = true
+        this.#push([Op.HEAD, job.rid, u.status, u.headers, isHead ? 0 : len, isHead || len === 0 || bytes === null ? null : own(bytes), true])
+        return
+      }
+      const declared = contentLength(u.headers)
+      headSent = true
+      if (isHead) {
+        this.#push([Op.HEAD, job.rid, u.status, u.headers, 0, null, true])
+        u.stream.cancel().catch(() => {})
+        return
+      }
+      this.#push([Op.HEAD, job.rid, u.status, u.headers, declared, null, false])
+      await this.#pump(job, u.stream)
+    } catch (err) {
+      if (job.cancelled) return
+      const code = headSent ? 'FERRY_ERR_APP_RESPONSE_BODY' : 'FERRY_ERR_APP_HANDLER_THREW'
+      job.context.log.error({ err, code }, headSent ? 'response body stream failed' : 'handler threw')
+      if (headSent) this.#push([Op.FAIL, job.rid, 500, code, String((err as Error)?.message ?? err)])
+      else this.#sendError(job, 500, code)
+    } finally {
+      job.body?.fail(new Error('response finished'))
+      if (pending.length > 0) {
+        Promise.allSettled(pending).then(() => this.#finish(job))
+      } else {
+        this.#finish(job)
+      }
+    }
+  }
+
+  async #pump (job: Job, stream: ReadableStream<Uint8Array>): Promise<void> {
+    const reader = stream.getReader()
+    try {
+      for (;;) {
+        while (job.credit <= 0 && !job.cancelled) {
+          await new Promise<void>((resolve) => { job.creditWaiter = resolve })
+        }
+        if (job.cancelled) {
+          reader.cancel().catch(() => {})
+          return
+        }
+        const { done, value } = await reader.read()
+        if (done) break
+        if (job.cancelled) {
+          reader.cancel().catch(() => {})
+          return
+        }
+        let chunk: Uint8Array
+        if (typeof value === 'string') chunk = Buffer.from(value as string)
+        else if (value instanceof Uint8Array) chunk = value
+        else if (ArrayBuffer.isView(value)) chunk = new Uint8Array((value as ArrayBufferView).buffer, (value as ArrayBufferView).byteOffset, (value as ArrayBufferView).byteLength)
+        else throw new TypeError('response body chunk is not a Uint8Array')
+        if (chunk.byteLength === 0) continue
+        job.credit -= chunk.byteLength
+        this.#push([Op.CHUNK, job.rid, own(chunk)])
+      }
+      this.#push([Op.END, job.rid])
+    } finally {
+      reader.releaseLock()
+    }
+  }
+
+  #sendError (job: Job, status: number, code: string): void {
+    const body = `${status === 500 ? 'Internal Server Error' : 'Error'} (request id ${job.context.requestId})\n`
+    const bytes = Buffer.from(body)
+    this.#push([Op.HEAD, job.rid, status, [
+      'content-type', 'text/plain; charset=utf-8',
+      'x-request-id', job.context.requestId,
+      'x-ferry-error', code,
+      'content-length', String(bytes.length)
+    ], job.method === 'HEAD' ? 0 : bytes.length, job.method === 'HEAD' ? null : bytes, true])
+  }
+}
+
+/** A view that owns its whole ArrayBuffer (structured clone copies the whole buffer of a view). */
+function own (u: Uint8Array): Uint8Array {
+  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? u : u.slice()
+}
+
+function hasHeader (list: string[], name: string): boolean {
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) return true
+  return false
+}
+
+function contentLength (list: string[]): number {
+  for (let i = 0; i < list.length; i += 2) {
+    if (list[i] === 'content-length') {
+      const n = Number(list[i + 1])
+      return Number.isSafeInteger(n) && n >= 0 ? n : -1
+    }
+  }
+  return -1
+}
+

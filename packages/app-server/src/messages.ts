@@ -1,0 +1,62 @@
+/**
+ * The messages between the main thread and a worker loop, on one MessagePort per worker.
+ * Each side sends ONE postMessage per event-loop turn: an array of ops (tuples below), with
+ * body bytes as transferred ArrayBuffers. Plain arrays, not objects: cheaper to clone.
+ *
+ * main → worker
+ *   [REQ, rid, method, scheme, authority, path, headers, remoteAddress, remotePort, requestId, bodyLength]
+ *       bodyLength: 0 no body, N exact, -1 streamed
+ *   [BODY, rid, ArrayBuffer]   request body bytes
+ *   [BODY_END, rid]            request body complete
+ *   [CANCEL, rid]              client went away / timed out: abort request.signal, stop the body
+ *   [CREDIT, rid, n]           n more response-body bytes may be sent (flow control)
+ *   [PING, seq]                heartbeat (the worker's event loop answers)
+ *   [STOP]                     finish in-flight requests, then end the loop task
+ *
+ * worker → main
+ *   [READY, threadId]
+ *   [ACK, batchSeq]            the worker has taken a batch (its requests have started)
+ *   [HEAD, rid, status, headers, bodyLength, body|null, end]   body: the whole body when known
+ *   [CHUNK, rid, Uint8Array]   a response body chunk
+ *   [END, rid]                 response complete
+ *   [CONSUMED, rid, n]         the handler took n request-body bytes: return credit upstream
+ *   [FAIL, rid, status, code, message]  the request failed after or before its head
+ *   [PONG, seq]
+ */
+export const Op = {
+  // main → worker
+  REQ: 1,
+  BODY: 2,
+  BODY_END: 3,
+  CANCEL: 4,
+  CREDIT: 5,
+  PING: 6,
+  STOP: 7,
+  // worker → main
+  READY: 10,
+  ACK: 11,
+  HEAD: 12,
+  CHUNK: 13,
+  END: 14,
+  CONSUMED: 15,
+  FAIL: 16,
+  PONG: 17
+} as const
+
+/** Response-body bytes a worker may send before it waits for CREDIT. */
+export const RESPONSE_WINDOW = 256 * 1024
+
+/** What a loop task needs (passed through piscina, or directly for --threads 0). */
+export interface LoopOptions {
+  /** file: URL of the handler module (with a cache-busting query after a reload). */
+  handlerUrl: string
+  logLevel: string
+  generation: number
+}
+
+/** The minimal port both a MessagePort and the inline pair implement. */
+export interface Port {
+  postMessage (value: unknown, transfer?: readonly ArrayBuffer[]): void
+  on (event: 'message', listener: (value: unknown[]) => void): void
+  close (): void
+}

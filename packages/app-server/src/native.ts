@@ -1,0 +1,158 @@
+/**
+ * A native ferry connection on the app-server: a server-role Session whose streams become
+ * pool calls. Request bodies use manualConsume: credit goes back to the front only when the
+ * worker has taken the bytes. Response chunks are written with the stream's backpressure:
+ * the worker gets CREDIT back only once its bytes left for the socket.
+ */
+import type { Socket } from 'node:net'
+import { type FerryError, type RequestHead, ResetCode, Session, type Stream } from '@ferry/protocol'
+import type { Logger } from 'pino'
+import type { Call, Exchange, Pool } from './pool.js'
+import { errorResponse, ensureRequestId } from './respond.js'
+
+export interface ConnectionHost {
+  /** The pool new requests go to (changes on reload). */
+  readonly pool: Pool
+  readonly log: Logger
+  onRequestDone (status: number, ms: number): void
+}
+
+class NativeExchange implements Exchange {
+  readonly head: RequestHead
+  readonly stream: Stream
+  call: Call | null = null
+  readonly pool: Pool
+  #host: ConnectionHost
+  #owed = 0
+  #resetWhenFlushed = false
+  #status = 0
+  #start = performance.now()
+
+  constructor (stream: Stream, pool: Pool, host: ConnectionHost) {
+    this.stream = stream
+    this.head = stream.head!
+    ensureRequestId(this.head)
+    this.pool = pool
+    this.#host = host
+  }
+
+  onHead (status: number, headers: string[], bodyLength: number, body: Uint8Array | null, end: boolean): void {
+    const s = this.stream
+    this.#status = status
+    if (s.closed) return
+    if (end) {
+      if (body !== null && body.byteLength > 0) {
+        s.respond({ status, headers, bodyLength: body.byteLength }, false)
+        s.end(body)
+      } else {
+        s.respond({ status, headers, bodyLength: 0 }, true)
+      }
+      this.#finished()
+      return
+    }
+    s.respond({ status, headers, bodyLength }, false)
+  }
+
+  onChunk (chunk: Uint8Array): void {
+    const s = this.stream
+    if (s.closed) return
+    if (s.write(chunk)) this.pool.credit(this.call!, chunk.byteLength)
+    else this.#owed += chunk.byteLength
+  }
+
+  onDrain (): void {
+    if (this.#owed > 0 && this.call !== null) {
+      const n = this.#owed
+      this.#owed = 0
+      this.pool.credit(this.call, n)
+    }
+    if (this.#resetWhenFlushed) this.#resetUnread()
+  }
+
+  onEnd (): void {
+    this.stream.end()
+    this.#finished()
+  }
+
+  onFail (err: FerryError): void {
+    const s = this.stream
+    this.#status = err.statusCode
+    if (s.closed) {
+      this.#host.onRequestDone(err.statusCode, performance.now() - this.#start)
+      return
+    }
+    if (!s.headersSent) {
+      const r = errorResponse(err, this.head)
+      s.respond({ status: r.status, headers: r.headers, bodyLength: r.body.byteLength }, false)
+      s.end(r.body)
+      this.#finished()
+    } else {
+      s.reset(err.code === 'FERRY_ERR_APP_TIMEOUT' ? ResetCode.TIMEOUT : ResetCode.INTERNAL_ERROR, err.message)
+      this.#host.onRequestDone(err.statusCode, performance.now() - this.#start)
+    }
+  }
+
+  onConsumed (n: number): void {
+    this.stream.consume(n)
+  }
+
+  /** Response over: an unread request body must not hold the stream's credit. */
+  #finished (): void {
+    this.#host.onRequestDone(this.#status, performance.now() - this.#start)
+    if (this.stream.remoteEnded) return
+    if (this.stream.localEnded) this.#resetUnread()
+    else this.#resetWhenFlushed = true
+  }
+
+  #resetUnread (): void {
+    this.#resetWhenFlushed = false
+    const s = this.stream
+    if (!s.closed && s.localEnded && !s.remoteEnded) s.reset(ResetCode.NO_ERROR, 'response complete; request body not read')
+  }
+}
+
+function onData (this: Stream, chunk: Buffer): void {
+  const ex = this.userData as NativeExchange
+  if (ex.call !== null) ex.pool.body(ex.call, chunk)
+}
+
+function onEnd (this: Stream): void {
+  const ex = this.userData as NativeExchange
+  if (ex.call !== null) ex.pool.bodyEnd(ex.call)
+}
+
+function onError (this: Stream): void {
+  const ex = this.userData as NativeExchange
+  if (ex.call !== null) ex.pool.cancel(ex.call)
+}
+
+function onDrainCb (this: Stream): void {
+  (this.userData as NativeExchange).onDrain()
+}
+
+export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost, sessions: Set<Session>, goingAway: boolean): Session {
+  const session = new Session(socket, { role: 'server', initialData: first, agent: 'ferry-app' })
+  sessions.add(session)
+  const log = host.log
+  session.on('stream', (stream: Stream) => {
+    const pool = host.pool
+    const ex = new NativeExchange(stream, pool, host)
+    stream.userData = ex
+    stream.manualConsume = true
+    stream.onData = onData
+    stream.onEnd = onEnd
+    stream.onError = onError
+    stream.onDrain = onDrainCb
+    const r = pool.submit(ex)
+    if ('code' in r) {
+      ex.onFail(r)
+      return
+    }
+    ex.call = r
+    if (stream.remoteEnded && ex.head.bodyLength !== 0) pool.bodyEnd(r)
+  })
+  session.on('error', (err: FerryError) => log.warn({ err, code: err.code }, 'native connection error'))
+  session.on('close', () => sessions.delete(session))
+  if (goingAway) session.goaway()
+  return session
+}

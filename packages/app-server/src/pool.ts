@@ -1,0 +1,542 @@
+/**
+ * The dispatcher: a piscina pool in which every thread runs one long-lived loop task
+ * (worker.ts), fed through its own MessagePort with one batched message per event-loop turn.
+ * It keeps per-worker in-flight counts (least-loaded worker first), a bounded queue, the
+ * per-request timeout with harakiri (a worker that does not answer a heartbeat after a timeout
+ * is terminated and replaced), recycling after max-requests, crash recovery, and growing /
+ * shrinking between min and max threads. `threads.max === 0` runs the loop on the main thread.
+ */
+import { MessageChannel } from 'node:worker_threads'
+import type { FerryError, RequestHead } from '@ferry/protocol'
+import { Piscina } from 'piscina'
+import type { Logger } from 'pino'
+import { appError } from './errors.js'
+import { loadHandler } from './handler.js'
+import { inlinePortPair } from './inline-port.js'
+import { WorkerLoop } from './loop.js'
+import { Op, type Port } from './messages.js'
+import { installLightResponse } from './response.js'
+
+export interface PoolOptions {
+  handlerUrl: string
+  generation: number
+  threadsMin: number
+  threadsMax: number
+  /** Requests one thread runs at once (async handlers overlap their I/O). */
+  concurrency: number
+  maxQueue: number
+  /** ms until the response head; 0 = none. */
+  timeout: number
+  maxRequests: number
+  maxRequestsJitter: number
+  /** MiB of old-generation heap per worker; 0 = Node's default. */
+  maxMemory: number
+  /** ms a thread above the minimum may sit idle before it is retired. */
+  idleTimeout: number
+  logLevel: string
+  log: Logger
+}
+
+/** The main-thread side of one request: the connection it came from answers through this. */
+export interface Exchange {
+  readonly head: RequestHead
+  onHead (status: number, headers: string[], bodyLength: number, body: Uint8Array | null, end: boolean): void
+  /** A response chunk; the exchange calls pool.credit(call, n) once the bytes are written on. */
+  onChunk (chunk: Uint8Array): void
+  onEnd (): void
+  /** The request failed: answer err.statusCode if no head went out yet, else reset. */
+  onFail (err: FerryError): void
+  /** The handler took n request-body bytes: return that credit upstream. */
+  onConsumed (n: number): void
+}
+
+export class Call {
+  readonly rid: number
+  readonly ex: Exchange
+  readonly start: number
+  slot: Slot | null = null
+  batch = 0
+  pendingBody: ArrayBuffer[] = []
+  bodyEnded = false
+  bodyForwarded = false
+  headReceived = false
+  done = false
+  constructor (rid: number, ex: Exchange, start: number) {
+    this.rid = rid
+    this.ex = ex
+    this.start = start
+  }
+}
+
+interface Slot {
+  id: number
+  port: Port
+  abort: AbortController
+  ready: boolean
+  dead: boolean
+  retiring: boolean
+  threadId: number
+  inflight: number
+  calls: Set<Call>
+  served: number
+  maxServed: number
+  out: unknown[]
+  transfer: ArrayBuffer[]
+  seq: number
+  acked: number
+  pingSeq: number
+  pingSentAt: number
+  idleSince: number
+}
+
+let nextRid = 1
+
+export class Pool {
+  #o: PoolOptions
+  #piscina: Piscina | null = null
+  #slots = new Set<Slot>()
+  #calls = new Map<number, Call>()
+  #queue: Call[] = []
+  #dirty = new Set<Slot>()
+  #flushScheduled = false
+  #sweepTimer: NodeJS.Timeout
+  #slotSeq = 0
+  #closing = false
+  #drainWaiters: (() => void)[] = []
+  #readyWaiters: { resolve: () => void, reject: (e: Error) => void }[] = []
+  #startError: Error | null = null
+  /** Counters for stats. */
+  readonly counters = { crashed: 0, replaced: 0, recycled: 0, timedOut: 0, rejected: 0 }
+
+  constructor (options: PoolOptions) {
+    this.#o = options
+    if (options.threadsMax > 0) {
+      this.#piscina = new Piscina({
+        filename: new URL('./worker.js', import.meta.url).href,
+        minThreads: 0,
+        // room for replacements while a recycled or stuck worker is still shutting down
+        maxThreads: options.threadsMax * 2 + 1,
+        idleTimeout: 1000,
+        concurrentTasksPerWorker: 1,
+        atomics: 'disabled',
+        resourceLimits: options.maxMemory > 0 ? { maxOldGenerationSizeMb: options.maxMemory } : {}
+      })
+      this.#piscina.on('error', (err: unknown) => options.log.error({ err }, 'piscina error'))
+    }
+    const every = Math.max(10, Math.min(250, options.timeout > 0 ? options.timeout / 4 : 250))
+    this.#sweepTimer = setInterval(() => this.#sweep(), every)
+    this.#sweepTimer.unref()
+    const n = Math.max(1, options.threadsMin)
+    for (let i = 0; i < n; i++) this.#startSlot()
+  }
+
+  get threads (): number { let n = 0; for (const s of this.#slots) if (!s.dead) n++; return n }
+  get busyThreads (): number { let n = 0; for (const s of this.#slots) if (!s.dead && s.inflight > 0) n++; return n }
+  get inflight (): number { return this.#calls.size - this.#queue.length }
+  get queued (): number { return this.#queue.length }
+  get threadIds (): number[] { return [...this.#slots].filter((s) => !s.dead && s.ready).map((s) => s.threadId) }
+
+  /** Resolves once the minimum number of threads have loaded the handler; rejects if loading fails. */
+  ready (): Promise<void> {
+    if (this.#startError !== null) return Promise.reject(this.#startError)
+    if (this.#readyCount() >= Math.max(1, this.#o.threadsMin)) return Promise.resolve()
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }))
+  }
+
+  #readyCount (): number { let n = 0; for (const s of this.#slots) if (s.ready && !s.dead) n++; return n }
+
+  // ── slots ──────────────────────────────────────────────────────────────────
+
+  #liveSlots (): number {
+    let n = 0
+    for (const s of this.#slots) if (!s.dead && !s.retiring) n++
+    return n
+  }
+
+  #startSlot (): void {
+    const o = this.#o
+    const abort = new AbortController()
+    const jitter = o.maxRequestsJitter > 0 ? Math.floor(Math.random() * (o.maxRequestsJitter + 1)) : 0
+    let port: Port
+    let task: Promise<unknown>
+    if (this.#piscina !== null) {
+      const ch = new MessageChannel()
+      port = ch.port1 as unknown as Port
+      task = this.#piscina.run({ port: ch.port2, handlerUrl: o.handlerUrl, logLevel: o.logLevel, generation: o.generation }, {
+        transferList: [ch.port2],
+        signal: abort.signal
+      })
+    } else {
+      const [main, worker] = inlinePortPair()
+      port = main
+      task = (async () => {
+        installLightResponse()
+        const handler = await loadHandler(o.handlerUrl)
+        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }))
+        abort.signal.addEventListener('abort', () => worker.close())
+        await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
+      })()
+    }
+    const slot: Slot = {
+      id: ++this.#slotSeq, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
+      inflight: 0, calls: new Set(), served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
+      out: [], transfer: [], seq: 0, acked: 0, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
+    }
+    this.#slots.add(slot)
+    port.on('message', (msg) => this.#onMessage(slot, msg))
+    task.then(() => this.#onSlotEnd(slot, null), (err: unknown) => this.#onSlotEnd(slot, err))
+  }
+
+  #onSlotEnd (slot: Slot, err: unknown): void {
+    const wasDead = slot.dead
+    slot.dead = true
+    this.#slots.delete(slot)
+    this.#dirty.delete(slot)
+    slot.port.close()
+    if (wasDead) return // we killed it and handled its calls already
+    if (!slot.ready && err !== null && !this.#closing) {
+      // The handler failed to load (or the thread died before it was ready).
+      this.#o.log.error({ err, code: (err as FerryError)?.code }, 'worker failed to start')
+      if (this.#readyCount() === 0 && this.#readyWaiters.length > 0) {
+        this.#startError = err as Error
+        for (const w of this.#readyWaiters.splice(0)) w.reject(err as Error)
+        return
+      }
+      if (this.#readyCount() === 0) return
+    }
+    if (err !== null && !slot.retiring) {
+      this.counters.crashed++
+      this.#o.log.error({ err, threadId: slot.threadId, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'worker crashed; replacing it')
+    }
+    this.#orphan(slot, 'FERRY_ERR_APP_WORKER_CRASHED')
+    this.#refill()
+  }
+
+  /** Fail or re-dispatch the calls of a dead slot. */
+  #orphan (slot: Slot, code: 'FERRY_ERR_APP_WORKER_CRASHED' | 'FERRY_ERR_APP_WORKER_REPLACED'): void {
+    const calls = [...slot.calls]
+    slot.calls.clear()
+    slot.inflight = 0
+    const redo: Call[] = []
+    for (const c of calls) {
+      if (c.done) continue
+      c.slot = null
+      if (c.batch > slot.acked && !c.bodyForwarded && !c.headReceived) redo.push(c)
+      else this.#fail(c, appError(code, `thread ${slot.threadId}`))
+    }
+    // never started: they go first, ahead of the queue
+    for (let i = redo.length - 1; i >= 0; i--) this.#queue.unshift(redo[i]!)
+  }
+
+  /** Keep the pool at its minimum size; start more if work is waiting. */
+  #refill (): void {
+    if (this.#closing) return
+    while (this.#liveSlots() < Math.max(1, this.#o.threadsMin)) this.#startSlot()
+    if (this.#queue.length > 0 && this.#liveSlots() < Math.max(1, this.#o.threadsMax)) {
+      let starting = 0
+      for (const s of this.#slots) if (!s.ready && !s.dead) starting++
+      if (starting === 0) this.#startSlot()
+    }
+    this.#pump()
+  }
+
+  #kill (slot: Slot, code: 'FERRY_ERR_APP_WORKER_CRASHED' | 'FERRY_ERR_APP_WORKER_REPLACED'): void {
+    if (slot.dead) return
+    slot.dead = true
+    this.#slots.delete(slot)
+    this.#dirty.delete(slot)
+    slot.abort.abort(appError(code))
+    slot.port.close()
+    this.#orphan(slot, code)
+    this.#refill()
+  }
+
+  // ── dispatch ───────────────────────────────────────────────────────────────
+
+  /** Accept a request; returns the call, or the error to answer with (queue full, closing). */
+  submit (ex: Exchange): Call | FerryError {
+    if (this.#closing) return appError('FERRY_ERR_APP_SHUTTING_DOWN')
+    const call = new Call(nextRid++, ex, Date.now())
+    const slot = this.#pick()
+    if (slot !== null) {
+      this.#calls.set(call.rid, call)
+      this.#assign(call, slot)
+      return call
+    }
+    if (this.#queue.length >= this.#o.maxQueue) {
+      this.counters.rejected++
+      return appError('FERRY_ERR_APP_QUEUE_FULL', `${this.#queue.length} waiting`)
+    }
+    this.#calls.set(call.rid, call)
+    this.#queue.push(call)
+    this.#refill()
+    return call
+  }
+
+  #pick (): Slot | null {
+    let best: Slot | null = null
+    for (const s of this.#slots) {
+      if (!s.ready || s.dead || s.retiring || s.inflight >= this.#o.concurrency) continue
+      if (best === null || s.inflight < best.inflight) best = s
+    }
+    return best
+  }
+
+  #assign (call: Call, slot: Slot): void {
+    call.slot = slot
+    slot.inflight++
+    slot.calls.add(call)
+    slot.served++
+    if (slot.maxServed > 0 && slot.served >= slot.maxServed) this.#retire(slot)
+    const h = call.ex.head
+    this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, h.path, h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength])
+    call.batch = slot.seq
+    for (const ab of call.pendingBody) {
+      this.#send(slot, [Op.BODY, call.rid, ab], ab)
+      call.bodyForwarded = true
+    }
+    call.pendingBody.length = 0
+    if (call.bodyEnded) this.#send(slot, [Op.BODY_END, call.rid])
+  }
+
+  #pump (): void {
+    while (this.#queue.length > 0) {
+      const slot = this.#pick()
+      if (slot === null) return
+      const call = this.#queue.shift()!
+      if (call.done) continue
+      this.#assign(call, slot)
+    }
+    if (this.#closing) this.#checkDrained()
+  }
+
+  #retire (slot: Slot): void {
+    if (slot.retiring) return
+    slot.retiring = true
+    this.counters.recycled++
+    this.#o.log.info({ threadId: slot.threadId, served: slot.served }, 'recycling worker (max-requests)')
+    this.#refill()
+    this.#maybeRetired(slot)
+  }
+
+  #maybeRetired (slot: Slot): void {
+    if (!slot.retiring || slot.inflight > 0 || slot.dead) return
+    // End the thread itself (abort terminates it): the replacement starts with fresh memory.
+    slot.dead = true
+    this.#slots.delete(slot)
+    this.#dirty.delete(slot)
+    slot.abort.abort()
+    slot.port.close()
+  }
+
+  /** Request body bytes from the connection (a copy the pool may transfer). */
+  body (call: Call, chunk: Uint8Array): void {
+    if (call.done) return
+    const ab = new ArrayBuffer(chunk.byteLength)
+    new Uint8Array(ab).set(chunk)
+    if (call.slot === null) call.pendingBody.push(ab)
+    else {
+      call.bodyForwarded = true
+      this.#send(call.slot, [Op.BODY, call.rid, ab], ab)
+    }
+  }
+
+  bodyEnd (call: Call): void {
+    if (call.done) return
+    call.bodyEnded = true
+    if (call.slot !== null) this.#send(call.slot, [Op.BODY_END, call.rid])
+  }
+
+  /** The client went away: stop the handler (its signal aborts) and forget the call. */
+  cancel (call: Call): void {
+    if (call.done) return
+    const slot = call.slot
+    if (slot !== null) this.#send(slot, [Op.CANCEL, call.rid])
+    this.#complete(call)
+  }
+
+  credit (call: Call, n: number): void {
+    if (call.done || call.slot === null || n <= 0) return
+    this.#send(call.slot, [Op.CREDIT, call.rid, n])
+  }
+
+  #complete (call: Call): void {
+    if (call.done) return
+    call.done = true
+    this.#calls.delete(call.rid)
+    const slot = call.slot
+    if (slot !== null && slot.calls.delete(call)) {
+      slot.inflight--
+      if (slot.inflight === 0) slot.idleSince = Date.now()
+      this.#maybeRetired(slot)
+    }
+    this.#pump()
+    if (this.#closing) this.#checkDrained()
+  }
+
+  #fail (call: Call, err: FerryError): void {
+    if (call.done) return
+    this.#complete(call)
+    call.ex.onFail(err)
+  }
+
+  // ── messages ───────────────────────────────────────────────────────────────
+
+  #send (slot: Slot, op: unknown[], transfer?: ArrayBuffer): void {
+    if (slot.dead) return
+    if (slot.out.length === 0) {
+      slot.seq++
+      slot.out.push(slot.seq)
+    }
+    slot.out.push(op)
+    if (transfer !== undefined) slot.transfer.push(transfer)
+    this.#dirty.add(slot)
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      setImmediate(this.#flush)
+    }
+  }
+
+  #flush = (): void => {
+    this.#flushScheduled = false
+    for (const slot of this.#dirty) {
+      if (slot.dead || slot.out.length === 0) continue
+      const out = slot.out
+      const transfer = slot.transfer
+      slot.out = []
+      slot.transfer = []
+      slot.port.postMessage(out, transfer)
+    }
+    this.#dirty.clear()
+  }
+
+  #onMessage (slot: Slot, msg: unknown[]): void {
+    if (slot.dead) return
+    for (let i = 0; i < msg.length; i++) {
+      const op = msg[i] as unknown[]
+      switch (op[0]) {
+        case Op.ACK: slot.acked = op[1] as number; break
+        case Op.READY: this.#onReady(slot, op[1] as number); break
+        case Op.PONG: slot.pingSentAt = 0; break
+        case Op.HEAD: {
+          const call = this.#calls.get(op[1] as number)
+          if (call === undefined || call.done) break
+          call.headReceived = true
+          const end = op[6] as boolean
+          if (end) this.#complete(call)
+          call.ex.onHead(op[2] as number, op[3] as string[], op[4] as number, op[5] as Uint8Array | null, end)
+          break
+        }
+        case Op.CHUNK: {
+          const call = this.#calls.get(op[1] as number)
+          if (call !== undefined && !call.done) call.ex.onChunk(op[2] as Uint8Array)
+          break
+        }
+        case Op.END: {
+          const call = this.#calls.get(op[1] as number)
+          if (call === undefined || call.done) break
+          this.#complete(call)
+          call.ex.onEnd()
+          break
+        }
+        case Op.CONSUMED: {
+          const call = this.#calls.get(op[1] as number)
+          if (call !== undefined && !call.done) call.ex.onConsumed(op[2] as number)
+          break
+        }
+        case Op.FAIL: {
+          const call = this.#calls.get(op[1] as number)
+          if (call === undefined) break
+          this.#fail(call, appError(op[3] as 'FERRY_ERR_APP_RESPONSE_BODY', op[4] as string))
+          break
+        }
+      }
+    }
+  }
+
+  #onReady (slot: Slot, threadId: number): void {
+    slot.ready = true
+    slot.threadId = threadId
+    slot.idleSince = Date.now()
+    if (this.#readyCount() >= Math.max(1, this.#o.threadsMin)) {
+      for (const w of this.#readyWaiters.splice(0)) w.resolve()
+    }
+    this.#pump()
+  }
+
+  // ── timers ─────────────────────────────────────────────────────────────────
+
+  #sweep (): void {
+    const now = Date.now()
+    const timeout = this.#o.timeout
+    if (timeout > 0) {
+      for (const call of this.#calls.values()) {
+        if (call.done || call.headReceived || now - call.start < timeout) continue
+        this.counters.timedOut++
+        const slot = call.slot
+        this.#o.log.warn({ reqId: call.ex.head.requestId, threadId: slot?.threadId, code: 'FERRY_ERR_APP_TIMEOUT', ms: now - call.start }, 'request timed out')
+        if (slot !== null) {
+          this.#send(slot, [Op.CANCEL, call.rid])
+          if (slot.pingSentAt === 0) {
+            slot.pingSentAt = now
+            this.#send(slot, [Op.PING, ++slot.pingSeq])
+          }
+        }
+        const i = this.#queue.indexOf(call)
+        if (i >= 0) this.#queue.splice(i, 1)
+        this.#fail(call, appError('FERRY_ERR_APP_TIMEOUT', `${timeout} ms`))
+      }
+      // harakiri: a worker whose event loop did not answer the heartbeat is stuck
+      const grace = Math.max(200, Math.min(timeout, 2000))
+      for (const slot of [...this.#slots]) {
+        if (slot.pingSentAt > 0 && now - slot.pingSentAt > grace && !slot.dead) {
+          this.counters.replaced++
+          this.#o.log.error({ threadId: slot.threadId, code: 'FERRY_ERR_APP_WORKER_REPLACED' }, 'worker is stuck (no heartbeat after a timeout); terminating and replacing it')
+          this.#kill(slot, 'FERRY_ERR_APP_WORKER_REPLACED')
+        }
+      }
+    }
+    // shrink: threads above the minimum that sat idle
+    if (this.#liveSlots() > Math.max(1, this.#o.threadsMin)) {
+      for (const slot of this.#slots) {
+        if (this.#liveSlots() <= Math.max(1, this.#o.threadsMin)) break
+        if (slot.ready && !slot.retiring && slot.inflight === 0 && now - slot.idleSince > this.#o.idleTimeout) {
+          slot.retiring = true
+          this.#maybeRetired(slot)
+        }
+      }
+    }
+  }
+
+  // ── lifecycle ──────────────────────────────────────────────────────────────
+
+  /** Stop taking requests; resolves when every accepted request has finished. */
+  drain (): Promise<void> {
+    this.#closing = true
+    return new Promise((resolve) => {
+      this.#drainWaiters.push(resolve)
+      this.#checkDrained()
+    })
+  }
+
+  #checkDrained (): void {
+    if (this.#calls.size > 0) return
+    for (const w of this.#drainWaiters.splice(0)) w()
+  }
+
+  /** Fail what is left and end every thread. */
+  async destroy (): Promise<void> {
+    this.#closing = true
+    clearInterval(this.#sweepTimer)
+    for (const call of [...this.#calls.values()]) this.#fail(call, appError('FERRY_ERR_APP_SHUTTING_DOWN'))
+    for (const slot of [...this.#slots]) {
+      slot.dead = true
+      slot.port.postMessage([++slot.seq, [Op.STOP]], [])
+      slot.abort.abort()
+      slot.port.close()
+    }
+    this.#slots.clear()
+    if (this.#piscina !== null) await this.#piscina.close({ force: true }).catch(() => {})
+  }
+}
+

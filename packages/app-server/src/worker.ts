@@ -1,0 +1,34 @@
+/**
+ * The piscina task: one long-lived loop per worker thread. It loads the handler module once
+ * per thread (per reload generation), then serves batches on the transferred MessagePort until
+ * the main thread sends STOP (or aborts the task, which terminates the thread).
+ */
+import type { MessagePort } from 'node:worker_threads'
+import { threadId } from 'node:worker_threads'
+import pino, { type Logger } from 'pino'
+import { type FetchHandler, loadHandler } from './handler.js'
+import { WorkerLoop } from './loop.js'
+import type { LoopOptions, Port } from './messages.js'
+import { installLightResponse } from './response.js'
+
+export interface LoopTask extends LoopOptions {
+  port: MessagePort
+}
+
+let log: Logger | null = null
+const handlers = new Map<string, Promise<FetchHandler>>()
+
+export default async function loopTask (task: LoopTask): Promise<void> {
+  if (log === null) log = pino({ level: task.logLevel, base: { pid: process.pid, thread: threadId } }).child({ component: 'worker' })
+  installLightResponse()
+  let h = handlers.get(task.handlerUrl)
+  if (h === undefined) {
+    h = loadHandler(task.handlerUrl)
+    handlers.set(task.handlerUrl, h)
+  }
+  const handler = await h
+  const port = task.port as unknown as Port
+  const loop = new WorkerLoop(port, handler, log)
+  await loop.stopped
+  task.port.close()
+}

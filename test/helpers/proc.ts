@@ -1,0 +1,138 @@
+/**
+ * Spawning real `ferry` processes for tests: `startFerry(['app', handler, '--listen', …])`
+ * runs packages/cli/dist/bin.js (build first: npx tsc -b), waits for the JSON log line with
+ * "msg":"listening" and returns its addresses. Every log line is kept (parsed) in `logs`.
+ * `stop()` sends SIGTERM and waits for the exit (SIGKILL after a grace period); register
+ * it with t.after / after so nothing outlives the test.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
+
+export interface LogLine {
+  level?: number
+  msg?: string
+  [key: string]: unknown
+}
+
+export interface FerryProcess {
+  /** Canonical addresses from the "listening" line (real ports). */
+  addresses: string[]
+  /** The "listening" line itself. */
+  listening: LogLine
+  proc: ChildProcess
+  pid: number
+  /** Every JSON log line so far (stdout). */
+  logs: LogLine[]
+  /** Raw stderr so far. */
+  stderr (): string
+  /** Resolves with the first log line matching, waiting up to `ms`. */
+  waitForLog (pred: (l: LogLine) => boolean, ms?: number): Promise<LogLine>
+  /** Exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string>
+  /** SIGTERM, wait up to `ms` (default 10 s), then SIGKILL. Resolves with the exit code. */
+  stop (ms?: number): Promise<number | string>
+}
+
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv
+  /** ms to wait for the "listening" line (default 20 s). */
+  timeout?: number
+  cwd?: string
+  /** Which line means "up" (default msg === 'listening'). */
+  ready?: (l: LogLine) => boolean
+}
+
+export function startFerry (args: string[], options: StartOptions = {}): Promise<FerryProcess> {
+  const proc = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const logs: LogLine[] = []
+  const waiters: { pred: (l: LogLine) => boolean, resolve: (l: LogLine) => void }[] = []
+  let stderr = ''
+  let buf = ''
+  proc.stdout!.setEncoding('utf8')
+  proc.stdout!.on('data', (chunk: string) => {
+    buf += chunk
+    let nl: number
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl)
+      buf = buf.slice(nl + 1)
+      if (line.trim() === '') continue
+      let parsed: LogLine
+      try {
+        parsed = JSON.parse(line) as LogLine
+      } catch {
+        parsed = { msg: line, raw: true }
+      }
+      logs.push(parsed)
+      for (let i = waiters.length - 1; i >= 0; i--) {
+        if (waiters[i]!.pred(parsed)) {
+          waiters[i]!.resolve(parsed)
+          waiters.splice(i, 1)
+        }
+      }
+    }
+  })
+  proc.stderr!.setEncoding('utf8')
+  proc.stderr!.on('data', (c: string) => { stderr += c })
+  const exited = new Promise<number | string>((resolve) => {
+    proc.on('exit', (code, signal) => resolve(code ?? signal ?? -1))
+  })
+  const waitForLog = (pred: (l: LogLine) => boolean, ms = 10000): Promise<LogLine> => {
+    const found = logs.find(pred)
+    if (found !== undefined) return Promise.resolve(found)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching log line within ${ms} ms; stderr: ${stderr.slice(-2000)}`)), ms)
+      waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l) } })
+      exited.then((code) => {
+        clearTimeout(timer)
+        reject(new Error(`ferry exited (${code}) before the expected log line; stderr: ${stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`))
+      })
+    })
+  }
+  const stop = async (ms = 10000): Promise<number | string> => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM')
+      const timer = setTimeout(() => proc.kill('SIGKILL'), ms)
+      const code = await exited
+      clearTimeout(timer)
+      return code
+    }
+    return exited
+  }
+  const ready = options.ready ?? ((l: LogLine) => l.msg === 'listening')
+  return waitForLog(ready, options.timeout ?? 20000).then((listening) => ({
+    addresses: (listening.addresses as string[] | undefined) ?? [],
+    listening,
+    proc,
+    pid: proc.pid!,
+    logs,
+    stderr: () => stderr,
+    waitForLog,
+    exited,
+    stop
+  }), async (err: unknown) => {
+    await stop(2000)
+    throw err
+  })
+}
+
+/** A fresh temp directory, removed by the returned cleanup. */
+export function tempDir (prefix = 'ferry-test-'): { dir: string, cleanup (): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** VmRSS of a process in KiB (Linux /proc). */
+export async function rssKiB (pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises')
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const m = /VmRSS:\s+(\d+) kB/.exec(status)
+  return m === null ? 0 : Number(m[1])
+}
