@@ -231,8 +231,15 @@ export class RawPeer {
   #waiters: { pred: (f: DecodedFrame) => boolean, resolve: (f: DecodedFrame) => void }[] = []
   #closeWaiters: (() => void)[] = []
 
-  constructor (socket: net.Socket, maxFramePayload = 16777215) {
+  /** Bytes of the client's preface this (server-role) peer has yet to see. */
+  #prefaceLeft: number
+  /** The preface bytes this peer received (server role), for assertions. */
+  readonly preface: number[] = []
+
+  /** `role` is the role this raw peer plays: a 'server' peer first reads the client's preface. */
+  constructor (socket: net.Socket, role: 'client' | 'server' = 'client', maxFramePayload = 16777215) {
     this.socket = socket
+    this.#prefaceLeft = role === 'server' ? PREFACE.length : 0
     const decoder = new FrameDecoder({ maxFramePayload }, (type, flags, streamId, payload) => {
       const fr = { type, flags, streamId, payload: hex(payload) }
       this.frames.push(fr)
@@ -242,7 +249,15 @@ export class RawPeer {
         return false
       })
     })
-    socket.on('data', (c: Buffer) => decoder.push(c))
+    socket.on('data', (c: Buffer) => {
+      if (this.#prefaceLeft > 0) {
+        const n = Math.min(this.#prefaceLeft, c.length)
+        this.preface.push(...c.subarray(0, n))
+        this.#prefaceLeft -= n
+        c = c.subarray(n)
+      }
+      if (c.length > 0) decoder.push(c)
+    })
     socket.on('end', () => { this.ended = true })
     socket.on('error', () => {})
     socket.on('close', () => {
@@ -294,7 +309,7 @@ export async function sessionWithRawPeer (
 ): Promise<{ session: Session, peer: RawPeer, errors: Error[], streamErrors: Error[] }> {
   const [cs, ss] = await socketPair(t)
   const session = new Session(role === 'server' ? ss : cs, { ...options, role })
-  const peer = new RawPeer(role === 'server' ? cs : ss)
+  const peer = new RawPeer(role === 'server' ? cs : ss, role === 'server' ? 'client' : 'server')
   const errors: Error[] = []
   const streamErrors: Error[] = []
   session.on('error', (e: Error) => errors.push(e))
