@@ -47,8 +47,16 @@ export class WorkerLoop {
   #resolveStopped: (() => void) | null = null
   readonly stopped: Promise<void>
 
-  constructor (port: Port, handler: FetchHandler, log: Logger) {
+  #started: Int32Array
+  #startedCount = 0
+
+  /**
+   * `started` (shared with the main thread) counts the requests this loop has begun: if the
+   * thread dies or gets stuck, the main thread re-dispatches the ones past it, which never ran.
+   */
+  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array) {
     this.#port = port
+    this.#started = started
     this.#handler = handler
     this.#log = log
     this.stopped = new Promise((resolve) => { this.#resolveStopped = resolve })
@@ -75,7 +83,6 @@ export class WorkerLoop {
   }
 
   #onBatch (msg: unknown[]): void {
-    this.#push([Op.ACK, msg[0]])
     for (let i = 1; i < msg.length; i++) {
       const op = msg[i] as unknown[]
       switch (op[0]) {
@@ -120,6 +127,7 @@ export class WorkerLoop {
   #start (op: unknown[]): void {
     // [REQ, rid, method, scheme, authority, path, headers, remoteAddress, remotePort, requestId, bodyLength]
     const rid = op[1] as number
+    Atomics.store(this.#started, 0, ++this.#startedCount)
     const method = op[2] as string
     const headers = op[6] as string[]
     const bodyLength = op[10] as number

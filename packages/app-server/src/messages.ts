@@ -3,6 +3,10 @@
  * Each side sends ONE postMessage per event-loop turn: an array of ops (tuples below), with
  * body bytes as transferred ArrayBuffers. Plain arrays, not objects: cheaper to clone.
  *
+ * Each main → worker message is [batchSeq, ...ops]. Which requests a worker has started is
+ * not a message: the loop bumps a counter in a SharedArrayBuffer before it runs each one, so
+ * the main thread knows exactly which requests a dead or stuck thread never began.
+ *
  * main → worker
  *   [REQ, rid, method, scheme, authority, path, headers, remoteAddress, remotePort, requestId, bodyLength]
  *       bodyLength: 0 no body, N exact, -1 streamed
@@ -15,7 +19,6 @@
  *
  * worker → main
  *   [READY, threadId]
- *   [ACK, batchSeq]            the worker has taken a batch (its requests have started)
  *   [HEAD, rid, status, headers, bodyLength, body|null, end]   body: the whole body when known
  *   [CHUNK, rid, Uint8Array]   a response body chunk
  *   [END, rid]                 response complete
@@ -34,7 +37,6 @@ export const Op = {
   STOP: 7,
   // worker → main
   READY: 10,
-  ACK: 11,
   HEAD: 12,
   CHUNK: 13,
   END: 14,

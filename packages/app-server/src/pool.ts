@@ -53,9 +53,11 @@ export interface Exchange {
 export class Call {
   readonly rid: number
   readonly ex: Exchange
-  readonly start: number
+  /** When the timeout clock started (see #sweep). */
+  start: number
   slot: Slot | null = null
-  batch = 0
+  /** Position of this request among the requests sent to its slot (1-based). */
+  seqOnSlot = 0
   pendingBody: ArrayBuffer[] = []
   bodyEnded = false
   bodyForwarded = false
@@ -83,7 +85,10 @@ interface Slot {
   out: unknown[]
   transfer: ArrayBuffer[]
   seq: number
-  acked: number
+  /** Requests sent to this slot. */
+  sent: number
+  /** Shared with the loop: requests it has started. */
+  started: Int32Array
   pingSeq: number
   pingSentAt: number
   idleSince: number
@@ -157,12 +162,13 @@ export class Pool {
     const o = this.#o
     const abort = new AbortController()
     const jitter = o.maxRequestsJitter > 0 ? Math.floor(Math.random() * (o.maxRequestsJitter + 1)) : 0
+    const started = new Int32Array(new SharedArrayBuffer(4))
     let port: Port
     let task: Promise<unknown>
     if (this.#piscina !== null) {
       const ch = new MessageChannel()
       port = ch.port1 as unknown as Port
-      task = this.#piscina.run({ port: ch.port2, handlerUrl: o.handlerUrl, logLevel: o.logLevel, generation: o.generation }, {
+      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, logLevel: o.logLevel, generation: o.generation }, {
         transferList: [ch.port2],
         signal: abort.signal
       })
@@ -172,7 +178,7 @@ export class Pool {
       task = (async () => {
         installLightResponse()
         const handler = await loadHandler(o.handlerUrl)
-        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }))
+        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started)
         abort.signal.addEventListener('abort', () => worker.close())
         await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
       })()
@@ -180,7 +186,7 @@ export class Pool {
     const slot: Slot = {
       id: ++this.#slotSeq, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
       inflight: 0, calls: new Set(), served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
-      out: [], transfer: [], seq: 0, acked: 0, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
+      out: [], transfer: [], seq: 0, sent: 0, started, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
     }
     this.#slots.add(slot)
     port.on('message', (msg) => this.#onMessage(slot, msg))
@@ -215,13 +221,14 @@ export class Pool {
   /** Fail or re-dispatch the calls of a dead slot. */
   #orphan (slot: Slot, code: 'FERRY_ERR_APP_WORKER_CRASHED' | 'FERRY_ERR_APP_WORKER_REPLACED'): void {
     const calls = [...slot.calls]
+    const started = Atomics.load(slot.started, 0)
     slot.calls.clear()
     slot.inflight = 0
     const redo: Call[] = []
     for (const c of calls) {
       if (c.done) continue
       c.slot = null
-      if (c.batch > slot.acked && !c.bodyForwarded && !c.headReceived) redo.push(c)
+      if (c.seqOnSlot > started && !c.bodyForwarded && !c.headReceived) redo.push(c)
       else this.#fail(c, appError(code, `thread ${slot.threadId}`))
     }
     // never started: they go first, ahead of the queue
@@ -290,7 +297,7 @@ export class Pool {
     if (slot.maxServed > 0 && slot.served >= slot.maxServed) this.#retire(slot)
     const h = call.ex.head
     this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, h.path, h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength])
-    call.batch = slot.seq
+    call.seqOnSlot = ++slot.sent
     for (const ab of call.pendingBody) {
       this.#send(slot, [Op.BODY, call.rid, ab], ab)
       call.bodyForwarded = true
@@ -415,7 +422,6 @@ export class Pool {
     for (let i = 0; i < msg.length; i++) {
       const op = msg[i] as unknown[]
       switch (op[0]) {
-        case Op.ACK: slot.acked = op[1] as number; break
         case Op.READY: this.#onReady(slot, op[1] as number); break
         case Op.PONG: slot.pingSentAt = 0; break
         case Op.HEAD: {
@@ -471,7 +477,15 @@ export class Pool {
     const timeout = this.#o.timeout
     if (timeout > 0) {
       for (const call of this.#calls.values()) {
-        if (call.done || call.headReceived || now - call.start < timeout) continue
+        if (call.done || call.headReceived) continue
+        // The clock runs from when a worker begins the request (uWSGI's harakiri does the
+        // same): waiting in the queue, or behind a stuck request on its thread, does not count.
+        const slot0 = call.slot
+        if (slot0 === null || call.seqOnSlot > Atomics.load(slot0.started, 0)) {
+          call.start = now
+          continue
+        }
+        if (now - call.start < timeout) continue
         this.counters.timedOut++
         const slot = call.slot
         this.#o.log.warn({ reqId: call.ex.head.requestId, threadId: slot?.threadId, code: 'FERRY_ERR_APP_TIMEOUT', ms: now - call.start }, 'request timed out')
@@ -482,8 +496,6 @@ export class Pool {
             this.#send(slot, [Op.PING, ++slot.pingSeq])
           }
         }
-        const i = this.#queue.indexOf(call)
-        if (i >= 0) this.#queue.splice(i, 1)
         this.#fail(call, appError('FERRY_ERR_APP_TIMEOUT', `${timeout} ms`))
       }
       // harakiri: a worker whose event loop did not answer the heartbeat is stuck

@@ -13,6 +13,8 @@ import { installLightResponse } from './response.js'
 
 export interface LoopTask extends LoopOptions {
   port: MessagePort
+  /** Int32Array over a SharedArrayBuffer: requests started (see WorkerLoop). */
+  started: Int32Array
 }
 
 let log: Logger | null = null
@@ -28,7 +30,7 @@ export default async function loopTask (task: LoopTask): Promise<void> {
   }
   const handler = await h
   const port = task.port as unknown as Port
-  const loop = new WorkerLoop(port, handler, log)
+  const loop = new WorkerLoop(port, handler, log, task.started)
   await loop.stopped
   task.port.close()
 }

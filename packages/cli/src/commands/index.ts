@@ -126,7 +126,8 @@ Workers:
   --max-queue <n>            requests waiting for a free thread; past it the answer is 503
                              with Retry-After at once (FERRY_ERR_APP_QUEUE_FULL)   default 1024
                              uWSGI: listen (backlog) · gunicorn: backlog
-  --timeout <seconds>        time a request may take until its response head; past it the
+  --timeout <seconds>        time a request may take, from when a worker begins it until its
+                             response head (streamed bodies may run on); past it the
                              client gets 504 (FERRY_ERR_APP_TIMEOUT) and the handler's
                              request.signal aborts. A worker whose event loop is stuck (no
                              answer to a heartbeat) is terminated and replaced; requests it
