@@ -14,8 +14,10 @@ let tsxRegistered = false
 async function registerTsx (): Promise<void> {
   if (tsxRegistered) return
   tsxRegistered = true
-  const { register } = await import('tsx/esm/api')
+  // Both hooks: a .ts file outside a "type": "module" package loads through the CJS loader.
+  const [{ register }, cjs] = await Promise.all([import('tsx/esm/api'), import('tsx/cjs/api')])
   register()
+  cjs.register()
 }
 
 function isTypeScript (url: string): boolean {

@@ -71,12 +71,13 @@ export async function listen (address: Address, socketMode: number | null, onCon
   return { address: bound, server, text: formatAddress(bound) }
 }
 
-/** Stop accepting; a unix socket file is removed (net.Server does it on close). */
-export function closeListener (l: BoundListener): Promise<void> {
-  return new Promise((resolve) => {
-    l.server.close(() => resolve())
-    if (l.address.kind === 'unix') {
-      try { unlinkSync(l.address.path) } catch {}
-    }
-  })
+/**
+ * Stop accepting (open connections are not waited for: they drain on their own terms).
+ * A unix socket file is removed at once.
+ */
+export function closeListener (l: BoundListener): void {
+  l.server.close()
+  if (l.address.kind === 'unix') {
+    try { unlinkSync(l.address.path) } catch {}
+  }
 }

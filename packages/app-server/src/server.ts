@@ -174,7 +174,7 @@ export class AppServer implements ConnectionHost {
     this.#closing = true
     this.log.info({ gracefulTimeout: this.options.gracefulTimeout }, 'shutting down: GOAWAY sent, draining in-flight requests')
     for (const s of this.sessions) s.goaway()
-    await Promise.all(this.listeners.map((l) => closeListener(l)))
+    for (const l of this.listeners) closeListener(l)
     this.listeners = []
     const pools = [this.pool, ...this.#draining]
     let timer: NodeJS.Timeout | undefined
@@ -191,7 +191,7 @@ export class AppServer implements ConnectionHost {
   /** Close everything now. */
   async close (): Promise<void> {
     this.#closing = true
-    await Promise.all(this.listeners.map((l) => closeListener(l)))
+    for (const l of this.listeners) closeListener(l)
     this.listeners = []
     await Promise.all([this.pool, ...this.#draining].map((p) => p.destroy()))
     // let the last responses flush before the sockets go
