@@ -6,18 +6,26 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type CodecResults, codecSummary, codecTable } from './codec.ts'
+import { type E2eResults, e2eMarkdown } from './e2e.ts'
 import { describeMachine, type MachineInfo } from './machine.ts'
-
-/** The e2e part is defined by e2e.ts; results.ts only needs its renderers. */
-export interface E2ePart {
-  date: string
-  renderMarkdown (): string
-  svg (): string
-}
+import { renderChart } from './svg.ts'
 
 export interface LatestResults {
   codec?: { machine: MachineInfo, results: CodecResults }
-  e2e?: { machine: MachineInfo, results: unknown, markdown: string, svg: string }
+  e2e?: { machine: MachineInfo, results: E2eResults }
+}
+
+export function e2eChart (r: E2eResults): string {
+  const rows = r.configs.filter((c) => c.samples.length > 0).map((c) => ({
+    label: c.label,
+    rps: c.rps,
+    ratio: c.ratio,
+    p50ms: c.p50ms,
+    p99ms: c.p99ms,
+    highlight: c.name.includes('ferry')
+  }))
+  const subtitle = `${r.generator} -c${r.connections} · ${r.rounds} interleaved round(s) × ${r.seconds} s · ${describeMachine(r.machine)} · ${r.date.slice(0, 10)}`
+  return renderChart('ferry end to end: req/s (× fastify direct) and latency p50–p99', subtitle, rows)
 }
 
 export function readLatest (outDir: string): LatestResults {
@@ -33,7 +41,7 @@ export function readLatest (outDir: string): LatestResults {
 export function renderMarkdown (latest: LatestResults): string {
   const parts = ['# ferry benchmark results', '', 'Written by `npm run bench` (bench/index.ts). Rerun: see bench/README.md.', '']
   if (latest.e2e !== undefined) {
-    parts.push('## End to end', '', `Machine: ${describeMachine(latest.e2e.machine)}`, '', latest.e2e.markdown, '')
+    parts.push('## End to end', '', `Machine: ${describeMachine(latest.e2e.machine)}`, '', '![req/s and latency](latest.svg)', '', e2eMarkdown(latest.e2e.results), '')
   }
   if (latest.codec !== undefined) {
     const r = latest.codec.results
@@ -54,6 +62,6 @@ export function writeLatest (outDir: string, update: LatestResults): LatestResul
   const latest = { ...readLatest(outDir), ...update }
   writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(latest, null, 2)}\n`)
   writeFileSync(join(outDir, 'latest.md'), renderMarkdown(latest))
-  if (latest.e2e !== undefined) writeFileSync(join(outDir, 'latest.svg'), latest.e2e.svg)
+  if (latest.e2e !== undefined) writeFileSync(join(outDir, 'latest.svg'), e2eChart(latest.e2e.results))
   return latest
 }

@@ -1,0 +1,277 @@
+/**
+ * End-to-end harness: every configuration of configs.ts under the same load, interleaved
+ * (round 1: A B C …, round 2: A B C …) so drift and other load on the machine spread over
+ * all of them; per configuration the median of its rounds. Each round starts the
+ * configuration's servers fresh, warms them up, then measures req/s, p50/p99, errors, the
+ * CPU time of every server process (÷ requests = CPU µs per request, all tiers) and the
+ * bytes through the innermost server's sockets per request.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { CodecResults } from './codec.ts'
+import { type Config, configurations } from './configs.ts'
+import { type LoadResult, runLoad } from './load.ts'
+import type { MachineInfo } from './machine.ts'
+import { usage, usageDelta } from './procs.ts'
+import { median, round } from './stats.ts'
+
+export interface E2eOptions {
+  root: string
+  rounds: number
+  seconds: number
+  warmupSeconds: number
+  connections: number
+  only: string[]
+  generator: 'wrk' | 'autocannon'
+  /** Codec figures for the framing share (from this run or a quick codec bench). */
+  codec: CodecResults | null
+  log: (line: string) => void
+}
+
+export interface Sample {
+  round: number
+  rps: number
+  p50ms: number
+  p99ms: number
+  errors: number
+  requests: number
+  /** CPU µs per request, all server processes together. */
+  cpuUs: number
+  /** CPU µs per request of each tier (process name → µs). */
+  cpuUsByProc: Record<string, number>
+  /** Bytes read + written through the innermost server's syscalls, per request. */
+  hopBytes: number
+}
+
+export interface ConfigResult {
+  name: string
+  label: string
+  workload: string
+  baseline: string
+  /** Set when the configuration did not run (or stopped running): why. */
+  skipped: string | null
+  samples: Sample[]
+  rps: number
+  p50ms: number
+  p99ms: number
+  errors: number
+  cpuUs: number
+  cpuUsByProc: Record<string, number>
+  hopBytes: number
+  /** Median req/s ÷ the baseline's median req/s. */
+  ratio: number | null
+  /** Codec encode+decode per request, both tiers (codec micro-bench), ns. */
+  framingNs: number | null
+  /** framingNs as a share of cpuUs. */
+  framingShare: number | null
+}
+
+export interface E2eResults {
+  date: string
+  machine: MachineInfo
+  generator: string
+  connections: number
+  rounds: number
+  seconds: number
+  warnings: string[]
+  configs: ConfigResult[]
+  checks: { name: string, pass: boolean, detail: string }[]
+}
+
+/** Encode+decode ns for one exchange of `workload` over `codec`, from the codec bench. */
+function framingNs (codec: CodecResults | null, cfg: Config): number | null {
+  if (codec === null || cfg.framing === '') return null
+  const reqCase = cfg.workload.name === 'hello' ? 'minimal-get' : cfg.workload.name === 'browser' ? 'browser-get' : null
+  if (reqCase === null) return null
+  const req = codec.rows.find((r) => r.codec === cfg.framing && r.case === reqCase)
+  // uwsgi answers in HTTP/1.x text: its response half is the http1 row
+  const res = codec.rows.find((r) => r.codec === cfg.framing && r.case === 'hello-response') ??
+    (cfg.framing === 'uwsgi' ? codec.rows.find((r) => r.codec === 'http1' && r.case === 'hello-response') : undefined)
+  if (req === undefined || res === undefined) return null
+  return req.totalNs + res.totalNs
+}
+
+async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promise<Sample> {
+  const dir = mkdtempSync(join(tmpdir(), `ferry-bench-${cfg.name}-`))
+  try {
+    const running = await cfg.start(dir)
+    try {
+      const load = { origin: running.origin, workload: cfg.workload, connections: o.connections, generator: o.generator, tmpDir: dir }
+      if (o.warmupSeconds > 0) await runLoad({ ...load, seconds: o.warmupSeconds })
+      const before = usage(running.procs)
+      const r: LoadResult = await runLoad({ ...load, seconds: o.seconds })
+      const delta = usageDelta(before, usage(running.procs))
+      const n = Math.max(r.requests, 1)
+      const cpuUsByProc: Record<string, number> = {}
+      let cpuS = 0
+      for (const [name, u] of delta) {
+        // several app nodes: one entry "app×N" with their sum
+        const key = /^app\d+$/.test(name) ? `app×${running.hop.length}` : name
+        cpuUsByProc[key] = (cpuUsByProc[key] ?? 0) + u.cpuS * 1e6 / n
+        cpuS += u.cpuS
+      }
+      let hop = 0
+      for (const p of running.hop) {
+        const u = delta.get(p.name)
+        if (u !== undefined) hop += u.readBytes + u.writeBytes
+      }
+      return {
+        round: roundNo,
+        rps: round1(r.rps),
+        p50ms: round(r.p50ms, 2),
+        p99ms: round(r.p99ms, 2),
+        errors: r.errors,
+        requests: r.requests,
+        cpuUs: round1(cpuS * 1e6 / n),
+        cpuUsByProc: Object.fromEntries(Object.entries(cpuUsByProc).map(([k, v]) => [k, round1(v)])),
+        hopBytes: Math.round(hop / n)
+      }
+    } finally {
+      await Promise.all(running.procs.map((p) => p.stop()))
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const round1 = (v: number): number => round(v, 1)
+
+function summarize (cfg: Config, samples: Sample[], skipped: string | null, codec: CodecResults | null): ConfigResult {
+  const m = (f: (s: Sample) => number): number => (samples.length === 0 ? Number.NaN : median(samples.map(f)))
+  const procs = new Set(samples.flatMap((s) => Object.keys(s.cpuUsByProc)))
+  const cpuUs = m((s) => s.cpuUs)
+  const fns = framingNs(codec, cfg)
+  return {
+    name: cfg.name,
+    label: cfg.label,
+    workload: cfg.workload.name,
+    baseline: cfg.baseline,
+    skipped,
+    samples,
+    rps: round1(m((s) => s.rps)),
+    p50ms: round(m((s) => s.p50ms), 2),
+    p99ms: round(m((s) => s.p99ms), 2),
+    errors: samples.reduce((a, s) => a + s.errors, 0),
+    cpuUs: round1(cpuUs),
+    cpuUsByProc: Object.fromEntries([...procs].map((p) => [p, round1(m((s) => s.cpuUsByProc[p] ?? 0))])),
+    hopBytes: Math.round(m((s) => s.hopBytes)),
+    ratio: null,
+    framingNs: fns,
+    framingShare: fns === null || !(cpuUs > 0) ? null : round(fns / 1000 / cpuUs, 4)
+  }
+}
+
+export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eResults> {
+  const all = configurations({ root: o.root })
+  const unknown = o.only.filter((n) => !all.some((c) => c.name === n))
+  if (unknown.length > 0) throw new Error(`unknown configuration(s) ${unknown.join(', ')}; known: ${all.map((c) => c.name).join(', ')}`)
+  const chosen = o.only.length > 0 ? all.filter((c) => o.only.includes(c.name)) : all
+  const warnings: string[] = []
+  if (machine.cores < 4) {
+    warnings.push(`only ${machine.cores} cores: the load generator (${o.generator}) shares them with the servers, so absolute req/s and latency are low and noisy — compare the ratios (interleaved rounds), not the absolute figures`)
+  }
+  const skipped = new Map<string, string>()
+  for (const c of chosen) {
+    const why = c.unavailable()
+    if (why !== null) skipped.set(c.name, why)
+  }
+  for (const [name, why] of skipped) o.log(`skip ${name}: ${why}`)
+  const samples = new Map<string, Sample[]>(chosen.map((c) => [c.name, []]))
+  for (let r = 1; r <= o.rounds; r++) {
+    for (const cfg of chosen) {
+      if (skipped.has(cfg.name)) continue
+      try {
+        const s = await measureOnce(cfg, o, r)
+        samples.get(cfg.name)!.push(s)
+        o.log(`round ${r}/${o.rounds} ${cfg.name.padEnd(20)} ${String(Math.round(s.rps)).padStart(7)} req/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/req  hop ${s.hopBytes} B/req`)
+      } catch (err) {
+        const first = String((err as Error).message).split('\n').slice(0, 3).join(' | ')
+        skipped.set(cfg.name, `failed in round ${r}: ${first}`)
+        o.log(`skip ${cfg.name}: failed in round ${r}: ${first}`)
+      }
+    }
+  }
+  const configs = chosen.map((c) => summarize(c, samples.get(c.name)!, skipped.get(c.name) ?? null, o.codec))
+  for (const c of configs) {
+    const base = configs.find((b) => b.name === c.baseline)
+    if (base !== undefined && base.samples.length > 0 && c.samples.length > 0) c.ratio = round(c.rps / base.rps, 3)
+  }
+  return {
+    date: new Date().toISOString(),
+    machine,
+    generator: o.generator,
+    connections: o.connections,
+    rounds: o.rounds,
+    seconds: o.seconds,
+    warnings,
+    configs,
+    checks: checks(configs)
+  }
+}
+
+/** The issue's targets, evaluated on this run (only where both sides ran). */
+function checks (configs: readonly ConfigResult[]): E2eResults['checks'] {
+  const get = (n: string): ConfigResult | undefined => {
+    const c = configs.find((x) => x.name === n)
+    return c !== undefined && c.samples.length > 0 ? c : undefined
+  }
+  const out: E2eResults['checks'] = []
+  const ferry = get('ferry-unix')
+  const fastify = get('fastify')
+  const replyFrom = get('reply-from')
+  const uwsgi = get('nginx-uwsgi')
+  if (ferry === undefined) return out
+  if (fastify !== undefined) {
+    out.push({ name: 'ferry unix ≥ 0.75× fastify direct (req/s)', pass: ferry.rps >= 0.75 * fastify.rps, detail: `${round(ferry.rps / fastify.rps, 2)}×` })
+    out.push({ name: 'ferry CPU per request (both tiers) ≤ 1.6× fastify direct', pass: ferry.cpuUs <= 1.6 * fastify.cpuUs, detail: `${ferry.cpuUs} µs vs ${fastify.cpuUs} µs (${round(ferry.cpuUs / fastify.cpuUs, 2)}×)` })
+  }
+  if (replyFrom !== undefined) {
+    out.push({ name: 'ferry unix ≥ 3× reply-from (req/s)', pass: ferry.rps >= 3 * replyFrom.rps, detail: `${round(ferry.rps / replyFrom.rps, 2)}×` })
+  }
+  if (uwsgi !== undefined) {
+    out.push({ name: 'ferry unix ≥ nginx + uWSGI (req/s)', pass: ferry.rps >= uwsgi.rps, detail: `${Math.round(ferry.rps)} vs ${Math.round(uwsgi.rps)} req/s` })
+    out.push({ name: 'ferry unix p99 ≤ nginx + uWSGI p99', pass: ferry.p99ms <= uwsgi.p99ms, detail: `${ferry.p99ms} ms vs ${uwsgi.p99ms} ms` })
+  }
+  if (ferry.framingShare !== null) {
+    out.push({ name: 'framing (encode+decode, both tiers) ≤ 5% of CPU per request', pass: ferry.framingShare <= 0.05, detail: `${round(ferry.framingNs! / 1000, 2)} µs of ${ferry.cpuUs} µs = ${round(ferry.framingShare * 100, 1)}%` })
+  }
+  return out
+}
+
+const fmt = (v: number | null, digits = 0): string => (v === null || Number.isNaN(v) ? '–' : digits === 0 ? String(Math.round(v)) : v.toFixed(digits))
+
+export function e2eTable (r: E2eResults): string {
+  const lines = [
+    '| configuration | req/s | × fastify | p50 ms | p99 ms | errors | CPU µs/req (tiers) | hop B/req | framing |',
+    '|---|--:|--:|--:|--:|--:|---|--:|--:|'
+  ]
+  for (const c of r.configs) {
+    if (c.samples.length === 0) {
+      lines.push(`| ${c.label} (\`${c.name}\`) | skipped: ${c.skipped ?? ''} | | | | | | | |`)
+      continue
+    }
+    const tiers = Object.entries(c.cpuUsByProc).map(([k, v]) => `${k} ${fmt(v)}`).join(' + ')
+    const framing = c.framingShare === null ? '–' : `${fmt(c.framingNs! / 1000, 2)} µs = ${fmt(c.framingShare * 100, 1)}%`
+    const note = c.skipped === null ? '' : ` ⚠ ${c.skipped}`
+    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${c.hopBytes} | ${framing} |`)
+  }
+  return lines.join('\n')
+}
+
+export function e2eMarkdown (r: E2eResults): string {
+  const lines = [
+    `${r.date} · ${r.generator} -c${r.connections}, ${r.rounds} interleaved round(s) of ${r.seconds} s per configuration, medians · hello world unless noted`,
+    ''
+  ]
+  for (const w of r.warnings) lines.push(`> **Warning:** ${w}`, '')
+  lines.push(e2eTable(r), '')
+  lines.push(
+    '"× fastify": median req/s ÷ fastify direct\'s under the same workload. "CPU µs/req": user+system CPU of every server process (all threads, all workers) ÷ requests. ' +
+    '"hop B/req": bytes read + written by the innermost server\'s syscalls per request (the front↔app hop for ferry; client↔server for fastify direct). ' +
+    '"framing": encode+decode of request and response heads and frame headers, both tiers, from the codec micro-bench, as a share of the CPU per request.',
+    ''
+  )
+  for (const c of r.checks) lines.push(`- ${c.pass ? 'PASS' : 'MISS'}: ${c.name} — ${c.detail}`)
+  return lines.join('\n')
+}
