@@ -81,6 +81,10 @@ export class Exchange implements Waiter {
   /** Response bytes written to a backed-up client whose credit is still held. */
   unconsumed = 0
   drainHooked = false
+  /** Declared response body length (-1 unknown). */
+  expect = -1
+  /** A whole small body held for res.end(body): one write for head + body. */
+  held: Buffer | null = null
   status = 0
   code = ''
 
@@ -210,6 +214,7 @@ export class Exchange implements Waiter {
     if (this.state === State.DONE) return
     this.state = State.RESPONDING
     this.status = head.status
+    this.expect = head.bodyLength
     this.deadline = Date.now() + this.target.idleTimeout
     const res = this.res
     let h = head.headers
@@ -236,6 +241,16 @@ export class Exchange implements Waiter {
 
   /** Upstream response body bytes; returns true when the client took them at once. */
   body (chunk: Buffer): boolean {
+    if (this.bytesOut === 0 && chunk.length === this.expect) {
+      // The whole body in one chunk: END_STREAM is next; answer with res.end(body).
+      this.bytesOut = chunk.length
+      this.held = chunk
+      return true
+    }
+    if (this.held !== null) {
+      (this.res as ServerResponse).write(this.held)
+      this.held = null
+    }
     this.bytesOut += chunk.length
     this.deadline = Date.now() + this.target.idleTimeout
     if ((this.res as ServerResponse).write(chunk)) return true
@@ -258,7 +273,11 @@ export class Exchange implements Waiter {
 
   end (): void {
     if (this.state === State.DONE) return
-    this.res.end()
+    const held = this.held
+    if (held !== null) {
+      this.held = null
+      this.res.end(held)
+    } else this.res.end()
     this.finish()
   }
 
