@@ -142,6 +142,12 @@ function summarize (cfg: Config, samples: Sample[], skipped: string | null, code
   const procs = new Set(samples.flatMap((s) => Object.keys(s.cpuUsByProc)))
   const cpuUs = m((s) => s.cpuUs)
   const fns = framingNs(codec, cfg)
+  const requests = samples.reduce((a, s) => a + s.requests, 0)
+  const errors = samples.reduce((a, s) => a + s.errors, 0)
+  if (skipped === null && requests > 0 && errors > requests * 0.01) {
+    // a configuration that answers errors fast is not fast: keep its figures, flag them, leave them out of ratios and checks
+    skipped = `${round(errors / requests * 100, 1)}% of the responses were errors: figures not comparable`
+  }
   return {
     name: cfg.name,
     label: cfg.label,
@@ -152,7 +158,7 @@ function summarize (cfg: Config, samples: Sample[], skipped: string | null, code
     rps: round1(m((s) => s.rps)),
     p50ms: round(m((s) => s.p50ms), 2),
     p99ms: round(m((s) => s.p99ms), 2),
-    errors: samples.reduce((a, s) => a + s.errors, 0),
+    errors,
     cpuUs: round1(cpuUs),
     cpuUsByProc: Object.fromEntries([...procs].map((p) => [p, round1(m((s) => s.cpuUsByProc[p] ?? 0))])),
     hopBytes: Math.round(m((s) => s.hopBytes)),
@@ -195,7 +201,7 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
   const configs = chosen.map((c) => summarize(c, samples.get(c.name)!, skipped.get(c.name) ?? null, o.codec))
   for (const c of configs) {
     const base = configs.find((b) => b.name === c.baseline)
-    if (base !== undefined && base.samples.length > 0 && c.samples.length > 0) c.ratio = round(c.rps / base.rps, 3)
+    if (base !== undefined && comparable(base) && comparable(c)) c.ratio = round(c.rps / base.rps, 3)
   }
   return {
     date: new Date().toISOString(),
@@ -210,11 +216,16 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
   }
 }
 
-/** The issue's targets, evaluated on this run (only where both sides ran). */
+/** Ran every round without a flagged problem. */
+export function comparable (c: ConfigResult): boolean {
+  return c.samples.length > 0 && c.skipped === null
+}
+
+/** The issue's targets, evaluated on this run (only where both sides ran cleanly). */
 function checks (configs: readonly ConfigResult[]): E2eResults['checks'] {
   const get = (n: string): ConfigResult | undefined => {
     const c = configs.find((x) => x.name === n)
-    return c !== undefined && c.samples.length > 0 ? c : undefined
+    return c !== undefined && comparable(c) ? c : undefined
   }
   const out: E2eResults['checks'] = []
   const ferry = get('ferry-unix')

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { type CodecResults, codecSummary, codecTable } from './codec.ts'
-import { type E2eResults, e2eMarkdown } from './e2e.ts'
+import { comparable, type E2eResults, e2eMarkdown } from './e2e.ts'
 import { describeMachine, type MachineInfo } from './machine.ts'
 import { renderChart } from './svg.ts'
 
@@ -16,7 +16,7 @@ export interface LatestResults {
 }
 
 export function e2eChart (r: E2eResults): string {
-  const rows = r.configs.filter((c) => c.samples.length > 0).map((c) => ({
+  const rows = r.configs.filter(comparable).map((c) => ({
     label: c.label,
     rps: c.rps,
     ratio: c.ratio,

@@ -1,0 +1,126 @@
+/**
+ * Smoke test of the end-to-end harness's pieces: wrk output parsing, the SVG writer, server
+ * start/measure/stop through /proc, and one tiny run of the fastify-direct configuration.
+ * Structure only — never timing.
+ */
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { test } from 'node:test'
+import { runE2e } from '../../bench/e2e.ts'
+import { defaultGenerator, parseDuration, parseWrk } from '../../bench/load.ts'
+import { machineInfo } from '../../bench/machine.ts'
+import { startServer, usage } from '../../bench/procs.ts'
+import { readLatest, writeLatest } from '../../bench/results.ts'
+import { renderChart } from '../../bench/svg.ts'
+
+const root = resolve(import.meta.dirname, '../..')
+
+const WRK_OUTPUT = `Running 2s test @ http://127.0.0.1:32899/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.54ms    4.36ms  40.34ms   85.76%
+    Req/Sec    10.11k     4.51k   16.72k    55.00%
+  Latency Distribution
+     50%  812.00us
+     75%    6.84ms
+     90%   11.31ms
+     99%    1.02s
+  20189 requests in 2.01s, 3.37MB read
+  Socket errors: connect 0, read 3, write 1, timeout 2
+  Non-2xx or 3xx responses: 7
+Requests/sec:  10045.50
+Transfer/sec:      1.68MB
+`
+
+test('wrk output: requests, seconds, p50/p99 in any unit, errors', () => {
+  const r = parseWrk(WRK_OUTPUT)
+  assert.equal(r.requests, 20189)
+  assert.equal(r.seconds, 2.01)
+  assert.equal(r.p50ms, 0.812)
+  assert.equal(r.p99ms, 1020)
+  assert.equal(r.errors, 3 + 1 + 2 + 7)
+  assert.equal(parseDuration('1.5m'), 90000)
+  assert.ok(Number.isNaN(parseDuration('fast')))
+  assert.throws(() => parseWrk('wrk: connection refused'), /not understood/)
+})
+
+/** Every element closed in order: a tiny well-formedness check for the SVG we write. */
+function assertWellFormed (xml: string): string[] {
+  const stack: string[] = []
+  const names: string[] = []
+  for (const m of xml.matchAll(/<(\/?)([a-zA-Z]+)[^>]*?(\/?)>/g)) {
+    const [, close, name, self] = m
+    names.push(name!)
+    if (self === '/') continue
+    if (close === '/') assert.equal(stack.pop(), name)
+    else stack.push(name!)
+  }
+  assert.deepEqual(stack, [])
+  assert.doesNotMatch(xml.replace(/<[^>]*>/g, ''), /[<>]|&(?!amp;|lt;|gt;|quot;)/)
+  return names
+}
+
+test('svg: well-formed, one bar and one whisker per row, labels escaped', () => {
+  const svg = renderChart('t <&>', 'sub', [
+    { label: 'fastify <direct> & co', rps: 39000, ratio: 1, p50ms: 1.2, p99ms: 9.5, highlight: false },
+    { label: 'ferry unix', rps: 29000, ratio: 0.74, p50ms: 1.6, p99ms: 14, highlight: true },
+    { label: 'no latency', rps: 10, ratio: null, p50ms: Number.NaN, p99ms: Number.NaN, highlight: false }
+  ])
+  assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" width="\d+" height="\d+"/)
+  assert.ok(svg.trimEnd().endsWith('</svg>'))
+  const names = assertWellFormed(svg)
+  assert.equal(names.filter((n) => n === 'circle').length, 2)
+  assert.equal(names.filter((n) => n === 'rect').length, 1 + 3)
+  assert.ok(svg.includes('fastify &lt;direct&gt; &amp; co'))
+  assert.ok(svg.includes('29000 (0.74×)'))
+})
+
+test('procs: a server starts, its CPU and I/O are read from /proc, stop leaves no process', async (t) => {
+  const p = await startServer({ name: 'fastify', command: process.execPath, args: [join(root, 'bench/servers/fastify-hello.mjs'), '0'], ready: 'listening-line' })
+  t.after(() => p.stop())
+  assert.match(p.addresses[0]!, /^tcp:\/\/127\.0\.0\.1:\d+$/)
+  const res = await fetch(p.addresses[0]!.replace('tcp://', 'http://'))
+  assert.equal(res.status, 200)
+  assert.equal(await res.text(), 'hello world')
+  const u = usage([p]).get('fastify')!
+  assert.ok(u.cpuS > 0)
+  assert.ok(u.readBytes > 0 && u.writeBytes > 0)
+  await p.stop()
+  assert.throws(() => process.kill(p.pid, 0), { code: 'ESRCH' })
+})
+
+test('e2e: one short round of fastify direct gives a full, comparable result', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-e2e-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const lines: string[] = []
+  const machine = machineInfo()
+  const r = await runE2e(machine, {
+    root,
+    rounds: 1,
+    seconds: 1,
+    warmupSeconds: 0,
+    connections: 4,
+    only: ['fastify'],
+    generator: defaultGenerator(),
+    codec: null,
+    log: (l) => lines.push(l)
+  })
+  assert.equal(r.configs.length, 1)
+  const c = r.configs[0]!
+  assert.equal(c.skipped, null)
+  assert.equal(c.samples.length, 1)
+  assert.equal(c.errors, 0)
+  assert.equal(c.ratio, 1)
+  assert.ok(c.rps > 0 && c.cpuUs > 0 && c.hopBytes > 0)
+  assert.ok(c.p50ms > 0 && c.p99ms >= c.p50ms)
+  assert.deepEqual(Object.keys(c.cpuUsByProc), ['fastify'])
+  assert.match(lines[0]!, /^round 1\/1 fastify/)
+  if (machine.cores < 4) assert.match(r.warnings[0]!, /shares them with the servers/)
+  writeLatest(dir, { e2e: { machine, results: r } })
+  assert.equal(readLatest(dir).e2e?.results.configs[0]?.name, 'fastify')
+  assertWellFormed(readFileSync(join(dir, 'latest.svg'), 'utf8'))
+  assert.match(readFileSync(join(dir, 'latest.md'), 'utf8'), /\| fastify direct \(`fastify`\) \| \d+ \| 1\.00 \|/)
+  await assert.rejects(runE2e(machine, { ...{ root, rounds: 1, seconds: 1, warmupSeconds: 0, connections: 1, generator: defaultGenerator(), codec: null, log: () => {} }, only: ['nope'] }), /unknown configuration/)
+})
