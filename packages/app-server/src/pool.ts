@@ -7,10 +7,10 @@
  * shrinking between min and max threads. `threads.max === 0` runs the loop on the main thread.
  */
 import { MessageChannel } from 'node:worker_threads'
-import type { FerryError, RequestHead } from '@ferry/protocol'
+import { FerryError, type RequestHead } from '@ferry/protocol'
 import { Piscina } from 'piscina'
 import type { Logger } from 'pino'
-import { appError } from './errors.js'
+import { APP_SERVER_ERRORS, type AppErrorCode, appError } from './errors.js'
 import { loadHandler } from './handler.js'
 import { inlinePortPair } from './inline-port.js'
 import { WorkerLoop } from './loop.js'
@@ -95,6 +95,14 @@ interface Slot {
 }
 
 let nextRid = 1
+
+function codedError (err: unknown): FerryError {
+  const message = String((err as Error)?.message ?? err)
+  for (const code of Object.keys(APP_SERVER_ERRORS) as AppErrorCode[]) {
+    if (message.startsWith(APP_SERVER_ERRORS[code].message)) return new FerryError(code, message, { cause: err, statusCode: 500 })
+  }
+  return new FerryError('FERRY_ERR_APP_HANDLER_LOAD', `${APP_SERVER_ERRORS.FERRY_ERR_APP_HANDLER_LOAD.message}: ${message}`, { cause: err, statusCode: 500 })
+}
 
 export class Pool {
   #o: PoolOptions
@@ -201,7 +209,9 @@ export class Pool {
     slot.port.close()
     if (wasDead) return // we killed it and handled its calls already
     if (!slot.ready && err !== null && !this.#closing) {
-      // The handler failed to load (or the thread died before it was ready).
+      // The handler failed to load (or the thread died before it was ready). The error came
+      // through piscina as a plain Error: give it its code back.
+      err = codedError(err)
       this.#o.log.error({ err, code: (err as FerryError)?.code }, 'worker failed to start')
       if (this.#readyCount() === 0 && this.#readyWaiters.length > 0) {
         this.#startError = err as Error

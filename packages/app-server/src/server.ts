@@ -72,9 +72,13 @@ export class AppServer implements ConnectionHost {
   #closing = false
   #reloading: Promise<void> | null = null
 
+  #root: Logger
+
+  /** `log` is the process's root logger; components log through children of it. */
   private constructor (options: AppServerOptions, log: Logger) {
     this.options = options
-    this.log = log
+    this.#root = log
+    this.log = log.child({ component: 'app' })
     this.pool = this.#newPool()
   }
 
@@ -113,7 +117,7 @@ export class AppServer implements ConnectionHost {
       maxMemory: o.maxMemory,
       idleTimeout: o.idleTimeout,
       logLevel: o.logLevel,
-      log: this.log.child({ component: 'pool', generation: this.#generation })
+      log: this.#root.child({ component: 'pool', generation: this.#generation })
     }
     return new Pool(opts)
   }

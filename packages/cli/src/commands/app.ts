@@ -128,15 +128,17 @@ export async function run (argv: string[]): Promise<number> {
   const log = pino({ level: options.logLevel, base: { pid: process.pid } })
   let server: AppServer
   try {
-    server = await AppServer.start(options, log.child({ component: 'app' }))
+    server = await AppServer.start(options, log)
   } catch (err) {
     const e = err as { code?: string, message?: string }
     log.fatal({ err, code: e.code }, e.message ?? 'start failed')
     log.flush()
     return 1
   }
-  log.info({ addresses: server.addresses, threads: options.threadsMax === 0 ? 'main' : `${options.threadsMin}:${options.threadsMax}` }, 'listening')
-  if (server.stats !== null) log.info({ address: server.stats.text }, 'stats listening')
+  // The "listening" lines are a contract scripts read: written whatever --log-level says.
+  const announce = log.child({}, { level: 'info' })
+  announce.info({ addresses: server.addresses, threads: options.threadsMax === 0 ? 'main' : `${options.threadsMin}:${options.threadsMax}` }, 'listening')
+  if (server.stats !== null) announce.info({ address: server.stats.text }, 'stats listening')
   return await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       process.off('SIGTERM', onTerm)
