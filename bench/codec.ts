@@ -106,8 +106,39 @@ export async function benchCodecs (): Promise<{ codecs: BenchCodec[], skipped: s
   return { codecs, skipped }
 }
 
+/** The uwsgi codec's API (packages/protocol/src/uwsgi.ts, uwsgi-decoder.ts), looked up at run time. */
+interface UwsgiApi {
+  encodeUwsgiRequest (head: RequestHead): Buffer
+  UwsgiDecoder: new (handlers: {
+    onHead (head: RequestHead, vars: string[], modifier2: number): void
+    onBody (chunk: Buffer): void
+    onEnd (): void
+  }) => { push (chunk: Buffer): void }
+}
+
 async function uwsgiCodec (): Promise<BenchCodec | string> {
-  return 'uwsgi: skipped — @ferry/protocol has no uwsgi encoder yet'
+  const api = await import('@ferry/protocol') as unknown as Partial<UwsgiApi>
+  const { encodeUwsgiRequest, UwsgiDecoder } = api
+  if (typeof encodeUwsgiRequest !== 'function' || typeof UwsgiDecoder !== 'function') {
+    return 'uwsgi: skipped — @ferry/protocol does not export encodeUwsgiRequest and UwsgiDecoder (yet)'
+  }
+  let head: RequestHead | null = null
+  let bodyBytes = 0
+  const handlers = {
+    onHead: (h: RequestHead) => { head = h },
+    onBody: (chunk: Buffer) => { bodyBytes += chunk.length },
+    onEnd: () => {}
+  }
+  return {
+    name: 'uwsgi',
+    note: 'uwsgi packet as nginx sends it (vars block) + raw body; one decoder per request, as uwsgi has one request per connection; answers are HTTP/1.x (the http1 rows)',
+    encodeRequest: (h, body) => (body.length === 0 ? [encodeUwsgiRequest(h)] : [encodeUwsgiRequest(h), body]),
+    decodeRequest: (wire) => {
+      bodyBytes = 0
+      new UwsgiDecoder(handlers).push(wire)
+      return { head, bodyBytes }
+    }
+  }
 }
 
 export interface CodecRow {
