@@ -2,7 +2,7 @@
  * End-to-end harness: every configuration of configs.ts under the same load, interleaved
  * (round 1: A B C …, round 2: A B C …) so drift and other load on the machine spread over
  * all of them; per configuration the median of its rounds. Each round starts the
- * configuration's servers fresh, warms them up, then measures req/s, p50/p99, errors, the
+ * configuration's servers fresh, waits until they are idle, warms them up, then measures req/s, p50/p99, errors, the
  * CPU time of every server process (÷ requests = CPU µs per request, all tiers) and the
  * bytes through the innermost server's sockets per request.
  */
@@ -13,7 +13,7 @@ import type { CodecResults } from './codec.ts'
 import { type Config, configurations } from './configs.ts'
 import { type LoadResult, runLoad } from './load.ts'
 import type { MachineInfo } from './machine.ts'
-import { usage, usageDelta } from './procs.ts'
+import { settle, usage, usageDelta } from './procs.ts'
 import { median, round } from './stats.ts'
 
 export interface E2eOptions {
@@ -97,6 +97,7 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
   try {
     const running = await cfg.start(dir)
     try {
+      await settle(running.procs)
       const load = { origin: running.origin, workload: cfg.workload, connections: o.connections, generator: o.generator, tmpDir: dir }
       if (o.warmupSeconds > 0) await runLoad({ ...load, seconds: o.warmupSeconds })
       const before = usage(running.procs)

@@ -225,3 +225,26 @@ export async function freePort (): Promise<number> {
     })
   })
 }
+
+/**
+ * Waits until the servers are idle (less than `idleShare` of a core over a 250 ms window),
+ * at most `maxMs`: worker threads and JIT of a fresh start must not land in the measurement.
+ * Returns the ms waited.
+ */
+export async function settle (procs: readonly ServerProc[], maxMs = 5000, idleShare = 0.05): Promise<number> {
+  const start = Date.now()
+  let last = total(usage(procs))
+  while (Date.now() - start < maxMs) {
+    await sleep(250)
+    const now = total(usage(procs))
+    if (now - last < 0.25 * idleShare) break
+    last = now
+  }
+  return Date.now() - start
+}
+
+function total (u: Map<string, Usage>): number {
+  let cpu = 0
+  for (const v of u.values()) cpu += v.cpuS
+  return cpu
+}
