@@ -17,6 +17,13 @@ type Cache = [status: number, body: unknown, headers: unknown]
 
 const encoder = new TextEncoder()
 
+/**
+ * Streams handed out by `.body` of a LightResponse whose body is known bytes, mapped to those
+ * bytes: `new Response(res.body, res)` (what middleware does to make headers mutable) keeps
+ * the fast path instead of turning a string into a stream.
+ */
+const knownBodies = new WeakMap<ReadableStream, unknown>()
+
 function isFastBody (body: unknown): boolean {
   return body == null || typeof body === 'string' || body instanceof Uint8Array || body instanceof ArrayBuffer ||
     (typeof body === 'object' && typeof (body as ReadableStream).getReader === 'function')
@@ -61,6 +68,10 @@ export class LightResponse {
 
   constructor (body?: unknown, init?: ResponseInit) {
     const self = this as unknown as Light
+    if (body instanceof ReadableStream && !body.locked) {
+      const known = knownBodies.get(body)
+      if (known !== undefined) body = known
+    }
     self[kBodyArg] = body
     self[kInit] = init
     if (init?.status !== undefined && (init.status < 200 || init.status > 599)) {
@@ -94,9 +105,38 @@ export class LightResponse {
   }
 }
 
-for (const k of ['body', 'bodyUsed', 'redirected', 'statusText', 'type', 'url']) {
+Object.defineProperty(LightResponse.prototype, 'body', {
+  get (this: Light) {
+    const cache = this[kCache]
+    if (cache !== undefined && (typeof cache[1] === 'string' || cache[1] instanceof Uint8Array || cache[1] instanceof ArrayBuffer)) {
+      const known = cache[1]
+      const stream = new ReadableStream<Uint8Array>({
+        start (c) {
+          c.enqueue(typeof known === 'string' ? encoder.encode(known) : known instanceof ArrayBuffer ? new Uint8Array(known) : known)
+          c.close()
+        }
+      })
+      knownBodies.set(stream, known)
+      return stream
+    }
+    if (cache !== undefined && cache[1] === null) return null
+    return realOf(this).body
+  }
+})
+// Cheap answers while the response is still light (middleware reads these on every request).
+const lightValues: Record<string, (self: Light) => unknown> = {
+  bodyUsed: () => false,
+  redirected: () => false,
+  statusText: (self) => self[kInit]?.statusText ?? '',
+  type: () => 'default',
+  url: () => ''
+}
+for (const k of Object.keys(lightValues)) {
   Object.defineProperty(LightResponse.prototype, k, {
-    get () { return (realOf(this as Light) as unknown as Record<string, unknown>)[k] }
+    get (this: Light) {
+      if (this[kCache] !== undefined) return lightValues[k]!(this)
+      return (realOf(this) as unknown as Record<string, unknown>)[k]
+    }
   })
 }
 for (const k of ['arrayBuffer', 'blob', 'bytes', 'clone', 'formData', 'json', 'text']) {
