@@ -207,15 +207,17 @@ export async function capture (): Promise<Capture> {
   ss.on('data', (c: Buffer) => fromClient.push(Buffer.from(c)))
   cs.on('data', (c: Buffer) => fromServer.push(Buffer.from(c)))
   const out: Capture = { client: {}, server: {} }
-  const take = async (step: string): Promise<void> => {
-    // both directions have gone quiet once a write from each side has been read back
-    await new Promise<void>((resolve) => setTimeout(resolve, 50))
+  // Each step waits for a sign that the other side has processed everything of the step (a
+  // tap listener sees every chunk before the Session does), so no sleep decides the split.
+  const take = (step: string): void => {
     out.client[step] = Buffer.concat(fromClient.splice(0))
     out.server[step] = Buffer.concat(fromServer.splice(0))
   }
 
   const server = new Session(ss, { role: 'server', agent: 'ferry-app/0.1.0' })
   const client = new Session(cs, { role: 'client', agent: 'ferry-front/0.1.0' })
+  let slowArrived: () => void = () => {}
+  let slowReset: () => void = () => {}
   server.on('stream', (s: Stream) => {
     const chunks: Buffer[] = []
     s.onData = (c) => { chunks.push(Buffer.from(c)) }
@@ -229,36 +231,47 @@ export async function capture (): Promise<Capture> {
       }
     }
     if (s.head!.path === '/slow') {
-      s.onError = () => {} // never answered: the client gives up and resets the stream
+      s.onError = () => slowReset() // never answered: the client gives up and resets the stream
+      slowArrived()
       return
     }
     if (s.remoteEnded) answer()
     else s.onEnd = answer
   })
-  await new Promise<void>((resolve) => client.once('ready', resolve))
-  await take('hello')
+  await Promise.all([
+    new Promise<void>((resolve) => client.once('ready', resolve)),
+    new Promise<void>((resolve) => server.once('ready', resolve))
+  ])
+  take('hello')
 
   const get = client.request(GET_HEAD, true)
   await new Promise<void>((resolve) => { get.onEnd = resolve })
-  await take('get')
+  take('get')
 
   const post = client.request(POST_HEAD, false)
   post.end(POST_BODY)
   await new Promise<void>((resolve) => { post.onEnd = resolve })
-  await take('post')
+  take('post')
 
   await client.ping()
-  await take('ping')
+  take('ping')
 
+  const arrived = new Promise<void>((resolve) => { slowArrived = resolve })
   const slow = client.request({ ...GET_HEAD, path: '/slow', requestId: 'r-3' }, true)
-  await take('slow')
+  await arrived
+  take('slow')
+  const reset = new Promise<void>((resolve) => { slowReset = resolve })
   slow.reset(ResetCode.CANCEL, 'client went away')
-  await take('reset')
+  await reset
+  take('reset')
 
-  const closed = new Promise<void>((resolve) => cs.once('close', () => resolve()))
+  const closed = Promise.all([
+    new Promise<void>((resolve) => cs.once('close', () => resolve())),
+    new Promise<void>((resolve) => ss.once('close', () => resolve()))
+  ])
   server.goaway()
   await closed
-  await take('goaway')
+  take('goaway')
   rmSync(dir, { recursive: true, force: true })
   return out
 }
