@@ -10,7 +10,7 @@
  * test/protocol/native-doc-examples.test.ts checks that docs/protocol.md holds exactly these
  * dumps, so the document cannot drift from the wire.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -336,20 +336,38 @@ function annotateUwsgi (packet: Buffer, bodyLength: number): Line[] {
   }
   if (bodyLength > 0) {
     const body = packet.subarray(at)
-    out.push({ offset: at, bytes: body, depth: 0, note: `body, CONTENT_LENGTH = ${bodyLength} bytes: ${JSON.stringify(body.toString('latin1'))}` })
+    for (let i = 0; i < body.length; i += 16) {
+      out.push({ offset: at + i, bytes: body.subarray(i, i + 16), depth: 0, note: i === 0 ? `body, CONTENT_LENGTH = ${bodyLength} bytes: ${JSON.stringify(body.toString('latin1'))}` : '' })
+    }
   }
   return out
 }
 
-/** The uwsgi section's dumps: the GET and the POST of the native examples, as nginx would send them. */
+const GOLDEN = new URL('../test/fixtures/nginx-golden/', import.meta.url)
+
+/**
+ * The uwsgi section's dumps: a GET and a POST captured from real nginx `uwsgi_pass`
+ * (test/fixtures/nginx-golden) when those captures exist, else the GET and POST of the
+ * native example as ferry's front encodes them.
+ */
 export async function uwsgiDumps (): Promise<string | null> {
+  const captured = ['get-minimal.bin', 'post-form.bin'].map((f) => new URL(f, GOLDEN))
+  if (captured.every((u) => existsSync(u))) {
+    const manifest = JSON.parse(readFileSync(new URL('manifest.json', GOLDEN), 'utf8')) as { nginx?: string }
+    return captured.map((u, i) => {
+      const packet = readFileSync(u)
+      const body = packet.length - 4 - packet.readUInt16LE(1)
+      const name = u.pathname.split('/').pop()
+      return `#### ${i === 0 ? 'GET' : 'POST'}: nginx ${manifest.nginx ?? ''} \`uwsgi_pass\`, captured (\`test/fixtures/nginx-golden/${name}\`, ${packet.length} bytes)\n\n\`\`\`\n${render(annotateUwsgi(packet, body))}\n\`\`\`\n`
+    }).join('\n')
+  }
   const encode = await uwsgiEncoder()
   if (encode === null) return null
   const get = encode({ ...GET_HEAD, headers: ['host', 'example.com', ...GET_HEAD.headers] })
   const post = Buffer.concat([encode({ ...POST_HEAD, headers: ['host', 'example.com', ...POST_HEAD.headers] }), POST_BODY])
   return [
-    `#### GET (${get.length} bytes)\n\n\`\`\`\n${render(annotateUwsgi(get, 0))}\n\`\`\`\n`,
-    `#### POST with a ${POST_BODY.length}-byte body (${post.length} bytes)\n\n\`\`\`\n${render(annotateUwsgi(post, POST_BODY.length))}\n\`\`\`\n`
+    `#### GET: ferry's encoder (${get.length} bytes)\n\n\`\`\`\n${render(annotateUwsgi(get, 0))}\n\`\`\`\n`,
+    `#### POST with a ${POST_BODY.length}-byte body: ferry's encoder (${post.length} bytes)\n\n\`\`\`\n${render(annotateUwsgi(post, POST_BODY.length))}\n\`\`\`\n`
   ].join('\n')
 }
 
