@@ -62,10 +62,12 @@ export const PROTOCOL_ERRORS = {
   FERRY_ERR_UWSGI_VARS: info('uwsgi vars block is malformed', 400, P, 'connection'),
   FERRY_ERR_UWSGI_TRUNCATED: info('uwsgi packet ended before its declared size', 400, P, 'connection'),
   FERRY_ERR_UWSGI_ENCODE_TOO_LARGE: info('request does not fit a uwsgi vars block (65535 bytes)', 431, P, 'stream'),
+  FERRY_ERR_UWSGI_LENGTH_REQUIRED: info('uwsgi needs CONTENT_LENGTH before the body: buffer a streamed body first', 411, P, 'stream'),
   // HTTP/1.x responses from uwsgi peers
   FERRY_ERR_HTTP1_PARSE: info('malformed HTTP/1.x response from upstream', 502, P, 'connection'),
   FERRY_ERR_HTTP1_HEAD_TOO_LARGE: info('HTTP/1.x response head exceeds the limit', 502, P, 'connection'),
-  FERRY_ERR_HTTP1_TRUNCATED: info('upstream closed before the response body was complete', 502, P, 'connection')
+  FERRY_ERR_HTTP1_TRUNCATED: info('upstream closed before the response body was complete', 502, P, 'connection'),
+  FERRY_ERR_HTTP1_HEADER_INVALID: info('response header name or value cannot be written in HTTP/1.x (CR, LF, NUL or not a token)', 500, ResetCode.INTERNAL_ERROR, 'stream')
 } as const satisfies Record<string, ErrorInfo>
 
 export type ProtocolErrorCode = keyof typeof PROTOCOL_ERRORS
