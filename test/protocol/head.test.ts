@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import {
   decodeRequestHead, decodeResponseHead, emptyRequestHead, encodeRequestHead, encodeResponseHead,
-  HEADER_NAMES, headerCode, type HeaderList, METHODS, methodCode, type RequestHead, type ResponseHead
+  HEADER_NAMES, headerCode, type HeaderList, MAX_BODY_LENGTH, METHODS, methodCode, type RequestHead, type ResponseHead
 } from '@ferry/protocol'
 import fc from 'fast-check'
 import { ferry } from '../../packages/protocol/gen/ferry.js'
@@ -40,7 +40,7 @@ const headers: fc.Arbitrary<HeaderList> = fc
   .map((pairs) => pairs.flat())
 // body_length is sint64 on the wire; this decoder takes zigzag values up to 2^53, so lengths
 // up to 2^52 - 1 (4 PiB) round trip (the boundary has its own test below).
-const MAX_BODY_LENGTH = 2 ** 52 - 1
+// MAX_BODY_LENGTH (2^52 - 1) comes from @ferry/protocol
 const bodyLength = fc.oneof(fc.constant(-1), fc.constant(0), fc.nat(), fc.integer({ min: 0, max: MAX_BODY_LENGTH }))
 const port = fc.integer({ min: 0, max: 65535 })
 const shortText = fc.string({ unit: 'grapheme-ascii', maxLength: 40 }).map((v) => v.replace(/[\r\n\0]/g, ''))
@@ -234,12 +234,13 @@ describe('head decoding details', () => {
     assert.equal(h.protocol, 'HTTP/1.1')
   })
 
-  test('body_length: 2^52 - 1 round trips; 2^52 and beyond are FERRY_ERR_HEAD_INVALID on decode', () => {
+  test('body_length: 2^52 - 1 round trips; 2^52 and beyond are FERRY_ERR_HEAD_INVALID on encode and decode', () => {
     const ok = { status: 200, headers: [], bodyLength: MAX_BODY_LENGTH }
     assert.deepEqual(decodeResponseHead(encodeResponseHead(ok)), ok)
-    // zigzag(2^52) = 2^53 = 7 × 7 zero bits + 0x10: varint 80 80 80 80 80 80 80 10
-    const big = encodeResponseHead({ status: 200, headers: [], bodyLength: 2 ** 52 })
-    assert.equal(hex(big), `08c801${'18'}${'80'.repeat(7)}10`)
+    assert.throws(() => encodeResponseHead({ status: 200, headers: [], bodyLength: 2 ** 52 }), { code: 'FERRY_ERR_HEAD_INVALID' })
+    assert.throws(() => encodeRequestHead({ ...emptyRequestHead(), bodyLength: -2 }), { code: 'FERRY_ERR_HEAD_INVALID' })
+    // zigzag(2^52) = 2^53 = 7 × 7 zero bits + 0x10: varint 80 80 80 80 80 80 80 10 (another peer may send it)
+    const big = unhex(`08c801${'18'}${'80'.repeat(7)}10`)
     assert.throws(() => decodeResponseHead(big), { code: 'FERRY_ERR_HEAD_INVALID' })
   })
 

@@ -56,6 +56,15 @@ function writeHeaders (tag: number, headers: HeaderList): void {
   }
 }
 
+/** Largest body length a head carries: its zigzag varint must stay a safe integer. */
+export const MAX_BODY_LENGTH = 2 ** 52 - 1
+
+function checkEncodeBodyLength (n: number): void {
+  if (!Number.isSafeInteger(n) || n < -1 || n > MAX_BODY_LENGTH) {
+    throw protocolError('FERRY_ERR_HEAD_INVALID', `body length ${n} outside -1..2^52-1`)
+  }
+}
+
 function writeString (tag: number, s: string): void {
   if (s.length > 0) writer.string(tag, s)
 }
@@ -80,6 +89,7 @@ export function encodeRequestHead (head: RequestHead): Buffer {
   writeUint(T_REMOTE_PORT, head.remotePort)
   writeString(T_REQUEST_ID, head.requestId)
   if (head.bodyLength !== 0) {
+    checkEncodeBodyLength(head.bodyLength)
     w.varint(T_BODY_LENGTH)
     w.sint(head.bodyLength)
   }
@@ -94,6 +104,7 @@ export function encodeResponseHead (head: ResponseHead): Buffer {
   writeUint(T_RES_STATUS, head.status)
   writeHeaders(T_RES_HEADERS, head.headers)
   if (head.bodyLength !== 0) {
+    checkEncodeBodyLength(head.bodyLength)
     w.varint(T_RES_BODY_LENGTH)
     w.sint(head.bodyLength)
   }

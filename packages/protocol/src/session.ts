@@ -130,8 +130,10 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#helloTimer = setTimeout(() => this.#fail(protocolError('FERRY_ERR_HELLO_TIMEOUT', `${helloTimeout} ms`)), helloTimeout)
     this.#helloTimer.unref()
     if (options.initialData !== undefined && options.initialData.length > 0) {
-      const first = options.initialData
-      process.nextTick(() => this.#onSocketData(first))
+      // Processed on the next tick so the caller can attach 'ready'/'stream' listeners first;
+      // socket data arriving before then is queued behind it (#onSocketData), never ahead.
+      this.#initialData = options.initialData
+      process.nextTick(() => this.#drainInitialData())
     }
   }
 
@@ -276,7 +278,21 @@ export class Session extends EventEmitter implements StreamOwner {
 
   // ── receiving ──────────────────────────────────────────────────────────────
 
+  #initialData: Buffer | null = null
+
+  #drainInitialData (): void {
+    const first = this.#initialData
+    if (first === null) return
+    this.#initialData = null
+    this.#onSocketData(first)
+  }
+
   #onSocketData (chunk: Buffer): void {
+    if (this.#initialData !== null) {
+      const first = this.#initialData
+      this.#initialData = null
+      chunk = Buffer.concat([first, chunk])
+    }
     if (this.closed) return
     try {
       if (this.#prefaceLeft > 0) {
@@ -632,7 +648,7 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#flush()
     this.#socket.end()
     // A peer that never closes its side must not hold the socket forever.
-    setTimeout(() => { if (!this.closed) this.#socket.destroy() }, 5000).unref()
+    this.#destroyTimer = setTimeout(() => { if (!this.closed) this.#socket.destroy() }, 5000).unref()
   }
 
   #fail (err: FerryError): void {
@@ -664,7 +680,7 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#pings.clear()
     if (!this.#socket.destroyed) {
       this.#socket.end()
-      setTimeout(() => this.#socket.destroy(), 1000).unref()
+      this.#destroyTimer = setTimeout(() => this.#socket.destroy(), 1000).unref()
     }
   }
 
@@ -695,7 +711,13 @@ export class Session extends EventEmitter implements StreamOwner {
     }
   }
 
+  /** Destroys a socket whose peer does not finish closing; cleared on 'close' so a closed
+   * session is not kept alive by it. */
+  #destroyTimer: NodeJS.Timeout | null = null
+
   #onSocketClose (): void {
+    if (this.#destroyTimer !== null) clearTimeout(this.#destroyTimer)
+    this.#destroyTimer = null
     const wasClosed = this.closed
     if (!wasClosed) {
       const detail = this.#socketError !== null ? this.#socketError.message : 'socket closed'
