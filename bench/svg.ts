@@ -18,10 +18,10 @@ export function escapeXml (s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 }
 
-const LABEL_W = 400
+const LABEL_W = 430
 const BAR_W = 330
-const GAP = 30
-const LAT_W = 220
+const GAP = 50
+const LAT_W = 230
 const ROW_H = 24
 const TOP = 56
 const BOTTOM = 40
@@ -53,7 +53,7 @@ export function renderChart (title: string, subtitle: string, rows: readonly Cha
   for (let i = 0; i <= 4; i++) {
     const x = barX + (BAR_W * i) / 4
     out.push(`<line x1="${x}" y1="${TOP - 4}" x2="${x}" y2="${axisY}" stroke="#e5e5e5"/>`)
-    out.push(`<text x="${x}" y="${axisY + 14}" text-anchor="middle" fill="#555555">${Math.round((maxRps * i) / 4)}</text>`)
+    out.push(`<text x="${x}" y="${axisY + 14}" text-anchor="${i === 4 ? 'end' : 'middle'}" fill="#555555">${Math.round((maxRps * i) / 4)}</text>`)
   }
   out.push(`<text x="${barX + BAR_W / 2}" y="${axisY + 30}" text-anchor="middle" fill="#333333">req/s (median)</text>`)
   for (let d = latMin; d <= latMax; d *= 10) {
