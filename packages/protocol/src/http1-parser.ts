@@ -309,6 +309,7 @@ export class Http1ResponseParser {
     let reason = ''
     let p = start
     const headers: string[] = []
+    if (b[start] === 10 || (b[start] === 13 && b[start + 1] === 10)) throw parseError('empty line instead of a response head')
     // status line: "HTTP/1.x NNN reason"
     if (end - start >= 5 && b[start] === 72 && b[start + 1] === 84 && b[start + 2] === 84 && b[start + 3] === 80 && b[start + 4] === 47) {
       const lf = b.indexOf(10, start)
