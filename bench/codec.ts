@@ -4,7 +4,8 @@
  *
  * - native: HEADERS frame (9-byte frame header + hand-written protobuf head) and the body as
  *   one DATA frame; decoded by a FrameDecoder (one per connection, reused) + decodeRequestHead;
- * - uwsgi: the vars block nginx would send + the raw body (responses are HTTP/1.x text);
+ * - uwsgi: the vars block nginx would send + the raw body; the answer is HTTP/1.x text written
+ *   and parsed by the protocol package (encodeHttp1ResponseHead, Http1ResponseParser);
  * - http1: request/response text, decoded by Node's llhttp (http1.ts);
  * - json: JSON.stringify + JSON.parse of the head object — the reference the native head
  *   must not be slower than.
@@ -13,8 +14,9 @@
  * are handed the whole wire image in one buffer.
  */
 import {
-  decodeRequestHead, decodeResponseHead, encodeRequestHead, encodeResponseHead, Flags, FrameDecoder,
-  frameHeader, FrameType, type RequestHead, type ResponseHead
+  decodeRequestHead, decodeResponseHead, encodeHttp1ResponseHead, encodeRequestHead, encodeResponseHead,
+  encodeUwsgiRequest, Flags, FrameDecoder, frameHeader, FrameType, Http1ResponseParser, type RequestHead,
+  type ResponseHead, UwsgiDecoder
 } from '@ferry/protocol'
 import { HELLO_RESPONSE, REQUEST_CASES, type RequestCase } from './fixtures.ts'
 import { encodeHttp1Request, encodeHttp1Response, Http1Parser } from './http1.ts'
@@ -29,9 +31,8 @@ export interface BenchCodec {
   encodeRequest (head: RequestHead, body: Buffer): Pieces
   /** `bodyLength` is only for codecs without framing of their own (the JSON reference). */
   decodeRequest (wire: Buffer, bodyLength: number): unknown
-  /** Absent when the codec answers in another codec's format (uwsgi answers in HTTP/1.x). */
-  encodeResponse?: (head: ResponseHead, body: Buffer) => Pieces
-  decodeResponse?: (wire: Buffer, bodyLength: number) => unknown
+  encodeResponse (head: ResponseHead, body: Buffer): Pieces
+  decodeResponse (wire: Buffer, bodyLength: number): unknown
 }
 
 function nativeCodec (): BenchCodec {
@@ -96,46 +97,31 @@ function jsonCodec (): BenchCodec {
 }
 
 /** Every codec the tree provides, in report order. */
-export async function benchCodecs (): Promise<{ codecs: BenchCodec[], skipped: string[] }> {
-  const codecs = [nativeCodec()]
-  const skipped: string[] = []
-  const uwsgi = await uwsgiCodec()
-  if (typeof uwsgi === 'string') skipped.push(uwsgi)
-  else codecs.push(uwsgi)
-  codecs.push(http1Codec(), jsonCodec())
-  return { codecs, skipped }
+export function benchCodecs (): BenchCodec[] {
+  return [nativeCodec(), uwsgiCodec(), http1Codec(), jsonCodec()]
 }
 
-/** The uwsgi codec's API (packages/protocol/src/uwsgi.ts, uwsgi-decoder.ts), looked up at run time. */
-interface UwsgiApi {
-  encodeUwsgiRequest (head: RequestHead): Buffer
-  UwsgiDecoder: new (handlers: {
-    onHead (head: RequestHead, vars: string[], modifier2: number): void
-    onBody (chunk: Buffer): void
-    onEnd (): void
-  }) => { push (chunk: Buffer): void }
-}
-
-async function uwsgiCodec (): Promise<BenchCodec | string> {
-  const api = await import('@ferry/protocol') as unknown as Partial<UwsgiApi>
-  const { encodeUwsgiRequest, UwsgiDecoder } = api
-  if (typeof encodeUwsgiRequest !== 'function' || typeof UwsgiDecoder !== 'function') {
-    return 'uwsgi: skipped — @ferry/protocol does not export encodeUwsgiRequest and UwsgiDecoder (yet)'
-  }
-  let head: RequestHead | null = null
+function uwsgiCodec (): BenchCodec {
+  let head: RequestHead | ResponseHead | null = null
   let bodyBytes = 0
   const handlers = {
-    onHead: (h: RequestHead) => { head = h },
+    onHead: (h: RequestHead | ResponseHead) => { head = h },
     onBody: (chunk: Buffer) => { bodyBytes += chunk.length },
     onEnd: () => {}
   }
   return {
     name: 'uwsgi',
-    note: 'uwsgi packet as nginx sends it (vars block) + raw body; one decoder per request, as uwsgi has one request per connection; answers are HTTP/1.x (the http1 rows)',
+    note: 'uwsgi packet as nginx sends it (vars block) + raw body, answered in HTTP/1.x (the protocol package\'s writer and parser); one decoder per request, as uwsgi has one request per connection',
     encodeRequest: (h, body) => (body.length === 0 ? [encodeUwsgiRequest(h)] : [encodeUwsgiRequest(h), body]),
     decodeRequest: (wire) => {
       bodyBytes = 0
       new UwsgiDecoder(handlers).push(wire)
+      return { head, bodyBytes }
+    },
+    encodeResponse: (h, body) => [encodeHttp1ResponseHead(h), body],
+    decodeResponse: (wire) => {
+      bodyBytes = 0
+      new Http1ResponseParser(handlers).push(wire)
       return { head, bodyBytes }
     }
   }
@@ -157,7 +143,6 @@ export interface CodecResults {
   date: string
   options: TimingOptions & { targetRoundMs: number }
   codecs: { name: string, note: string }[]
-  skipped: string[]
   rows: CodecRow[]
   /** Per hello-world exchange (minimal GET + hello response): both tiers' codec work. */
   perExchange: { codec: string, ns: number, wireBytes: number }[]
@@ -235,8 +220,8 @@ function figuresFor (codec: BenchCodec, c: { name: string, label: string }, enc:
   ]
 }
 
-export async function runCodecBench (options: CodecBenchOptions, cases: readonly RequestCase[] = REQUEST_CASES): Promise<CodecResults> {
-  const { codecs, skipped } = await benchCodecs()
+export function runCodecBench (options: CodecBenchOptions, cases: readonly RequestCase[] = REQUEST_CASES): CodecResults {
+  const codecs = benchCodecs()
   const figures: Figure[] = []
   for (const c of cases) {
     for (const codec of codecs) {
@@ -245,9 +230,7 @@ export async function runCodecBench (options: CodecBenchOptions, cases: readonly
   }
   const response = { name: 'hello-response', label: 'hello-world response' }
   for (const codec of codecs) {
-    if (codec.encodeResponse === undefined || codec.decodeResponse === undefined) continue
-    const encode = codec.encodeResponse
-    figures.push(...figuresFor(codec, response, () => encode(HELLO_RESPONSE.head, HELLO_RESPONSE.body), codec.decodeResponse, HELLO_RESPONSE.body.length))
+    figures.push(...figuresFor(codec, response, () => codec.encodeResponse(HELLO_RESPONSE.head, HELLO_RESPONSE.body), codec.decodeResponse, HELLO_RESPONSE.body.length))
   }
   measureAll(figures, options)
   const rows = figures.filter((f) => f.op === 'encodeNs').map((f) => f.row)
@@ -255,7 +238,6 @@ export async function runCodecBench (options: CodecBenchOptions, cases: readonly
     date: new Date().toISOString(),
     options: { iterations: options.iterations ?? 0, rounds: options.rounds, warmup: options.warmup ?? 0, targetRoundMs: options.targetRoundMs },
     codecs: codecs.map((c) => ({ name: c.name, note: c.note })),
-    skipped,
     rows,
     perExchange: perExchange(rows, codecs),
     checks: checks(rows)
@@ -271,8 +253,7 @@ function perExchange (rows: readonly CodecRow[], codecs: readonly BenchCodec[]):
   const out: CodecResults['perExchange'] = []
   for (const codec of codecs) {
     const req = find(rows, codec.name, 'minimal-get')
-    // uwsgi answers in HTTP/1.x: its response half is the http1 row
-    const res = find(rows, codec.name, 'hello-response') ?? find(rows, 'http1', 'hello-response')
+    const res = find(rows, codec.name, 'hello-response')
     if (req === undefined || res === undefined) continue
     out.push({ codec: codec.name, ns: round(req.totalNs + res.totalNs), wireBytes: req.wireBytes + res.wireBytes })
   }
@@ -317,7 +298,6 @@ export function codecTable (r: CodecResults): string {
 
 export function codecSummary (r: CodecResults): string {
   const lines: string[] = []
-  for (const s of r.skipped) lines.push(`- ${s}`)
   for (const e of r.perExchange) lines.push(`- ${e.codec}: one hello-world exchange (request + response, encode + decode, both tiers) = ${e.ns} ns, ${e.wireBytes} B on the wire`)
   for (const c of r.checks) lines.push(`- ${c.pass ? 'PASS' : 'MISS'}: ${c.name} — ${c.detail}`)
   return lines.join('\n')

@@ -216,6 +216,7 @@ http {
     { name: 'fastify-post64k', label: 'fastify direct, 64 KiB POST echo', workload: W.post64k, baseline: 'fastify-post64k', framing: '', unavailable: () => null, start: fastifyDirect },
     { name: 'ferry-unix-post64k', label: 'ferry native unix, 64 KiB POST echo', workload: W.post64k, baseline: 'fastify-post64k', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 1, 'unix') },
     { name: 'reply-from-post64k', label: 'reply-from, 64 KiB POST echo', workload: W.post64k, baseline: 'fastify-post64k', framing: '', unavailable: () => null, start: replyFrom },
+    { name: 'ferry-nodes-1', label: 'ferry native unix, 1 app node (1 thread) behind one front', workload: W.hello, baseline: 'fastify', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 1, 'unix', ['--threads', '1']) },
     { name: 'ferry-nodes-4', label: 'ferry native unix, 4 app nodes (1 thread each) behind one front', workload: W.hello, baseline: 'fastify', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 4, 'unix', ['--threads', '1']) },
     { name: 'ferry-nodes-16', label: 'ferry native unix, 16 app nodes (1 thread each) behind one front', workload: W.hello, baseline: 'fastify', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 16, 'unix', ['--threads', '1']) }
   ]

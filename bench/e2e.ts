@@ -85,9 +85,7 @@ function framingNs (codec: CodecResults | null, cfg: Config): number | null {
   const reqCase = cfg.workload.name === 'hello' ? 'minimal-get' : cfg.workload.name === 'browser' ? 'browser-get' : null
   if (reqCase === null) return null
   const req = codec.rows.find((r) => r.codec === cfg.framing && r.case === reqCase)
-  // uwsgi answers in HTTP/1.x text: its response half is the http1 row
-  const res = codec.rows.find((r) => r.codec === cfg.framing && r.case === 'hello-response') ??
-    (cfg.framing === 'uwsgi' ? codec.rows.find((r) => r.codec === 'http1' && r.case === 'hello-response') : undefined)
+  const res = codec.rows.find((r) => r.codec === cfg.framing && r.case === 'hello-response')
   if (req === undefined || res === undefined) return null
   return req.totalNs + res.totalNs
 }

@@ -14,12 +14,12 @@ import { writeLatest } from './results.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 
-async function codec (args: BenchArgs): Promise<CodecResults> {
+function codec (args: BenchArgs): CodecResults {
   const machine = machineInfo()
   const rounds = args.rounds > 0 ? args.rounds : args.quick ? 3 : 7
   const targetRoundMs = args.quick ? 15 : 60
   console.log(`\n# codec micro-bench (${rounds} interleaved rounds of ≈ ${targetRoundMs} ms per figure)\n`)
-  const results = await runCodecBench({ rounds, targetRoundMs })
+  const results = runCodecBench({ rounds, targetRoundMs })
   console.log(codecTable(results))
   console.log()
   console.log(codecSummary(results))
@@ -33,7 +33,7 @@ async function e2e (args: BenchArgs, codecResults: CodecResults | null): Promise
   const seconds = args.duration > 0 ? args.duration : args.quick ? 3 : 6
   const generator = args.loadgen === 'auto' ? defaultGenerator() : args.loadgen
   // framing share needs codec figures: a short codec run when this invocation has none
-  const codecFigures = codecResults ?? await runCodecBench({ rounds: 3, targetRoundMs: 15 })
+  const codecFigures = codecResults ?? runCodecBench({ rounds: 3, targetRoundMs: 15 })
   console.log(`\n# end to end (${generator} -c${args.connections}, ${rounds} interleaved round(s) of ${seconds} s + warm-up per configuration)\n`)
   const results = await runE2e(machine, {
     root,
@@ -73,7 +73,7 @@ async function main (): Promise<void> {
   }
   console.log(`machine: ${describeMachine(machineInfo())}`)
   try {
-    const codecResults = args.command === 'codec' || args.command === 'all' ? await codec(args) : null
+    const codecResults = args.command === 'codec' || args.command === 'all' ? codec(args) : null
     if (args.command === 'e2e' || args.command === 'all') await e2e(args, codecResults)
   } finally {
     await stopAll()

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { encodeRequestHead, encodeResponseHead, FRAME_HEADER_SIZE } from '@ferry/protocol'
+import { encodeRequestHead, encodeResponseHead, encodeUwsgiRequest, FRAME_HEADER_SIZE } from '@ferry/protocol'
 import { ArgsError, parseArgs } from '../../bench/args.ts'
 import { codecTable, runCodecBench } from '../../bench/codec.ts'
 import { HELLO_RESPONSE, REQUEST_CASES } from '../../bench/fixtures.ts'
@@ -15,14 +15,13 @@ import { encodeHttp1Request, encodeHttp1Response, Http1Parser } from '../../benc
 import { machineInfo } from '../../bench/machine.ts'
 import { readLatest, writeLatest } from '../../bench/results.ts'
 
-test('codec bench: every codec × case gives a row with finite timings and exact wire sizes', async () => {
-  const r = await runCodecBench({ rounds: 2, iterations: 20, warmup: 5, targetRoundMs: 1 })
+test('codec bench: every codec × case gives a row with finite timings and exact wire sizes', () => {
+  const r = runCodecBench({ rounds: 2, iterations: 20, warmup: 5, targetRoundMs: 1 })
   const codecs = r.codecs.map((c) => c.name)
-  assert.ok(codecs.includes('native') && codecs.includes('http1') && codecs.includes('json'))
+  assert.deepEqual(codecs, ['native', 'uwsgi', 'http1', 'json'])
   const cases = [...REQUEST_CASES.map((c) => c.name), 'hello-response']
   for (const codec of codecs) {
     for (const c of cases) {
-      if (codec === 'uwsgi' && c === 'hello-response') continue // uwsgi answers in HTTP/1.x
       const row = r.rows.find((x) => x.codec === codec && x.case === c)
       assert.ok(row, `row ${codec}/${c}`)
       for (const v of [row.encodeNs, row.decodeNs, row.totalNs]) assert.ok(Number.isFinite(v) && v > 0)
@@ -36,6 +35,8 @@ test('codec bench: every codec × case gives a row with finite timings and exact
     assert.equal(native.wireBytes, native.headBytes + c.body.length)
     const http1 = r.rows.find((x) => x.codec === 'http1' && x.case === c.name)!
     assert.equal(http1.headBytes, encodeHttp1Request(c.head).length)
+    const uwsgi = r.rows.find((x) => x.codec === 'uwsgi' && x.case === c.name)!
+    assert.equal(uwsgi.headBytes, encodeUwsgiRequest(c.head).length)
   }
   const res = r.rows.find((x) => x.codec === 'native' && x.case === 'hello-response')!
   assert.equal(res.wireBytes, encodeResponseHead(HELLO_RESPONSE.head).length + 2 * FRAME_HEADER_SIZE + HELLO_RESPONSE.body.length)
@@ -63,10 +64,10 @@ test('HTTP/1.1 text decodes (llhttp) back to the head it was built from', () => 
   assert.equal(bodyBytes, 11)
 })
 
-test('results: latest.json keeps the other part, latest.md has the codec table', async (t) => {
+test('results: latest.json keeps the other part, latest.md has the codec table', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const results = await runCodecBench({ rounds: 1, iterations: 5, warmup: 0, targetRoundMs: 1 })
+  const results = runCodecBench({ rounds: 1, iterations: 5, warmup: 0, targetRoundMs: 1 })
   writeLatest(dir, { codec: { machine: machineInfo(), results } })
   const latest = readLatest(dir)
   assert.equal(latest.codec?.results.rows.length, results.rows.length)
