@@ -19,6 +19,8 @@ export interface BenchArgs {
   only: string[]
   outDir: string
   loadgen: 'auto' | 'wrk' | 'autocannon'
+  /** Run the Node servers with --cpu-prof and summarize where their CPU goes. */
+  profile: boolean
   help: boolean
 }
 
@@ -35,6 +37,8 @@ export const USAGE = `usage: npm run bench -- [codec|e2e|all] [options]
   --only a,b         run only these e2e configurations (see the list printed by e2e)
   --loadgen NAME     wrk or autocannon (default: wrk when /usr/bin/wrk exists)
   --out DIR          where results go (default bench/results)
+  --profile          e2e: run the Node servers with --cpu-prof (profiles in a temp dir)
+                     and print each one's top functions by self time
   -h, --help         this text
 `
 
@@ -56,6 +60,7 @@ export function parseArgs (argv: readonly string[], root: string): BenchArgs {
     only: [],
     outDir: resolve(root, 'bench/results'),
     loadgen: 'auto',
+    profile: false,
     help: false
   }
   let commandSeen = false
@@ -65,6 +70,7 @@ export function parseArgs (argv: readonly string[], root: string): BenchArgs {
     const value = (): string | undefined => inline ?? argv[++i]
     switch (flag) {
       case '--quick': out.quick = true; break
+      case '--profile': out.profile = true; break
       case '--rounds': out.rounds = positiveInt(flag, value()); break
       case '--duration': out.duration = positiveInt(flag, value()); break
       case '--connections': out.connections = positiveInt(flag, value()); break

@@ -13,7 +13,8 @@ import type { CodecResults } from './codec.ts'
 import { type Config, configurations } from './configs.ts'
 import { type LoadResult, runLoad } from './load.ts'
 import type { MachineInfo } from './machine.ts'
-import { settle, usage, usageDelta } from './procs.ts'
+import { profiling, settle, usage, usageDelta } from './procs.ts'
+import { profileReport } from './profile.ts'
 import { median, round } from './stats.ts'
 
 export interface E2eOptions {
@@ -26,6 +27,8 @@ export interface E2eOptions {
   generator: 'wrk' | 'autocannon'
   /** Codec figures for the framing share (from this run or a quick codec bench). */
   codec: CodecResults | null
+  /** When set: Node servers run with --cpu-prof, profiles land in <profileRoot>/<config>-r<round>/ and are summarized. */
+  profileRoot?: string | null
   log: (line: string) => void
 }
 
@@ -92,8 +95,10 @@ function framingNs (codec: CodecResults | null, cfg: Config): number | null {
 
 async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promise<Sample> {
   const dir = mkdtempSync(join(tmpdir(), `ferry-bench-${cfg.name}-`))
+  const profileDir = o.profileRoot ? join(o.profileRoot, `${cfg.name}-r${roundNo}`) : null
   try {
-    const running = await cfg.start(dir)
+    profiling.dir = profileDir
+    const running = await cfg.start(dir).finally(() => { profiling.dir = null })
     try {
       await settle(running.procs)
       const load = { origin: running.origin, workload: cfg.workload, connections: o.connections, generator: o.generator, tmpDir: dir }
@@ -128,6 +133,7 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
       }
     } finally {
       await Promise.all(running.procs.map((p) => p.stop()))
+      if (profileDir !== null) o.log(`profiles of ${cfg.name}, round ${roundNo} (${profileDir}):\n${profileReport(profileDir)}`)
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -191,7 +197,7 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
         samples.get(cfg.name)!.push(s)
         o.log(`round ${r}/${o.rounds} ${cfg.name.padEnd(20)} ${String(Math.round(s.rps)).padStart(7)} req/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/req  hop ${s.hopBytes} B/req`)
       } catch (err) {
-        const first = String((err as Error).message).split('\n').slice(0, 3).join(' | ')
+        const first = String((err as Error).message).split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(0, 3).join(' · ')
         skipped.set(cfg.name, `failed in round ${r}: ${first}`)
         o.log(`skip ${cfg.name}: failed in round ${r}: ${first}`)
       }
@@ -251,6 +257,9 @@ function checks (configs: readonly ConfigResult[]): E2eResults['checks'] {
 
 const fmt = (v: number | null, digits = 0): string => (v === null || Number.isNaN(v) ? '–' : digits === 0 ? String(Math.round(v)) : v.toFixed(digits))
 
+/** Text safe inside a markdown table cell. */
+const cell = (s: string): string => s.replace(/\|/g, '/').replace(/\n/g, ' ')
+
 export function e2eTable (r: E2eResults): string {
   const lines = [
     '| configuration | req/s | × fastify | p50 ms | p99 ms | errors | CPU µs/req (tiers) | hop B/req | framing |',
@@ -258,12 +267,12 @@ export function e2eTable (r: E2eResults): string {
   ]
   for (const c of r.configs) {
     if (c.samples.length === 0) {
-      lines.push(`| ${c.label} (\`${c.name}\`) | skipped: ${c.skipped ?? ''} | | | | | | | |`)
+      lines.push(`| ${c.label} (\`${c.name}\`) | skipped: ${cell(c.skipped ?? '')} | | | | | | | |`)
       continue
     }
     const tiers = Object.entries(c.cpuUsByProc).map(([k, v]) => `${k} ${fmt(v)}`).join(' + ')
     const framing = c.framingShare === null ? '–' : `${fmt(c.framingNs! / 1000, 2)} µs = ${fmt(c.framingShare * 100, 1)}%`
-    const note = c.skipped === null ? '' : ` ⚠ ${c.skipped}`
+    const note = c.skipped === null ? '' : ` ⚠ ${cell(c.skipped)}`
     lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${c.hopBytes} | ${framing} |`)
   }
   return lines.join('\n')

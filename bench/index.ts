@@ -2,7 +2,9 @@
  * The bench runner (`npm run bench`): parses the command line, runs the codec micro-bench
  * and/or the end-to-end harness, prints the tables and writes bench/results/latest.*.
  */
-import { dirname, relative, resolve } from 'node:path'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ArgsError, type BenchArgs, parseArgs, USAGE } from './args.ts'
 import { type CodecResults, codecSummary, codecTable, runCodecBench } from './codec.ts'
@@ -34,6 +36,7 @@ async function e2e (args: BenchArgs, codecResults: CodecResults | null): Promise
   const generator = args.loadgen === 'auto' ? defaultGenerator() : args.loadgen
   // framing share needs codec figures: a short codec run when this invocation has none
   const codecFigures = codecResults ?? runCodecBench({ rounds: 3, targetRoundMs: 15 })
+  const profileRoot = args.profile ? mkdtempSync(join(tmpdir(), 'ferry-bench-profiles-')) : null
   console.log(`\n# end to end (${generator} -c${args.connections}, ${rounds} interleaved round(s) of ${seconds} s + warm-up per configuration)\n`)
   const results = await runE2e(machine, {
     root,
@@ -44,11 +47,14 @@ async function e2e (args: BenchArgs, codecResults: CodecResults | null): Promise
     only: args.only,
     generator,
     codec: codecFigures,
+    profileRoot,
     log: (line) => console.log(line)
   })
+  if (profileRoot !== null) console.log(`\nprofiles: ${profileRoot}`)
   console.log()
   console.log(e2eMarkdown(results))
-  writeLatest(args.outDir, { e2e: { machine, results } })
+  if (results.configs.some((c) => c.samples.length > 0)) writeLatest(args.outDir, { e2e: { machine, results } })
+  else console.log('\nno configuration ran: the stored end-to-end results are left as they were')
 }
 
 async function main (): Promise<void> {

@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { connect } from 'node:net'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 /** Clock ticks per second of /proc/<pid>/stat utime/stime (USER_HZ: 100 on Linux). */
@@ -34,6 +35,18 @@ export interface ServerProc {
 }
 
 const running = new Set<ServerProc>()
+
+/**
+ * When set, Node servers started from now on run with --cpu-prof and write their profiles
+ * (one per thread) under `<dir>/<server name>/` when they exit.
+ */
+export const profiling: { dir: string | null } = { dir: null }
+
+/** Node refuses --cpu-prof in NODE_OPTIONS: it goes before the script instead. */
+function serverArgs (spec: ServerSpec): string[] {
+  if (profiling.dir === null || spec.command !== process.execPath) return spec.args
+  return ['--cpu-prof', `--cpu-prof-dir=${join(profiling.dir, spec.name)}`, ...spec.args]
+}
 
 /** Stops every server still running (harness exit, Ctrl-C). */
 export async function stopAll (): Promise<void> {
@@ -64,7 +77,7 @@ function probe (address: string): Promise<boolean> {
 }
 
 export async function startServer (spec: ServerSpec): Promise<ServerProc> {
-  const child = spawn(spec.command, spec.args, {
+  const child = spawn(spec.command, serverArgs(spec), {
     cwd: spec.cwd,
     env: spec.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],

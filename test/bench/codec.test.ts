@@ -85,6 +85,8 @@ test('args: sub-command, flags, and coded refusals', () => {
   assert.equal(a.connections, 10)
   assert.deepEqual(a.only, ['fastify', 'ferry-unix'])
   assert.equal(a.outDir, '/r/bench/results')
+  assert.equal(a.profile, false)
+  assert.equal(parseArgs(['--profile'], '/r').profile, true)
   assert.throws(() => parseArgs(['--rounds', '0'], '/r'), ArgsError)
   assert.throws(() => parseArgs(['--bogus'], '/r'), ArgsError)
   assert.throws(() => parseArgs(['--loadgen', 'ab'], '/r'), ArgsError)

@@ -4,7 +4,7 @@
  * Structure only — never timing.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { test } from 'node:test'
@@ -13,6 +13,7 @@ import { defaultGenerator, parseDuration, parseWrk } from '../../bench/load.ts'
 import { machineInfo } from '../../bench/machine.ts'
 import { startServer, usage } from '../../bench/procs.ts'
 import { readLatest, writeLatest } from '../../bench/results.ts'
+import { profileReport, summarizeProfile } from '../../bench/profile.ts'
 import { renderChart } from '../../bench/svg.ts'
 
 const root = resolve(import.meta.dirname, '../..')
@@ -123,4 +124,30 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   assertWellFormed(readFileSync(join(dir, 'latest.svg'), 'utf8'))
   assert.match(readFileSync(join(dir, 'latest.md'), 'utf8'), /\| fastify direct \(`fastify`\) \| \d+ \| 1\.00 \|/)
   await assert.rejects(runE2e(machine, { ...{ root, rounds: 1, seconds: 1, warmupSeconds: 0, connections: 1, generator: defaultGenerator(), codec: null, log: () => {} }, only: ['nope'] }), /unknown configuration/)
+})
+
+test('profile: self time per function, idle samples left out of the busy share', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-prof-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  mkdirSync(join(dir, 'front'))
+  const file = join(dir, 'front', 'CPU.1.cpuprofile')
+  writeFileSync(file, JSON.stringify({
+    nodes: [
+      { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 } },
+      { id: 2, callFrame: { functionName: '(idle)', url: '', lineNumber: -1 } },
+      { id: 3, callFrame: { functionName: 'encodeRequestHead', url: 'file:///x/packages/protocol/dist/head.js', lineNumber: 72 } },
+      { id: 4, callFrame: { functionName: 'writev', url: '', lineNumber: -1 } }
+    ],
+    samples: [2, 2, 3, 3, 3, 4, 2, 2]
+  }))
+  const s = summarizeProfile(file)
+  assert.equal(s.busySamples, 4)
+  assert.equal(s.idleSamples, 4)
+  assert.deepEqual(s.top, [
+    { name: 'encodeRequestHead packages/protocol/dist/head.js:73', share: 0.75 },
+    { name: 'writev', share: 0.25 }
+  ])
+  const text = profileReport(dir)
+  assert.match(text, /^front front\/CPU\.1\.cpuprofile: busy 50% of samples/)
+  assert.match(text, / 75\.0% {2}encodeRequestHead/)
 })
