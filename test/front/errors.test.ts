@@ -77,3 +77,17 @@ test('431 past --max-header-size, with a request id', async () => {
   assert.match(text, /x-request-id: [0-9a-f]+-[0-9a-z]+\r\n/)
   assert.match(text, /"code":"FERRY_ERR_FRONT_HEAD_TOO_LARGE"/)
 })
+
+test('502 when a uwsgi node is unreachable; GET retried on a live native node', async () => {
+  const dir = tempDir(hooks)
+  const alone = await startFront(hooks, ['--upstream', `uwsgi+unix:${join(dir, 'nobody.sock')}`])
+  assertError(await fetchRaw(`${baseUrl(alone.addresses[0]!)}/x`), 502, 'FERRY_ERR_FRONT_UPSTREAM_CONNECT')
+  const node = await startNode(hooks, `unix:${join(dir, 'n.sock')}`, 'live')
+  const mixed = await startFront(hooks, ['--upstream', `uwsgi+unix:${join(dir, 'nobody.sock')}`, '--upstream', node.addresses[0]!])
+  const url = baseUrl(mixed.addresses[0]!)
+  for (let i = 0; i < 6; i++) {
+    const res = await fetchRaw(`${url}/hello`)
+    assert.equal(res.status, 200)
+    assert.equal(res.headers['x-node'], 'live')
+  }
+})

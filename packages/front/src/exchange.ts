@@ -14,6 +14,7 @@ import { frontError } from './errors.js'
 import { type ClientRequest, RESPONSE_HOP_BY_HOP } from './head.js'
 import type { UpstreamNode } from './node.js'
 import type { UpstreamPool, Waiter } from './pool.js'
+import { UwsgiCall } from './uwsgi-call.js'
 
 export type ClientResponse = ServerResponse | Http2ServerResponse
 
@@ -45,6 +46,8 @@ export interface ExchangeHost {
   readonly retry: boolean
   readonly accessLog: boolean
   readonly retryAfter: string
+  /** SERVER_NAME for uwsgi nodes: the configured name, or '' as nginx sends without server_name. */
+  readonly uwsgiServerName: string
   track (ex: Exchange): void
   untrack (ex: Exchange): void
 }
@@ -68,6 +71,8 @@ export class Exchange implements Waiter {
   node: UpstreamNode | null = null
   /** The node a failed attempt used: the retry goes elsewhere. */
   excluded: UpstreamNode | null = null
+  /** Why the first attempt failed (a retry that cannot start answers with it). */
+  lastError: FerryError | null = null
   stream: Stream | null = null
   uwsgi: UpstreamCall | null = null
   state: number = State.WAITING
@@ -124,7 +129,16 @@ export class Exchange implements Waiter {
           if (!pool.wait(this)) this.fail(frontError('FERRY_ERR_FRONT_OVERLOADED', `${pool.options.maxWaiting} requests already waiting`))
           return
         }
-        this.fail(frontError('FERRY_ERR_FRONT_NO_HEALTHY_NODE', `pool ${pool.name}`))
+        // A retry that finds no other node answers with the first attempt's error.
+        this.fail(this.lastError ?? frontError('FERRY_ERR_FRONT_NO_HEALTHY_NODE', `pool ${pool.name}`))
+        return
+      }
+      if (node.codec === 'uwsgi') {
+        this.#bind(node)
+        const call = new UwsgiCall(this, node)
+        if (this.state === State.DONE) return
+        this.uwsgi = call
+        this.#afterSend()
         return
       }
       const session = node.session()
@@ -294,12 +308,6 @@ export class Exchange implements Waiter {
     this.uwsgi = null
     this.node = null // outstanding already given back
     this.excluded = node
-    if (this.state === State.SENT && this.host.retry && this.attempts < 2 && this.bodyBytes === 0 &&
-      (refused || (this.head.bodyLength === 0 && IDEMPOTENT.has(this.head.method)))) {
-      this.state = State.WAITING
-      this.dispatch()
-      return
-    }
     const e = err.code.startsWith('FERRY_ERR_FRONT_')
       ? err
       : refused
@@ -307,6 +315,13 @@ export class Exchange implements Waiter {
         : err.code === 'FERRY_ERR_STREAM_RESET' || err.code === 'FERRY_ERR_SESSION_CLOSED'
           ? frontError('FERRY_ERR_FRONT_UPSTREAM_RESET', `${node?.name ?? ''}: ${err.message}`, { cause: err })
           : frontError('FERRY_ERR_FRONT_UPSTREAM_PROTOCOL', `${node?.name ?? ''}: ${err.message}`, { cause: err })
+    if (this.state === State.SENT && this.host.retry && this.attempts < 2 && this.bodyBytes === 0 &&
+      (refused || (this.head.bodyLength === 0 && IDEMPOTENT.has(this.head.method)))) {
+      this.state = State.WAITING
+      this.lastError = e
+      this.dispatch()
+      return
+    }
     this.fail(e, node)
   }
 

@@ -19,6 +19,7 @@ export class Forwarder implements ExchangeHost {
   readonly retry: boolean
   readonly accessLog: boolean
   readonly retryAfter: string
+  readonly uwsgiServerName: string
   readonly #head: HeadOptions
   readonly #active = new Set<Exchange>()
   readonly #log: FastifyBaseLogger
@@ -33,6 +34,7 @@ export class Forwarder implements ExchangeHost {
     this.retry = o.retry
     this.accessLog = o.accessLog
     this.retryAfter = String(o.retryAfter)
+    this.uwsgiServerName = o.serverName
     this.#head = { forwardedAllowIps: o.forwardedAllowIps, serverName: o.serverName }
     const plog = (level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void => { log[level](obj, msg) }
     for (const [name, p] of Object.entries(o.pools)) {
