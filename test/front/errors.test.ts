@@ -3,6 +3,7 @@
  * 502 node unreachable, 503 + Retry-After no healthy node, 504 slow route, 413, 431.
  */
 import assert from 'node:assert/strict'
+import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -90,4 +91,31 @@ test('502 when a uwsgi node is unreachable; GET retried on a live native node', 
     assert.equal(res.status, 200)
     assert.equal(res.headers['x-node'], 'live')
   }
+})
+
+test('idle timeout after the head: the response is cut and the node sees the cancel', async () => {
+  const dir = tempDir(hooks)
+  const node = await startNode(hooks, `unix:${join(dir, 'n.sock')}`, 'n')
+  const front = await startFront(hooks, ['--upstream', node.addresses[0]!, '--idle-timeout', '300ms'])
+  const url = baseUrl(front.addresses[0]!)
+  const outcome = await new Promise<{ status: number, body: string, error: string }>((resolve) => {
+    let body = ''
+    let status = 0
+    const req = httpRequest(`${url}/stall`, { agent: false }, (res) => {
+      status = res.statusCode!
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { body += d })
+      res.on('error', (err) => resolve({ status, body, error: err.message }))
+      res.on('end', () => resolve({ status, body, error: '' }))
+    })
+    req.on('error', (err) => resolve({ status, body, error: err.message }))
+    req.end()
+  })
+  assert.equal(outcome.status, 200)
+  assert.equal(outcome.body, 'first chunk\n')
+  assert.notEqual(outcome.error, '', 'a cut response must not look complete')
+  const stats = JSON.parse((await fetchRaw(`${url}/stats`)).body.toString()) as { cancels: number }
+  assert.equal(stats.cancels, 1)
+  const line = await front.waitFor((l) => l.code === 'FERRY_ERR_FRONT_UPSTREAM_TIMEOUT')
+  assert.equal(line.path, '/stall')
 })
