@@ -148,7 +148,10 @@ function launch (dir: string, port: number, options: NginxOptions): Promise<Ngin
   child.stderr!.on('data', (d: string) => { stderr += d })
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve()
-    else child.once('exit', () => resolve())
+    else {
+      child.once('exit', () => resolve())
+      child.once('error', () => resolve()) // could not spawn: there will be no 'exit'
+    }
   })
   let stopped = false
   const stop = async (): Promise<void> => {
@@ -174,30 +177,35 @@ function launch (dir: string, port: number, options: NginxOptions): Promise<Ngin
   }
   const deadline = Date.now() + (options.startTimeoutMs ?? 10_000)
   return new Promise((resolve, reject) => {
-    let failed = false
+    let settled = false
     const fail = (why: string): void => {
-      if (failed) return
-      failed = true
-      // keep the dir for the next attempt; stop() would remove it
+      if (settled) return
+      settled = true
+      child.off('error', onError)
+      child.off('exit', onExit)
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      // the dir stays for the next attempt; startNginx removes it when giving up
       exited.then(() => reject(new Error(`nginx did not start: ${why}\n${stderr}`)))
     }
-    child.once('error', (err) => fail(err.message))
-    child.once('exit', (code, signal) => fail(`exited with ${code ?? signal}`))
+    const onError = (err: Error): void => fail(err.message)
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => fail(`exited with ${code ?? signal}`)
+    child.once('error', onError)
+    child.once('exit', onExit)
     const poll = (): void => {
-      if (failed) return
+      if (settled) return
       probe(join(dir, 'ready.sock')).then((ok) => {
-        if (failed) return
+        if (settled) return
         if (ok) {
-          child.removeAllListeners('exit')
-          child.removeAllListeners('error')
+          settled = true
+          child.off('error', onError)
+          child.off('exit', onExit)
           resolve(instance)
         } else if (Date.now() > deadline) {
           fail('timed out')
         } else {
           setTimeout(poll, 20)
         }
-      }, () => setTimeout(poll, 20))
+      })
     }
     poll()
   })

@@ -16,7 +16,9 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
-import { encodeUwsgiRequest, FerryError } from '@ferry/protocol'
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { encodeHttp1ResponseHead, encodeUwsgiRequest, FerryError, nginxPathInfo, type ResponseHead } from '@ferry/protocol'
+import fc from 'fast-check'
 import { DOCUMENT_ROOT, GOLDEN_CASES } from '../fixtures/nginx-golden/cases.ts'
 import {
   buildPacket, type CaptureRig, cleanupHooks, joinRepeatedVars, packetVars, repeatedKeys, startCaptureRig
@@ -47,6 +49,20 @@ function expectedBody (request: Buffer): Buffer {
     parts.push(body.subarray(nl + 2, nl + 2 + size))
     off = nl + 2 + size + 2
   }
+}
+
+function get (port: number, path: string): Promise<{ status: number, headers: IncomingHttpHeaders, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('latin1')
+      res.on('data', (d: string) => { body += d })
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
 }
 
 describe('nginx uwsgi_pass golden bytes', { skip }, () => {
@@ -108,6 +124,61 @@ describe('nginx uwsgi_pass golden bytes', { skip }, () => {
       }
     })
   }
+
+  test('PATH_INFO: nginxPathInfo gives nginx\'s bytes for random dot, slash and %-escape paths', async () => {
+    const parts = ['a', 'b', '.', '..', '', '%2e', '%2E%2e', '%2F', '%2f..', '%20', '%C3%A9', 'x.y', '...', '.h', '%41', 'é']
+    const refused: string[] = []
+    let compared = 0
+    await fc.assert(fc.asyncProperty(fc.array(fc.constantFrom(...parts), { minLength: 1, maxLength: 8 }), fc.boolean(), async (segs, query) => {
+      const path = `/${segs.join('/')}`
+      rig.packets.length = 0
+      const { status } = await rig.send(Buffer.from(`GET ${path}${query ? '?q=1' : ''} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`))
+      if (status.startsWith('HTTP/1.1 400')) {
+        refused.push(path)
+        return
+      }
+      assert.equal(status, 'HTTP/1.1 200 OK', path)
+      const sent = new Map(packetVars(rig.packets.shift()!))
+      const ours = nginxPathInfo(path)
+      const oursBytes = typeof ours === 'string' ? Buffer.from(ours, 'utf8') : ours
+      assert.equal(oursBytes.toString('hex'), Buffer.from(sent.get('PATH_INFO')!, 'latin1').toString('hex'), path)
+      compared++
+    }), { numRuns: 80, seed: 20240607 })
+    assert.ok(compared >= 20, `compared ${compared} paths`)
+    // nginx answers 400 where dot segments climb above "/" (ferry clamps at "/" instead)
+    for (const p of refused) assert.match(p, /\.\.|%2e/i)
+  })
+
+  test('nginx relays what encodeHttp1ResponseHead writes: Content-Length, close-delimited, 204, repeated Set-Cookie', async () => {
+    const original = rig.respond
+    const cases: Array<{ head: ResponseHead, body: string[] }> = [
+      { head: { status: 200, headers: ['content-type', 'text/plain', 'set-cookie', 'a=1', 'set-cookie', 'b=2; Path=/'], bodyLength: 5 }, body: ['hel', 'lo'] },
+      { head: { status: 201, headers: ['x-stream', '1'], bodyLength: -1 }, body: ['part1-', 'part2-', 'end'] },
+      { head: { status: 204, headers: ['x-empty', 'yes'], bodyLength: 0 }, body: [] },
+      { head: { status: 404, headers: ['content-type', 'application/json'], bodyLength: 2 }, body: ['{}'] }
+    ]
+    try {
+      for (const c of cases) {
+        rig.respond = (_packet, socket) => {
+          socket.write(encodeHttp1ResponseHead(c.head))
+          for (const piece of c.body) socket.write(piece)
+          socket.end()
+        }
+        const res = await get(rig.nginx.port, '/written')
+        assert.equal(res.status, c.head.status)
+        assert.equal(res.body, c.body.join(''))
+        for (let i = 0; i < c.head.headers.length; i += 2) {
+          const name = c.head.headers[i]!
+          const want = c.head.headers.filter((_, j) => j % 2 === 1 && c.head.headers[j - 1] === name)
+          const got = res.headers[name]
+          assert.deepEqual(Array.isArray(got) ? got : [got], want, name)
+        }
+        if (c.head.bodyLength > 0) assert.equal(res.headers['content-length'], String(c.head.bodyLength))
+      }
+    } finally {
+      rig.respond = original
+    }
+  })
 
   test('a vars block past 65535 bytes: nginx refuses it ("uwsgi request is too big: N"), ferry throws for the same N', async () => {
     const big = 'x'.repeat(60000)
