@@ -42,7 +42,7 @@ export type ConnectionKind = 'native' | 'uwsgi'
 
 export async function listen (address: Address, socketMode: number | null, onConnection: (socket: net.Socket, first: Buffer, kind: ConnectionKind) => void): Promise<BoundListener> {
   if (address.kind === 'unix') await clearStaleSocket(address.path)
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     socket.once('data', (first: Buffer) => {
       onConnection(socket, first, first[0] === PREFACE[0] ? 'native' : 'uwsgi')
     })

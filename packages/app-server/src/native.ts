@@ -132,6 +132,9 @@ function onDrainCb (this: Stream): void {
 
 export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost, sessions: Set<Session>, goingAway: boolean): Session {
   const session = new Session(socket, { role: 'server', initialData: first, agent: 'ferry-app' })
+  // listeners allow half-open sockets (uwsgi peers may FIN after the request); native peers
+  // that FIN get our FIN back (the session fails any stream still open)
+  socket.on('end', () => { if (!socket.writableEnded) socket.end() })
   sessions.add(session)
   const log = host.log
   session.on('stream', (stream: Stream) => {

@@ -15,6 +15,7 @@ import { Metrics } from './metrics.js'
 import { type ConnectionHost, serveNative } from './native.js'
 import { Pool, type PoolOptions } from './pool.js'
 import { startStats, type StatsServer } from './stats.js'
+import { serveUwsgi } from './uwsgi-conn.js'
 
 export interface AppServerOptions {
   /** Path (or file: URL) of the handler module. */
@@ -131,8 +132,7 @@ export class AppServer implements ConnectionHost {
       serveNative(socket, first, this, this.sessions, this.#closing)
       return
     }
-    this.log.warn({ code: 'FERRY_ERR_APP_UWSGI', firstByte: first[0] }, 'connection is not native ferry; closing it')
-    socket.end()
+    serveUwsgi(socket, first, this, this.uwsgiSockets)
   }
 
   onRequestDone (status: number, ms: number): void {

@@ -1,0 +1,210 @@
+/**
+ * A uwsgi connection (nginx `uwsgi_pass`, modifier1 0): one request per connection. The packet
+ * is decoded with the protocol's UwsgiDecoder, dispatched to the same pool as native requests,
+ * answered with an HTTP/1.1 response (status line, headers, content-length when known, else
+ * the body runs until the connection closes), then the connection is shut down with FIN.
+ * Backpressure: the socket is paused while more than a window of request body waits for the
+ * handler; response chunks return credit to the worker only once the socket took them.
+ * One exception, for the echo deadlock: nginx (uwsgi_buffering off) does not read the
+ * response until it has sent the whole request body, so while our response writes are
+ * blocked the request body keeps being read (at most what nginx buffered:
+ * client_max_body_size) instead of both sides waiting on each other.
+ */
+import type { Socket } from 'node:net'
+import { encodeHttp1ResponseHead, type FerryError, isFerryError, type RequestHead, UwsgiDecoder } from '@ferry/protocol'
+import type { ConnectionHost } from './native.js'
+import type { Call, Exchange, Pool } from './pool.js'
+import { errorResponse, ensureRequestId } from './respond.js'
+
+/** Request-body bytes read from the socket but not yet taken by the handler, before pausing. */
+const BODY_WINDOW = 256 * 1024
+
+function contentLength (headers: string[]): number {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-length') return Number(headers[i + 1])
+  return -1
+}
+
+class UwsgiExchange implements Exchange {
+  head!: RequestHead
+  call: Call | null = null
+  pool: Pool | null = null
+  #socket: Socket
+  #host: ConnectionHost
+  #decoder: UwsgiDecoder
+  #outstanding = 0
+  #paused = false
+  #owed = 0
+  #headSent = false
+  #done = false
+  #status = 0
+  #start = performance.now()
+
+  constructor (socket: Socket, host: ConnectionHost) {
+    this.#socket = socket
+    this.#host = host
+    this.#decoder = new UwsgiDecoder({
+      onHead: (head) => this.#onRequest(head),
+      onBody: (chunk) => this.#onBody(chunk),
+      onEnd: () => { if (this.call !== null) this.pool!.bodyEnd(this.call) }
+    })
+    socket.on('data', (chunk: Buffer) => this.push(chunk))
+    socket.on('end', () => this.#onPeerEnd())
+    socket.on('close', () => { if (this.call !== null && !this.#done) this.pool!.cancel(this.call) })
+    socket.on('drain', () => this.#onDrain())
+  }
+
+  push (chunk: Buffer): void {
+    try {
+      this.#decoder.push(chunk)
+    } catch (err) {
+      this.#protocolFailure(err)
+    }
+  }
+
+  #onPeerEnd (): void {
+    try {
+      this.#decoder.end()
+    } catch (err) {
+      this.#protocolFailure(err)
+      return
+    }
+    if (this.#done) this.#socket.end()
+  }
+
+  #protocolFailure (err: unknown): void {
+    const e = err as FerryError
+    this.#host.log.warn({ code: e.code, err: isFerryError(err) ? undefined : err, remote: this.#socket.remoteAddress }, `uwsgi: ${e.message}`)
+    if (this.call !== null) {
+      this.pool!.cancel(this.call)
+      this.call = null
+    }
+    if (!this.#headSent && !this.#socket.destroyed) {
+      const r = errorResponse(e, this.head ?? { method: 'GET', requestId: '' } as RequestHead)
+      this.#socket.write(encodeHttp1ResponseHead({ status: r.status, headers: r.headers, bodyLength: r.body.byteLength }))
+      this.#socket.write(r.body)
+    }
+    this.#done = true
+    this.#socket.end()
+  }
+
+  #onRequest (head: RequestHead): void {
+    ensureRequestId(head)
+    this.head = head
+    if (head.remoteAddress === '' && this.#socket.remoteAddress !== undefined) head.remoteAddress = this.#socket.remoteAddress
+    const pool = this.#host.pool
+    this.pool = pool
+    const r = pool.submit(this)
+    if ('code' in r) {
+      this.onFail(r)
+      return
+    }
+    this.call = r
+  }
+
+  #onBody (chunk: Buffer): void {
+    if (this.call === null || this.#done) return
+    this.pool!.body(this.call, chunk)
+    this.#outstanding += chunk.byteLength
+    this.#flow()
+  }
+
+  /** Pause the socket while the handler is behind on the body, unless our response is stuck. */
+  #flow (): void {
+    const pause = this.#outstanding > BODY_WINDOW && this.#owed === 0 && !this.#done
+    if (pause && !this.#paused) {
+      this.#paused = true
+      this.#socket.pause()
+    } else if (!pause && this.#paused && (this.#outstanding <= BODY_WINDOW / 2 || this.#owed > 0 || this.#done)) {
+      this.#paused = false
+      this.#socket.resume()
+    }
+  }
+
+  onConsumed (n: number): void {
+    this.#outstanding -= n
+    this.#flow()
+  }
+
+  onHead (status: number, headers: string[], bodyLength: number, body: Uint8Array | null, end: boolean): void {
+    this.#status = status
+    if (this.#socket.destroyed) return
+    let length = end ? (body === null ? 0 : body.byteLength) : bodyLength
+    if (this.head.method === 'HEAD') {
+      const declared = contentLength(headers)
+      if (declared >= 0) length = declared
+    }
+    this.#headSent = true
+    let encoded: Buffer
+    try {
+      encoded = encodeHttp1ResponseHead({ status, headers, bodyLength: length })
+    } catch (err) {
+      // a header that cannot be written on HTTP/1 (CR/LF in a value…): a 500 rather than a split response
+      this.#headSent = false
+      if (this.call !== null && !end) this.pool!.cancel(this.call)
+      this.onFail(err as FerryError)
+      return
+    }
+    const s = this.#socket
+    s.cork()
+    s.write(encoded)
+    if (body !== null && body.byteLength > 0) s.write(body)
+    s.uncork()
+    if (end) this.#finish()
+  }
+
+  onChunk (chunk: Uint8Array): void {
+    if (this.#socket.destroyed) return
+    if (this.#socket.write(chunk)) this.pool!.credit(this.call!, chunk.byteLength)
+    else {
+      this.#owed += chunk.byteLength
+      this.#flow()
+    }
+  }
+
+  #onDrain (): void {
+    if (this.#owed > 0 && this.call !== null) {
+      const n = this.#owed
+      this.#owed = 0
+      this.pool!.credit(this.call, n)
+    }
+    this.#flow()
+  }
+
+  onEnd (): void {
+    this.#finish()
+  }
+
+  onFail (err: FerryError): void {
+    this.#status = err.statusCode
+    if (!this.#headSent && !this.#socket.destroyed) {
+      const r = errorResponse(err, this.head)
+      this.#headSent = true
+      this.#socket.cork()
+      this.#socket.write(encodeHttp1ResponseHead({ status: r.status, headers: r.headers, bodyLength: r.body.byteLength }))
+      if (r.body.byteLength > 0) this.#socket.write(r.body)
+      this.#socket.uncork()
+      this.#finish()
+      return
+    }
+    // Mid-body: the only way to tell an HTTP/1 peer the body is incomplete is to cut it short.
+    this.#host.onRequestDone(err.statusCode, performance.now() - this.#start)
+    this.#done = true
+    this.#socket.destroy()
+  }
+
+  #finish (): void {
+    if (this.#done) return
+    this.#done = true
+    this.#host.onRequestDone(this.#status, performance.now() - this.#start)
+    // Any request body still arriving is read and dropped; our side ends with FIN, never RST.
+    this.#flow()
+    this.#socket.end()
+  }
+}
+
+export function serveUwsgi (socket: Socket, first: Buffer, host: ConnectionHost, sockets: Set<Socket>): void {
+  sockets.add(socket)
+  socket.on('close', () => sockets.delete(socket))
+  const ex = new UwsgiExchange(socket, host)
+  ex.push(first)
+}
