@@ -175,6 +175,36 @@ export class UwsgiDecoder {
   }
 }
 
+// Var keys repeat from request to request (the same params and header names): a small
+// table keyed by a hash of the key bytes hands back the same string each time, so a key
+// costs a hash and a compare instead of a new string (and Map lookups on it hit the
+// string's cached hash).
+const KEY_SLOTS = 256
+const MAX_CACHED_KEY = 48
+const keyBytes: Array<Uint8Array | undefined> = new Array(KEY_SLOTS)
+const keyStrings: string[] = new Array(KEY_SLOTS).fill('')
+
+function keyString (b: Buffer, k: number, kl: number): string {
+  let h = kl
+  for (let i = k; i < k + kl; i++) h = (Math.imul(h, 31) + b[i]!) | 0
+  const slot = (h ^ (h >>> 11)) & (KEY_SLOTS - 1)
+  const cached = keyBytes[slot]
+  if (cached !== undefined && cached.length === kl) {
+    let same = true
+    for (let i = 0; i < kl; i++) {
+      if (cached[i] !== b[k + i]) {
+        same = false
+        break
+      }
+    }
+    if (same) return keyStrings[slot]!
+  }
+  const key = (b as FastBuffer).latin1Slice(k, k + kl)
+  keyBytes[slot] = b.subarray(k, k + kl).slice()
+  keyStrings[slot] = key
+  return key
+}
+
 /**
  * The vars of a uwsgi block as `[key, value, …]` (latin1 strings). Throws
  * FERRY_ERR_UWSGI_VARS when a length runs past the block or a lone byte is left over.
@@ -191,7 +221,7 @@ export function parseUwsgiVars (b: Buffer, start = 0, end = b.length): string[] 
     const vl = b[k + kl]! | (b[k + kl + 1]! << 8)
     const v = k + kl + 2
     if (v + vl > end) throw protocolError('FERRY_ERR_UWSGI_VARS', `value length ${vl} at offset ${k + kl - start} runs past the block`)
-    out.push(fb.latin1Slice(k, k + kl), fb.latin1Slice(v, v + vl))
+    out.push(kl <= MAX_CACHED_KEY ? keyString(b, k, kl) : fb.latin1Slice(k, k + kl), fb.latin1Slice(v, v + vl))
     o = v + vl
   }
   return out

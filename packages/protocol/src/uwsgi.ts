@@ -60,7 +60,14 @@ interface FastBuffer extends Buffer {
   utf8Write (s: string, offset: number): number
 }
 
-const K = (s: string): Buffer => Buffer.from(s, 'latin1')
+/** A param key with its u16le length in front, written with one TypedArray.set. */
+const K = (s: string): Uint8Array => {
+  const b = new Uint8Array(2 + s.length)
+  b[0] = s.length & 0xff
+  b[1] = s.length >>> 8
+  for (let i = 0; i < s.length; i++) b[2 + i] = s.charCodeAt(i)
+  return b
+}
 const KEY_QUERY_STRING = K('QUERY_STRING')
 const KEY_REQUEST_METHOD = K('REQUEST_METHOD')
 const KEY_CONTENT_TYPE = K('CONTENT_TYPE')
@@ -77,9 +84,12 @@ const KEY_SERVER_PORT = K('SERVER_PORT')
 const KEY_SERVER_NAME = K('SERVER_NAME')
 const KEY_HTTP_HOST = K('HTTP_HOST')
 const KEY_HTTP_X_REQUEST_ID = K('HTTP_X_REQUEST_ID')
-/** Fixed cost of a var besides key and value: two u16 lengths. */
+/** Fixed cost of a header var besides key and value: two u16 lengths. */
 const VAR_OVERHEAD = 4
+/** A param's value length (its key constant already holds the key length). */
+const VALUE_LEN = 2
 const HTTP_ = 5
+const HTTP_PREFIX = new Uint8Array([72, 84, 84, 80, 95]) // "HTTP_"
 
 const NON_LATIN1 = /[^\0-\xff]/
 
@@ -217,11 +227,9 @@ function joinRepeated (h: string[]): string[] {
   return out
 }
 
-function writeKey (b: Buffer, o: number, key: Buffer): number {
-  b[o] = key.length & 0xff
-  b[o + 1] = key.length >>> 8
-  key.copy(b, o + 2)
-  return o + 2 + key.length
+function writeKey (b: Buffer, o: number, key: Uint8Array): number {
+  b.set(key, o)
+  return o + key.length
 }
 
 function writeLen (b: Buffer, o: number, len: number): number {
@@ -230,19 +238,49 @@ function writeLen (b: Buffer, o: number, len: number): number {
   return o + 2
 }
 
+// Below this length a JS loop beats the call into latin1Write.
+const SHORT = 32
+
 /** Writes a u16le length and the string; `len` from textLen (negative: UTF-8). */
 function writeText (b: FastBuffer, o: number, s: string, len: number): number {
   if (len < 0) {
     writeLen(b, o, -len)
     return o + 2 + b.utf8Write(s, o + 2)
   }
-  writeLen(b, o, len)
-  return o + 2 + b.latin1Write(s, o + 2)
+  b[o] = len & 0xff
+  b[o + 1] = len >>> 8
+  o += 2
+  if (len > SHORT) return o + b.latin1Write(s, o)
+  for (let i = 0; i < len; i++) b[o + i] = s.charCodeAt(i)
+  return o + len
 }
 
 function writeUtf8 (b: FastBuffer, o: number, s: string, len: number): number {
   writeLen(b, o, len)
   return o + 2 + b.utf8Write(s, o + 2)
+}
+
+// "accept-language" → u16le 20 · "HTTP_ACCEPT_LANGUAGE", cached: names repeat across requests.
+const HEADER_KEYS = new Map<string, Uint8Array>()
+
+function headerKey (name: string): Uint8Array {
+  let key = HEADER_KEYS.get(name)
+  if (key !== undefined) return key
+  const len = HTTP_ + name.length
+  key = new Uint8Array(2 + len)
+  key[0] = len & 0xff
+  key[1] = len >>> 8
+  key.set(HTTP_PREFIX, 2)
+  for (let j = 0; j < name.length; j++) {
+    let c = name.charCodeAt(j)
+    if (c >= 97 && c <= 122) c -= 32
+    else if (c === 45) c = 95
+    else if (c <= 32 || c >= 127) throw protocolError('FERRY_ERR_HEAD_INVALID', `header name ${JSON.stringify(name)} is not a token`)
+    key[2 + HTTP_ + j] = c
+  }
+  if (HEADER_KEYS.size >= 1024) HEADER_KEYS.clear()
+  HEADER_KEYS.set(name, key)
+  return key
 }
 
 // Scratch for per-string lengths between the size pass and the write pass (synchronous, so
@@ -291,16 +329,16 @@ export function encodeUwsgiRequest (head: RequestHead, options: UwsgiEncodeOptio
   L[7] = textLen(serverName)
   L[8] = textLen(host)
   L[9] = idParam ? textLen(requestId) : 0
-  let size = 14 * VAR_OVERHEAD + KEY_QUERY_STRING.length + KEY_REQUEST_METHOD.length + KEY_CONTENT_TYPE.length +
+  let size = 14 * VALUE_LEN + KEY_QUERY_STRING.length + KEY_REQUEST_METHOD.length + KEY_CONTENT_TYPE.length +
     KEY_CONTENT_LENGTH.length + KEY_REQUEST_URI.length + KEY_PATH_INFO.length + KEY_DOCUMENT_ROOT.length +
     KEY_SERVER_PROTOCOL.length + KEY_REQUEST_SCHEME.length + KEY_REMOTE_ADDR.length + KEY_REMOTE_PORT.length +
     KEY_SERVER_PORT.length + KEY_SERVER_NAME.length + KEY_HTTPS.length +
     queryLen + uriLen + infoLen + remotePort.length + serverPort.length
   for (let i = 0; i < 10; i++) size += Math.abs(L[i]!)
-  if (!https) size -= VAR_OVERHEAD + KEY_HTTPS.length
+  if (!https) size -= VALUE_LEN + KEY_HTTPS.length
   else size += 2 // "on"
-  if (hostParam) size += VAR_OVERHEAD + KEY_HTTP_HOST.length
-  if (idParam) size += VAR_OVERHEAD + KEY_HTTP_X_REQUEST_ID.length
+  if (hostParam) size += VALUE_LEN + KEY_HTTP_HOST.length
+  if (idParam) size += VALUE_LEN + KEY_HTTP_X_REQUEST_ID.length
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!
     if ((hostParam && name === 'host') || (idParam && name === 'x-request-id')) continue
@@ -365,19 +403,9 @@ export function encodeUwsgiRequest (head: RequestHead, options: UwsgiEncodeOptio
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!
     if ((hostParam && name === 'host') || (idParam && name === 'x-request-id')) continue
-    o = writeLen(b, o, HTTP_ + name.length)
-    b[o++] = 72 // H
-    b[o++] = 84 // T
-    b[o++] = 84 // T
-    b[o++] = 80 // P
-    b[o++] = 95 // _
-    for (let j = 0; j < name.length; j++) {
-      let c = name.charCodeAt(j)
-      if (c >= 97 && c <= 122) c -= 32
-      else if (c === 45) c = 95
-      else if (c <= 32 || c >= 127) throw protocolError('FERRY_ERR_HEAD_INVALID', `header name ${JSON.stringify(name)} is not a token`)
-      b[o++] = c
-    }
+    const key = headerKey(name)
+    b.set(key, o)
+    o += key.length
     o = writeText(b, o, headers[i + 1]!, L[16 + i]!)
   }
   return b
