@@ -210,6 +210,19 @@ describe('head mapping', () => {
     assert.equal(d.ended, 1)
   })
 
+  test('one chunk buffer reused for many packets (as a socket read buffer may be): keys stay right', () => {
+    const scratch = Buffer.alloc(512)
+    for (let round = 0; round < 300; round++) {
+      const name = `X_${String.fromCharCode(65 + (round % 26))}${round % 7}`
+      const p = buildPacket([...BASE, [`HTTP_${name}`, String(round)], ['SERVER_NAME', `s${round % 3}`]])
+      scratch.fill(round & 0xff)
+      p.copy(scratch)
+      const d = decode([scratch.subarray(0, p.length)])
+      assert.deepEqual(d.head!.headers, [name.toLowerCase().replace('_', '-'), String(round)])
+      assert.equal(d.head!.serverName, `s${round % 3}`)
+    }
+  })
+
   test('maxVarsSize: a block of exactly the limit is accepted', () => {
     const p = buildPacket(BASE)
     const size = p.readUInt16LE(1)

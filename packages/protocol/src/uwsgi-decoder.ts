@@ -200,7 +200,7 @@ function keyString (b: Buffer, k: number, kl: number): string {
     if (same) return keyStrings[slot]!
   }
   const key = (b as FastBuffer).latin1Slice(k, k + kl)
-  keyBytes[slot] = b.subarray(k, k + kl).slice()
+  keyBytes[slot] = new Uint8Array(b.subarray(k, k + kl)) // a copy: the chunk may be reused
   keyStrings[slot] = key
   return key
 }
