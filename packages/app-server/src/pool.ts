@@ -382,7 +382,7 @@ export class Pool {
     call.done = true
     this.#calls.delete(call.rid)
     const slot = call.slot
-    if (slot !== null && slot.calls.delete(call)) {
+    if (slot?.calls.delete(call)) {
       slot.inflight--
       if (slot.inflight === 0) slot.idleSince = Date.now()
       this.#maybeRetired(slot)

@@ -248,7 +248,6 @@ export function requestUrl (scheme: string, authority: string, path: string, hea
     if (host === '') host = 'localhost'
   }
   const url = `${scheme === '' ? 'http' : scheme}://${host}${path.startsWith('/') ? path : `/${path}`}`
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: checking for bytes a URL must escape
   if (/[^\x21-\x7e]/.test(url)) {
     try {
       return new URL(url).href
