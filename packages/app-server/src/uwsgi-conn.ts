@@ -5,10 +5,12 @@
  * the body runs until the connection closes), then the connection is shut down with FIN.
  * Backpressure: the socket is paused while more than a window of request body waits for the
  * handler; response chunks return credit to the worker only once the socket took them.
- * One exception, for the echo deadlock: nginx (uwsgi_buffering off) does not read the
- * response until it has sent the whole request body, so while our response writes are
- * blocked the request body keeps being read (at most what nginx buffered:
- * client_max_body_size) instead of both sides waiting on each other.
+ * The response is held back until the whole request body has been read: nginx stops
+ * sending the request body once the response head arrives (its upstream write handler
+ * becomes a no-op), so a handler that answers while still reading (an echo) would wait
+ * forever for the rest. While the response is held, the request body is read on without
+ * pausing (at most what nginx buffered: client_max_body_size); the held response itself is
+ * bounded by the worker's response credit (256 KiB).
  */
 import type { Socket } from 'node:net'
 import { encodeHttp1ResponseHead, type FerryError, isFerryError, type RequestHead, UwsgiDecoder } from '@ferry/protocol'
@@ -38,6 +40,9 @@ class UwsgiExchange implements Exchange {
   #done = false
   #status = 0
   #start = performance.now()
+  #bodyComplete = false
+  /** A response that arrived before the request body was complete (see the file comment). */
+  #held: { head: [number, string[], number, Uint8Array | null, boolean] | null, chunks: Uint8Array[], end: boolean } | null = null
 
   constructor (socket: Socket, host: ConnectionHost) {
     this.#socket = socket
@@ -45,7 +50,11 @@ class UwsgiExchange implements Exchange {
     this.#decoder = new UwsgiDecoder({
       onHead: (head) => this.#onRequest(head),
       onBody: (chunk) => this.#onBody(chunk),
-      onEnd: () => { if (this.call !== null) this.pool!.bodyEnd(this.call) }
+      onEnd: () => {
+        this.#bodyComplete = true
+        if (this.call !== null) this.pool!.bodyEnd(this.call)
+        this.#release()
+      }
     })
     socket.on('data', (chunk: Buffer) => this.push(chunk))
     socket.on('end', () => this.#onPeerEnd())
@@ -110,11 +119,11 @@ class UwsgiExchange implements Exchange {
 
   /** Pause the socket while the handler is behind on the body, unless our response is stuck. */
   #flow (): void {
-    const pause = this.#outstanding > BODY_WINDOW && this.#owed === 0 && !this.#done
+    const pause = this.#outstanding > BODY_WINDOW && this.#owed === 0 && !this.#done && this.#held === null
     if (pause && !this.#paused) {
       this.#paused = true
       this.#socket.pause()
-    } else if (!pause && this.#paused && (this.#outstanding <= BODY_WINDOW / 2 || this.#owed > 0 || this.#done)) {
+    } else if (!pause && this.#paused && (this.#outstanding <= BODY_WINDOW / 2 || this.#owed > 0 || this.#done || this.#held !== null)) {
       this.#paused = false
       this.#socket.resume()
     }
@@ -126,6 +135,27 @@ class UwsgiExchange implements Exchange {
   }
 
   onHead (status: number, headers: string[], bodyLength: number, body: Uint8Array | null, end: boolean): void {
+    if (!this.#bodyComplete) {
+      this.#held = { head: [status, headers, bodyLength, body, end], chunks: [], end }
+      this.#flow()
+      return
+    }
+    this.#writeHead(status, headers, bodyLength, body, end)
+  }
+
+  /** The request body is complete: send what the handler answered meanwhile. */
+  #release (): void {
+    const held = this.#held
+    if (held === null || held.head === null) return
+    this.#held = null
+    const [status, headers, bodyLength, body, end] = held.head
+    this.#writeHead(status, headers, bodyLength, body, end)
+    if (end) return
+    for (const c of held.chunks) this.#writeChunk(c)
+    if (held.end) this.#finish()
+  }
+
+  #writeHead (status: number, headers: string[], bodyLength: number, body: Uint8Array | null, end: boolean): void {
     this.#status = status
     if (this.#socket.destroyed) return
     let length = end ? (body === null ? 0 : body.byteLength) : bodyLength
@@ -153,6 +183,14 @@ class UwsgiExchange implements Exchange {
   }
 
   onChunk (chunk: Uint8Array): void {
+    if (this.#held !== null) {
+      this.#held.chunks.push(chunk)
+      return
+    }
+    this.#writeChunk(chunk)
+  }
+
+  #writeChunk (chunk: Uint8Array): void {
     if (this.#socket.destroyed) return
     if (this.#socket.write(chunk)) this.pool!.credit(this.call!, chunk.byteLength)
     else {
@@ -171,10 +209,15 @@ class UwsgiExchange implements Exchange {
   }
 
   onEnd (): void {
+    if (this.#held !== null) {
+      this.#held.end = true
+      return
+    }
     this.#finish()
   }
 
   onFail (err: FerryError): void {
+    this.#held = null
     this.#status = err.statusCode
     if (!this.#headSent && !this.#socket.destroyed) {
       const r = errorResponse(err, this.head)
