@@ -96,3 +96,17 @@ test('SIGTERM a node under load (GOAWAY drain): zero failed requests', async (t)
   assert.equal(r.failed, 0)
   assert.ok((r.byNode.b ?? 0) > 0 && r.byNode.a! > 0)
 })
+
+test('SIGTERM to the front: requests in flight finish, then it exits 0', async () => {
+  const dir = tempDir(hooks)
+  const node = await startNode(hooks, `unix:${join(dir, 'n.sock')}`, 'n')
+  const front = await startFront(hooks, ['--upstream', node.addresses[0]!])
+  const url = baseUrl(front.addresses[0]!)
+  const inflight = fetchRaw(`${url}/slow?ms=800`)
+  await sleep(200)
+  front.child.kill('SIGTERM')
+  const res = await inflight
+  assert.equal(res.status, 200)
+  assert.equal(JSON.parse(res.body.toString()).slept, 800)
+  assert.equal(await front.exited, 0)
+})

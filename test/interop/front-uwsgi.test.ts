@@ -35,14 +35,17 @@ const APP = join(ROOT, 'test/fixtures/wsgi/echo_environ.py')
 type Environ = Record<string, string | number>
 
 async function startUwsgi (sock: string): Promise<void> {
-  const child = spawn(UWSGI, ['--plugin', 'python3', '--uwsgi-socket', sock, '--wsgi-file', APP, '--processes', '2', '--disable-logging', '--die-on-term'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  // Its own process group: uWSGI forks workers, and all of them must go at the end.
+  const child = spawn(UWSGI, ['--plugin', 'python3', '--uwsgi-socket', sock, '--wsgi-file', APP, '--processes', '2', '--disable-logging', '--die-on-term'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true })
   let stderr = ''
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
   hooks.after(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGKILL')
-      await new Promise((resolve) => child.once('exit', resolve))
-    }
+    const exited = child.exitCode !== null ? Promise.resolve() : new Promise((resolve) => child.once('exit', resolve))
+    try {
+      process.kill(-child.pid!, 'SIGKILL')
+    } catch {}
+    await exited
+    child.stderr!.destroy()
   })
   for (let i = 0; i < 200 && !existsSync(sock); i++) await sleep(25)
   if (!existsSync(sock)) throw new Error(`uWSGI did not start: ${stderr}`)
