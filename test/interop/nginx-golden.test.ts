@@ -14,7 +14,7 @@
  * scripts/capture-nginx-golden.ts) must match a fresh capture except for the two socket ports.
  */
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { encodeHttp1ResponseHead, encodeUwsgiRequest, FerryError, nginxPathInfo, type ResponseHead } from '@ferry/protocol'
@@ -23,7 +23,7 @@ import { DOCUMENT_ROOT, GOLDEN_CASES } from '../fixtures/nginx-golden/cases.ts'
 import {
   buildPacket, type CaptureRig, cleanupHooks, joinRepeatedVars, packetVars, repeatedKeys, startCaptureRig
 } from '../fixtures/nginx-golden/capture.ts'
-import { nginxMissing, nginxVersion } from '../helpers/nginx.ts'
+import { nginxMissing, nginxVersion, startNginx } from '../helpers/nginx.ts'
 
 const FIXTURES = new URL('../fixtures/nginx-golden/', import.meta.url)
 const skip = nginxMissing()
@@ -209,5 +209,41 @@ describe('nginx uwsgi_pass golden bytes', { skip }, () => {
       assert.match(err.message, new RegExp(`vars block of ${m[1]} bytes`))
       return true
     })
+  })
+})
+
+describe('test/helpers/nginx', { skip }, () => {
+  test('listen on a unix socket; stop() ends the process and removes its dir', async () => {
+    const hooks = cleanupHooks()
+    try {
+      const ngx = await startNginx(hooks, { listen: 'unix', location: 'return 200 "unix ok\\n";', server: 'default_type text/plain;' })
+      assert.equal(ngx.port, 0)
+      assert.ok(ngx.socketPath !== undefined && existsSync(ngx.socketPath))
+      const answer = await new Promise<string>((resolve, reject) => {
+        const req = httpRequest({ socketPath: ngx.socketPath, path: '/', agent: false }, (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (d: string) => { body += d })
+          res.on('end', () => resolve(`${res.statusCode} ${body}`))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      assert.equal(answer, '200 unix ok\n')
+      await ngx.stop()
+      assert.notEqual(ngx.child.exitCode ?? ngx.child.signalCode, null)
+      assert.equal(existsSync(ngx.dir), false)
+    } finally {
+      await hooks.run()
+    }
+  })
+
+  test('a config nginx refuses: startNginx rejects with nginx\'s own message', async () => {
+    const hooks = cleanupHooks()
+    try {
+      await assert.rejects(startNginx(hooks, { location: 'no_such_directive on;' }), /unknown directive "no_such_directive"/)
+    } finally {
+      await hooks.run()
+    }
   })
 })
