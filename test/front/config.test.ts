@@ -76,3 +76,14 @@ test('FERRY_FRONT_* environment variables configure the front', async () => {
   assert.equal((await fetchRaw(`${url}/hello`)).headers['x-node'], 'envnode')
   assert.equal((await fetchRaw(`${url}/echo`, { method: 'POST', body: 'more than ten bytes' })).status, 413)
 })
+
+test('a TypeScript config file (.ts) loads too', async () => {
+  const dir = tempDir(hooks)
+  const node = await startNode(hooks, `unix:${join(dir, 'n.sock')}`, 'tsconf')
+  const file = join(dir, 'ferry.config.ts')
+  writeFileSync(file, `const config = { upstreams: [${JSON.stringify(node.addresses[0])}] as string[], maxBody: 10 }\nexport default config\n`)
+  const front = await startFront(hooks, ['--config', file])
+  const url = baseUrl(front.addresses[0]!)
+  assert.equal((await fetchRaw(`${url}/hello`)).headers['x-node'], 'tsconf')
+  assert.equal((await fetchRaw(`${url}/echo`, { method: 'POST', body: 'more than ten bytes' })).status, 413)
+})

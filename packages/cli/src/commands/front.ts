@@ -99,17 +99,23 @@ async function loadConfig (file: string): Promise<FrontConfig> {
       fail(`--config ${file}: ${(err as Error).message}`)
     }
   } else {
-    if (ext === '.ts' || ext === '.mts') {
+    const url = `${pathToFileURL(path).href}?t=${Date.now()}` // a fresh copy on SIGHUP
+    let mod: { default?: unknown }
+    if (ext === '.ts' || ext === '.mts' || ext === '.cts') {
+      let api: { tsImport: (specifier: string, parent: string) => Promise<{ default?: unknown }> }
       try {
-        const api = await import('tsx/esm/api' as string) as { register: () => unknown }
-        api.register()
+        api = await import('tsx/esm/api' as string) as typeof api
       } catch {
         fail(`--config ${file}: loading a .ts config needs tsx (npm i -D tsx), or use .json/.mjs`)
       }
+      mod = await api.tsImport(url, import.meta.url)
+    } else {
+      mod = await import(url) as { default?: unknown }
     }
-    const mod = await import(`${pathToFileURL(path).href}?t=${Date.now()}`) as { default?: FrontConfig | (() => FrontConfig | Promise<FrontConfig>) }
-    const d = mod.default
-    cfg = typeof d === 'function' ? await d() : (d ?? fail(`--config ${file}: no default export`))
+    // A .ts file tsx compiled as CommonJS comes back as { default: { default: config } }.
+    let d = mod.default as FrontConfig | (() => FrontConfig | Promise<FrontConfig>) | { default: unknown } | undefined
+    if (d !== null && typeof d === 'object' && 'default' in d && Object.keys(d).length === 1) d = d.default as FrontConfig
+    cfg = typeof d === 'function' ? await d() : ((d as FrontConfig | undefined) ?? fail(`--config ${file}: no default export`))
   }
   if (cfg === null || typeof cfg !== 'object') fail(`--config ${file}: expected an object`)
   const base = dirname(path)
