@@ -65,7 +65,7 @@ process.on('SIGINT', () => stop(0))
 process.on('SIGTERM', () => stop(0))
 
 try {
-  const handler = join(root, 'examples', 'hello', 'index.ts')
+  const handler = join(root, 'examples', 'hello', 'app.ts')
   const nodes = await Promise.all([1, 2].map((i) =>
     start(`app${i}`, ['app', handler, '--listen', `unix:${join(dir, `app${i}.sock`)}`, '--threads', '1:2'])))
   const front = await start('front', [

@@ -1,6 +1,8 @@
 /**
  * The demo handler for `ferry app examples/hello/app.ts`: a plain Web-standard fetch handler.
- *   GET  /            JSON hello (with the worker thread that answered)
+ * Routes answer with or without an `/api` prefix (`npm start` links the /api forms, so the
+ * front's static index.html owns `/`):
+ *   GET  /, /hello    JSON hello (with the worker thread that answered)
  *   POST /echo        streams the request body back as it arrives
  *   GET  /stream      server-sent events: ?n=5 ticks, one every ?every=200 ms
  *   GET  /slow?ms=500 answers after a delay
@@ -31,8 +33,10 @@ function sse (n: number, every: number, signal: AbortSignal): ReadableStream<Uin
 export default {
   async fetch (request: Request, context: Context): Promise<Response> {
     const url = new URL(request.url)
-    switch (url.pathname) {
+    const path = url.pathname.startsWith('/api/') || url.pathname === '/api' ? url.pathname.slice(4) || '/' : url.pathname
+    switch (path) {
       case '/':
+      case '/hello':
         return Response.json({ hello: 'ferry', thread: context.threadId, requestId: context.requestId })
       case '/echo':
         if (request.method !== 'POST') return new Response('POST a body to /echo\n', { status: 405, headers: { allow: 'POST' } })
