@@ -28,7 +28,17 @@ export const APP_SERVER_ERRORS = {
   FERRY_ERR_APP_WORKER_CRASHED: info('the worker running the request crashed or exited', 500),
   FERRY_ERR_APP_WORKER_REPLACED: info('the worker was terminated (stuck past the timeout) before the request finished', 500),
   FERRY_ERR_APP_SHUTTING_DOWN: info('the server is shutting down', 503),
-  FERRY_ERR_APP_UWSGI: info('bad uwsgi request', 400)
+  FERRY_ERR_APP_UWSGI: info('bad uwsgi request', 400),
+  FERRY_ERR_APP_NO_MOUNT: info('no mount serves this path', 404),
+  FERRY_ERR_APP_MIDDLEWARE_LOAD: info('a middleware module could not be loaded', 500),
+  FERRY_ERR_APP_BODY_TOO_LARGE: info('the request body is larger than this mount accepts', 413),
+  FERRY_ERR_APP_CGI_NOT_FOUND: info('no CGI program at this path', 404),
+  FERRY_ERR_APP_CGI_FORBIDDEN: info('this path may not run as a CGI program', 403),
+  FERRY_ERR_APP_CGI_SPAWN: info('the CGI program could not be started', 500),
+  FERRY_ERR_APP_CGI_BAD_RESPONSE: info('the CGI program sent no valid CGI response', 502),
+  FERRY_ERR_APP_CGI_TIMEOUT: info('the CGI program did not finish in time and was killed', 504),
+  FERRY_ERR_APP_CGI_BUSY: info('too many CGI programs running and waiting', 503),
+  FERRY_ERR_APP_CGI_REDIRECT_LOOP: info('too many CGI local redirects', 500)
 } as const satisfies Record<string, AppErrorInfo>
 
 export type AppErrorCode = keyof typeof APP_SERVER_ERRORS

@@ -17,6 +17,13 @@ export interface HandlerContext {
   remoteAddress: string
   remotePort: number
   threadId: number
+  /**
+   * The mount prefix this request came under ('' for the root mount): WSGI's SCRIPT_NAME.
+   * request.url holds the path below it (the prefix removed, at least '/').
+   */
+  scriptName: string
+  /** The URL as the client sent it, prefix included (the same string as request.url at the root mount). */
+  originalUrl: string
   /** A pino child logger carrying reqId (created on first use). */
   readonly log: Logger
   /** Keep the worker busy with this promise after the response (logged if it rejects). */
@@ -132,8 +139,10 @@ export class WorkerLoop {
     const headers = op[6] as string[]
     const bodyLength = op[10] as number
     const body = bodyLength === 0 ? null : new BodySource((n) => this.#push([Op.CONSUMED, rid, n]), false)
-    const request = createRequest({ method, url: requestUrl(op[3] as string, op[4] as string, op[5] as string, headers), headers, body })
+    const url = requestUrl(op[3] as string, op[4] as string, op[5] as string, headers)
+    const request = createRequest({ method, url, headers, body })
     const requestId = op[9] as string
+    const scriptName = op.length > 11 ? op[11] as string : ''
     const root = this.#log
     let child: Logger | null = null
     const pending: Promise<unknown>[] = []
@@ -142,6 +151,8 @@ export class WorkerLoop {
       remoteAddress: op[7] as string,
       remotePort: op[8] as number,
       threadId,
+      scriptName,
+      originalUrl: scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers),
       get log (): Logger {
         if (child === null) child = root.child({ reqId: requestId })
         return child

@@ -10,6 +10,8 @@
  * main → worker
  *   [REQ, rid, method, scheme, authority, path, headers, remoteAddress, remotePort, requestId, bodyLength]
  *       bodyLength: 0 no body, N exact, -1 streamed
+ *   [..., bodyLength, scriptName, originalPath] for a mount below '/': path is then the path
+ *       with the mount prefix (scriptName) removed, originalPath the path as the client sent it
  *   [BODY, rid, ArrayBuffer]   request body bytes
  *   [BODY_END, rid]            request body complete
  *   [CANCEL, rid]              client went away / timed out: abort request.signal, stop the body
@@ -49,9 +51,13 @@ export const Op = {
 export const RESPONSE_WINDOW = 256 * 1024
 
 /** What a loop task needs (passed through piscina, or directly for --threads 0). */
+import type { MiddlewareSpec } from './mounts.js'
+
 export interface LoopOptions {
   /** file: URL of the handler module (with a cache-busting query after a reload). */
   handlerUrl: string
+  /** Middleware around the handler, outermost first. */
+  middleware: MiddlewareSpec[]
   logLevel: string
   generation: number
 }

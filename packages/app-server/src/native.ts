@@ -7,32 +7,36 @@
 import type { Socket } from 'node:net'
 import { type FerryError, type RequestHead, ResetCode, Session, type Stream } from '@ferry/protocol'
 import type { Logger } from 'pino'
-import type { Call, Exchange, Pool } from './pool.js'
+import { appError } from './errors.js'
+import type { Dispatcher, Mount } from './mounts.js'
+import type { Exchange } from './pool.js'
 import { errorResponse, ensureRequestId } from './respond.js'
 
 export interface ConnectionHost {
-  /** The pool new requests go to (changes on reload). */
-  readonly pool: Pool
+  /** The mount serving a path (its dispatcher changes on reload); null → 404. */
+  route (path: string): Mount | null
   readonly log: Logger
-  onRequestDone (status: number, ms: number): void
+  onRequestDone (status: number, ms: number, mount: Mount | null): void
 }
 
 class NativeExchange implements Exchange {
   readonly head: RequestHead
   readonly stream: Stream
-  call: Call | null = null
-  readonly pool: Pool
+  call: object | null = null
+  readonly pool: Dispatcher | null
+  readonly mount: Mount | null
   #host: ConnectionHost
   #owed = 0
   #resetWhenFlushed = false
   #status = 0
   #start = performance.now()
 
-  constructor (stream: Stream, pool: Pool, host: ConnectionHost) {
+  constructor (stream: Stream, mount: Mount | null, host: ConnectionHost) {
     this.stream = stream
     this.head = stream.head!
     ensureRequestId(this.head)
-    this.pool = pool
+    this.mount = mount
+    this.pool = mount === null ? null : mount.dispatcher
     this.#host = host
   }
 
@@ -56,7 +60,7 @@ class NativeExchange implements Exchange {
   onChunk (chunk: Uint8Array): void {
     const s = this.stream
     if (s.closed) return
-    if (s.write(chunk)) this.pool.credit(this.call!, chunk.byteLength)
+    if (s.write(chunk)) this.pool!.credit(this.call!, chunk.byteLength)
     else this.#owed += chunk.byteLength
   }
 
@@ -64,7 +68,7 @@ class NativeExchange implements Exchange {
     if (this.#owed > 0 && this.call !== null) {
       const n = this.#owed
       this.#owed = 0
-      this.pool.credit(this.call, n)
+      this.pool!.credit(this.call, n)
     }
     if (this.#resetWhenFlushed) this.#resetUnread()
   }
@@ -78,7 +82,7 @@ class NativeExchange implements Exchange {
     const s = this.stream
     this.#status = err.statusCode
     if (s.closed) {
-      this.#host.onRequestDone(err.statusCode, performance.now() - this.#start)
+      this.#host.onRequestDone(err.statusCode, performance.now() - this.#start, this.mount)
       return
     }
     if (!s.headersSent) {
@@ -88,7 +92,7 @@ class NativeExchange implements Exchange {
       this.#finished()
     } else {
       s.reset(err.code === 'FERRY_ERR_APP_TIMEOUT' ? ResetCode.TIMEOUT : ResetCode.INTERNAL_ERROR, err.message)
-      this.#host.onRequestDone(err.statusCode, performance.now() - this.#start)
+      this.#host.onRequestDone(err.statusCode, performance.now() - this.#start, this.mount)
     }
   }
 
@@ -98,7 +102,7 @@ class NativeExchange implements Exchange {
 
   /** Response over: an unread request body must not hold the stream's credit. */
   #finished (): void {
-    this.#host.onRequestDone(this.#status, performance.now() - this.#start)
+    this.#host.onRequestDone(this.#status, performance.now() - this.#start, this.mount)
     if (this.stream.remoteEnded) return
     if (this.stream.localEnded) this.#resetUnread()
     else this.#resetWhenFlushed = true
@@ -113,17 +117,17 @@ class NativeExchange implements Exchange {
 
 function onData (this: Stream, chunk: Buffer): void {
   const ex = this.userData as NativeExchange
-  if (ex.call !== null) ex.pool.body(ex.call, chunk)
+  if (ex.call !== null) ex.pool!.body(ex.call, chunk)
 }
 
 function onEnd (this: Stream): void {
   const ex = this.userData as NativeExchange
-  if (ex.call !== null) ex.pool.bodyEnd(ex.call)
+  if (ex.call !== null) ex.pool!.bodyEnd(ex.call)
 }
 
 function onError (this: Stream): void {
   const ex = this.userData as NativeExchange
-  if (ex.call !== null) ex.pool.cancel(ex.call)
+  if (ex.call !== null) ex.pool!.cancel(ex.call)
 }
 
 function onDrainCb (this: Stream): void {
@@ -138,14 +142,19 @@ export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost
   sessions.add(session)
   const log = host.log
   session.on('stream', (stream: Stream) => {
-    const pool = host.pool
-    const ex = new NativeExchange(stream, pool, host)
+    const mount = host.route(stream.head!.path)
+    const ex = new NativeExchange(stream, mount, host)
     stream.userData = ex
     stream.manualConsume = true
     stream.onData = onData
     stream.onEnd = onEnd
     stream.onError = onError
     stream.onDrain = onDrainCb
+    const pool = ex.pool
+    if (pool === null) {
+      ex.onFail(appError('FERRY_ERR_APP_NO_MOUNT', stream.head!.path))
+      return
+    }
     const r = pool.submit(ex)
     if ('code' in r) {
       ex.onFail(r)

@@ -11,14 +11,19 @@ import { FerryError, type RequestHead } from '@ferry/protocol'
 import { Piscina } from 'piscina'
 import type { Logger } from 'pino'
 import { APP_SERVER_ERRORS, type AppErrorCode, appError } from './errors.js'
-import { loadHandler } from './handler.js'
 import { inlinePortPair } from './inline-port.js'
 import { WorkerLoop } from './loop.js'
 import { Op, type Port } from './messages.js'
+import { loadStack } from './middleware.js'
+import { type MiddlewareSpec, stripPrefix } from './mounts.js'
 import { installLightResponse } from './response.js'
 
 export interface PoolOptions {
   handlerUrl: string
+  /** The mount prefix ('' for the root mount): stripped from the path the handler sees. */
+  prefix: string
+  /** Middleware around the handler, outermost first ([] = the handler alone). */
+  middleware: MiddlewareSpec[]
   generation: number
   threadsMin: number
   threadsMax: number
@@ -176,7 +181,7 @@ export class Pool {
     if (this.#piscina !== null) {
       const ch = new MessageChannel()
       port = ch.port1 as unknown as Port
-      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, logLevel: o.logLevel, generation: o.generation }, {
+      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, middleware: o.middleware, logLevel: o.logLevel, generation: o.generation }, {
         transferList: [ch.port2],
         signal: abort.signal
       })
@@ -185,7 +190,7 @@ export class Pool {
       port = main
       task = (async () => {
         installLightResponse()
-        const handler = await loadHandler(o.handlerUrl)
+        const handler = await loadStack(o.handlerUrl, o.middleware, o.generation)
         const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started)
         abort.signal.addEventListener('abort', () => worker.close())
         await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
@@ -306,7 +311,9 @@ export class Pool {
     slot.served++
     if (slot.maxServed > 0 && slot.served >= slot.maxServed) this.#retire(slot)
     const h = call.ex.head
-    this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, h.path, h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength])
+    const prefix = this.#o.prefix
+    if (prefix === '') this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, h.path, h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength])
+    else this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, stripPrefix(h.path, prefix), h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength, prefix, h.path])
     call.seqOnSlot = ++slot.sent
     for (const ab of call.pendingBody) {
       this.#send(slot, [Op.BODY, call.rid, ab], ab)

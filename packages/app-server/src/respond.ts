@@ -14,6 +14,11 @@ export function ensureRequestId (head: RequestHead): void {
 }
 
 const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  413: 'Content Too Large',
+  502: 'Bad Gateway',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
   504: 'Gateway Timeout'

@@ -214,3 +214,18 @@ export function unpackResponse (res: Response): Unpacked | null {
   for (const [k, v] of real.headers) headers.push(k, v)
   return { status: real.status, headers, bytes: null, stream: real.body }
 }
+
+/** Body length in bytes when known without reading it (bytes body or Content-Length); -1 if not. */
+export function knownBodyLength (res: Response): number {
+  const cache = (res as unknown as Light)[kCache]
+  if (cache !== undefined) {
+    const b = cache[1]
+    if (b === null) return 0
+    if (typeof b === 'string') return Buffer.byteLength(b)
+    if (b instanceof Uint8Array || b instanceof ArrayBuffer) return b.byteLength
+  }
+  const cl = res.headers.get('content-length')
+  if (cl === null) return res.body === null ? 0 : -1
+  const n = Number(cl)
+  return Number.isSafeInteger(n) && n >= 0 ? n : -1
+}

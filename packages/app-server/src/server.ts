@@ -7,19 +7,26 @@ import type { Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { parseAddress, type Session } from '@ferry/protocol'
+import { type FerryError, parseAddress, type Session } from '@ferry/protocol'
 import type { Logger } from 'pino'
 import { appError } from './errors.js'
 import { type BoundListener, closeListener, type ConnectionKind, listen } from './listener.js'
 import { Metrics } from './metrics.js'
 import { type ConnectionHost, serveNative } from './native.js'
+import { CgiRunner } from './cgi.js'
+import { validateMiddleware } from './middleware.js'
+import { type MiddlewareSpec, type Mount, type MountOptions, newMount, Router } from './mounts.js'
 import { Pool, type PoolOptions } from './pool.js'
 import { startStats, type StatsServer } from './stats.js'
 import { serveUwsgi } from './uwsgi-conn.js'
 
 export interface AppServerOptions {
-  /** Path (or file: URL) of the handler module. */
-  handler: string
+  /** Path (or file: URL) of the handler module: the same as a mount at '/'; null with mounts only. */
+  handler: string | null
+  /** Applications by URL prefix (fetch handlers and CGI folders); see mounts.ts. */
+  mounts: MountOptions[]
+  /** Middleware for every fetch mount, outermost first. */
+  middleware: MiddlewareSpec[]
   listen: string[]
   /** e.g. 0o660; null leaves the umask's mode. */
   socketMode: number | null
@@ -38,6 +45,8 @@ export interface AppServerOptions {
 }
 
 export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
+  mounts: [],
+  middleware: [],
   listen: ['tcp://127.0.0.1:8001'],
   socketMode: null,
   threadsMin: availableParallelism(),
@@ -54,6 +63,9 @@ export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
   logLevel: 'info'
 }
 
+/** Default number of CGI programs one mount runs at once. */
+export const CGI_CONCURRENCY = 16
+
 function handlerUrl (handler: string, generation: number): string {
   const base = handler.startsWith('file:') ? handler : pathToFileURL(resolvePath(handler)).href
   return generation === 0 ? base : `${base}?ferry-reload=${generation}`
@@ -63,7 +75,7 @@ export class AppServer implements ConnectionHost {
   readonly options: AppServerOptions
   readonly log: Logger
   readonly metrics = new Metrics()
-  pool: Pool
+  readonly router: Router
   listeners: BoundListener[] = []
   stats: StatsServer | null = null
   readonly sessions = new Set<Session>()
@@ -80,7 +92,31 @@ export class AppServer implements ConnectionHost {
     this.options = options
     this.#root = log
     this.log = log.child({ component: 'app' })
-    this.pool = this.#newPool()
+    const list = [...options.mounts]
+    if (options.handler !== null) list.push({ prefix: '', handler: options.handler, cgi: null })
+    if (list.length === 0) throw appError('FERRY_ERR_APP_OPTIONS', 'no handler and no mounts')
+    for (const spec of options.middleware) validateMiddleware(spec)
+    for (const m of list) for (const spec of m.middleware ?? []) validateMiddleware(spec)
+    const mounts = list.map((m) => newMount(m, m.cgi !== null ? this.#newCgi(m) : this.#newPool(m)))
+    this.router = new Router(mounts)
+  }
+
+  get mounts (): Mount[] { return this.router.mounts }
+
+  route (path: string): Mount | null {
+    return this.router.route(path)
+  }
+
+  #pools (): Pool[] {
+    const out: Pool[] = []
+    for (const m of this.router.mounts) if (m.dispatcher instanceof Pool) out.push(m.dispatcher)
+    return out
+  }
+
+  #cgis (): CgiRunner[] {
+    const out: CgiRunner[] = []
+    for (const m of this.router.mounts) if (m.dispatcher instanceof CgiRunner) out.push(m.dispatcher)
+    return out
   }
 
   /** Load the handler into the pool, then listen. Rejects (and cleans up) on any failure. */
@@ -88,7 +124,7 @@ export class AppServer implements ConnectionHost {
     const addresses = options.listen.map((a) => parseAddress(a))
     const server = new AppServer(options, log)
     try {
-      await server.pool.ready()
+      await Promise.all(server.#pools().map((p) => p.ready()))
       for (const a of addresses) {
         server.listeners.push(await listen(a, options.socketMode, (socket, first, kind) => server.#onConnection(socket, first, kind)))
       }
@@ -103,24 +139,40 @@ export class AppServer implements ConnectionHost {
   get addresses (): string[] { return this.listeners.map((l) => l.text) }
   get draining (): number { return this.#draining.size }
 
-  #newPool (): Pool {
+  #newPool (m: MountOptions): Pool {
     const o = this.options
+    const threadsMax = m.threadsMax ?? o.threadsMax
     const opts: PoolOptions = {
-      handlerUrl: handlerUrl(o.handler, this.#generation),
+      handlerUrl: handlerUrl(m.handler!, this.#generation),
+      prefix: m.prefix,
+      middleware: [...o.middleware, ...(m.middleware ?? [])],
       generation: this.#generation,
-      threadsMin: o.threadsMax === 0 ? 0 : o.threadsMin,
-      threadsMax: o.threadsMax,
-      concurrency: o.concurrency,
-      maxQueue: o.maxQueue,
-      timeout: o.timeout,
-      maxRequests: o.maxRequests,
-      maxRequestsJitter: o.maxRequestsJitter,
-      maxMemory: o.maxMemory,
+      threadsMin: threadsMax === 0 ? 0 : (m.threadsMin ?? Math.min(o.threadsMin, threadsMax)),
+      threadsMax,
+      concurrency: m.concurrency ?? o.concurrency,
+      maxQueue: m.maxQueue ?? o.maxQueue,
+      timeout: m.timeout ?? o.timeout,
+      maxRequests: m.maxRequests ?? o.maxRequests,
+      maxRequestsJitter: m.maxRequestsJitter ?? o.maxRequestsJitter,
+      maxMemory: m.maxMemory ?? o.maxMemory,
       idleTimeout: o.idleTimeout,
       logLevel: o.logLevel,
-      log: this.#root.child({ component: 'pool', generation: this.#generation })
+      log: this.#root.child(o.mounts.length === 0 ? { component: 'pool', generation: this.#generation } : { component: 'pool', mount: m.prefix === '' ? '/' : m.prefix, generation: this.#generation })
     }
     return new Pool(opts)
+  }
+
+  #newCgi (m: MountOptions): CgiRunner {
+    const o = this.options
+    return new CgiRunner({
+      root: m.cgi!,
+      prefix: m.prefix,
+      timeout: m.timeout ?? o.timeout,
+      concurrency: m.concurrency ?? CGI_CONCURRENCY,
+      maxQueue: m.maxQueue ?? o.maxQueue,
+      log: this.#root.child({ component: 'cgi', mount: m.prefix === '' ? '/' : m.prefix }),
+      route: (path) => this.route(path)
+    })
   }
 
   #onConnection (socket: Socket, first: Buffer, kind: ConnectionKind): void {
@@ -135,35 +187,42 @@ export class AppServer implements ConnectionHost {
     serveUwsgi(socket, first, this, this.uwsgiSockets)
   }
 
-  onRequestDone (status: number, ms: number): void {
+  onRequestDone (status: number, ms: number, mount: Mount | null): void {
     this.metrics.requestDone(status, ms)
+    if (mount !== null) mount.metrics.requestDone(status, ms)
   }
 
   /**
-   * SIGHUP: load the handler module again into a fresh pool. New requests go to the new pool
-   * as soon as it is ready; the old pool finishes what it has, then its threads end.
-   * If the new code fails to load, the old pool keeps serving.
+   * SIGHUP: load every mount's handler module (and middleware) again into fresh pools. New
+   * requests go to the new pools as soon as all of them are ready; the old pools finish what
+   * they have, then their threads end. If any new code fails to load, every old pool keeps
+   * serving (a reload is all or nothing). CGI mounts need nothing: each request runs the
+   * program from disk anyway.
    */
   reload (): Promise<void> {
     if (this.#reloading !== null) return this.#reloading
     this.#reloading = (async () => {
       this.#generation++
-      const next = this.#newPool()
+      const fetchMounts = this.router.mounts.filter((m) => m.dispatcher instanceof Pool)
+      const next = fetchMounts.map((m) => this.#newPool(m.options))
       try {
-        await next.ready()
+        await Promise.all(next.map((p) => p.ready()))
       } catch (err) {
-        this.log.error({ err, code: 'FERRY_ERR_APP_HANDLER_LOAD' }, 'reload failed: the new handler did not load; keeping the running one')
-        await next.destroy()
+        this.log.error({ err, code: (err as FerryError)?.code ?? 'FERRY_ERR_APP_HANDLER_LOAD' }, 'reload failed: the new handler did not load; keeping the running one')
+        await Promise.all(next.map((p) => p.destroy()))
         return
       }
-      const old = this.pool
-      this.pool = next
-      this.#draining.add(old)
-      this.log.info({ generation: this.#generation }, 'reloaded: new requests go to the new pool; the old pool drains')
-      old.drain().then(() => old.destroy()).then(() => {
-        this.#draining.delete(old)
-        this.log.info({ generation: this.#generation - 1 }, 'old pool drained')
+      const gen = this.#generation
+      fetchMounts.forEach((m, i) => {
+        const old = m.dispatcher as Pool
+        m.dispatcher = next[i]!
+        this.#draining.add(old)
+        old.drain().then(() => old.destroy()).then(() => {
+          this.#draining.delete(old)
+          this.log.info({ generation: gen - 1, mount: m.label }, 'old pool drained')
+        })
       })
+      this.log.info({ generation: gen, mounts: fetchMounts.map((m) => m.label) }, 'reloaded: new requests go to the new pool; the old pool drains')
     })().finally(() => { this.#reloading = null })
     return this.#reloading
   }
@@ -180,7 +239,7 @@ export class AppServer implements ConnectionHost {
     for (const s of this.sessions) s.goaway()
     for (const l of this.listeners) closeListener(l)
     this.listeners = []
-    const pools = [this.pool, ...this.#draining]
+    const pools: { drain (): Promise<void> }[] = [...this.#pools(), ...this.#draining, ...this.#cgis()]
     let timer: NodeJS.Timeout | undefined
     const drained = await Promise.race([
       Promise.all(pools.map((p) => p.drain())).then(() => true),
@@ -197,7 +256,7 @@ export class AppServer implements ConnectionHost {
     this.#closing = true
     for (const l of this.listeners) closeListener(l)
     this.listeners = []
-    await Promise.all([this.pool, ...this.#draining].map((p) => p.destroy()))
+    await Promise.all([...this.#pools(), ...this.#draining, ...this.#cgis()].map((p) => p.destroy()))
     // let the last responses flush before the sockets go
     await new Promise((resolve) => setImmediate(resolve))
     for (const s of this.sessions) s.goaway()

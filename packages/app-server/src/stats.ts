@@ -8,11 +8,13 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { type Address, formatAddress, type Session } from '@ferry/protocol'
 import { BUCKETS, type Metrics } from './metrics.js'
-import type { Pool } from './pool.js'
+import { CgiRunner } from './cgi.js'
+import type { Mount } from './mounts.js'
+import { Pool } from './pool.js'
 
 export interface StatsSource {
   readonly metrics: Metrics
-  readonly pool: Pool
+  readonly mounts: Mount[]
   readonly sessions: Set<Session>
   readonly draining: number
 }
@@ -24,7 +26,12 @@ export interface StatsServer {
 
 export function renderMetrics (src: StatsSource): string {
   const m = src.metrics
-  const p = src.pool
+  // the unlabelled figures are the sums over every fetch mount's current pool
+  const pools = src.mounts.map((x) => x.dispatcher).filter((d): d is Pool => d instanceof Pool)
+  const sum = (f: (p: Pool) => number): number => pools.reduce((a, q) => a + f(q), 0)
+  const counters: Record<string, number> = {}
+  for (const q of pools) for (const [k, v] of Object.entries(q.counters)) counters[k] = (counters[k] ?? 0) + v
+  const p = { inflight: sum((q) => q.inflight), queued: sum((q) => q.queued), threads: sum((q) => q.threads), busyThreads: sum((q) => q.busyThreads), counters }
   const lines: string[] = []
   const metric = (name: string, type: string, help: string): void => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
@@ -54,12 +61,37 @@ export function renderMetrics (src: StatsSource): string {
   lines.push(`ferry_app_request_duration_seconds_bucket{le="+Inf"} ${m.count}`)
   lines.push(`ferry_app_request_duration_seconds_sum ${m.sumSeconds}`)
   lines.push(`ferry_app_request_duration_seconds_count ${m.count}`)
+  mountMetrics(src.mounts, metric, lines)
   metric('ferry_app_native_connections', 'gauge', 'Open native ferry connections.')
   lines.push(`ferry_app_native_connections ${src.sessions.size}`)
   metric('ferry_app_native_streams', 'gauge', 'Open streams per native connection.')
   let i = 0
   for (const s of src.sessions) lines.push(`ferry_app_native_streams{connection="${i++}"} ${s.openStreams}`)
   return `${lines.join('\n')}\n`
+}
+
+/** The same figures per mount, with a `mount` label (the prefix, '/' for the root mount). */
+function mountMetrics (mounts: Mount[], metric: (name: string, type: string, help: string) => void, lines: string[]): void {
+  const sorted = [...mounts].sort((a, b) => a.label < b.label ? -1 : 1)
+  const q = (m: Mount): string => `mount="${m.label.replace(/["\\\n]/g, '_')}"`
+  metric('ferry_app_mount_requests_total', 'counter', 'Requests answered, by mount and HTTP status.')
+  for (const m of sorted) {
+    for (const [status, n] of [...m.metrics.byStatus].sort((a, b) => a[0] - b[0])) lines.push(`ferry_app_mount_requests_total{${q(m)},status="${status}"} ${n}`)
+  }
+  metric('ferry_app_mount_request_duration_seconds_sum', 'counter', 'Sum of request durations per mount, seconds.')
+  for (const m of sorted) lines.push(`ferry_app_mount_request_duration_seconds_sum{${q(m)}} ${m.metrics.sumSeconds}`)
+  metric('ferry_app_mount_in_flight', 'gauge', 'Requests running per mount (fetch: in a worker; CGI: programs running).')
+  for (const m of sorted) lines.push(`ferry_app_mount_in_flight{${q(m)}} ${m.dispatcher instanceof Pool ? m.dispatcher.inflight : (m.dispatcher as CgiRunner).running}`)
+  metric('ferry_app_mount_queue_depth', 'gauge', 'Requests waiting per mount.')
+  for (const m of sorted) lines.push(`ferry_app_mount_queue_depth{${q(m)}} ${m.dispatcher instanceof Pool ? m.dispatcher.queued : (m.dispatcher as CgiRunner).queued}`)
+  metric('ferry_app_mount_threads', 'gauge', 'Worker threads per fetch mount.')
+  for (const m of sorted) if (m.dispatcher instanceof Pool) lines.push(`ferry_app_mount_threads{${q(m)}} ${m.dispatcher.threads}`)
+  metric('ferry_app_mount_threads_busy', 'gauge', 'Busy worker threads per fetch mount.')
+  for (const m of sorted) if (m.dispatcher instanceof Pool) lines.push(`ferry_app_mount_threads_busy{${q(m)}} ${m.dispatcher.busyThreads}`)
+  metric('ferry_app_mount_cgi_events_total', 'counter', 'CGI programs per mount: started, timed out (killed), failed to start, refused (busy).')
+  for (const m of sorted) {
+    if (m.dispatcher instanceof CgiRunner) for (const [k, v] of Object.entries(m.dispatcher.counters)) lines.push(`ferry_app_mount_cgi_events_total{${q(m)},event="${k}"} ${v}`)
+  }
 }
 
 export async function startStats (address: Address, src: StatsSource): Promise<StatsServer> {

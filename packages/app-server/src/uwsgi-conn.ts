@@ -14,8 +14,10 @@
  */
 import type { Socket } from 'node:net'
 import { encodeHttp1ResponseHead, type FerryError, isFerryError, type RequestHead, UwsgiDecoder } from '@ferry/protocol'
+import { appError } from './errors.js'
+import type { Dispatcher, Mount } from './mounts.js'
 import type { ConnectionHost } from './native.js'
-import type { Call, Exchange, Pool } from './pool.js'
+import type { Exchange } from './pool.js'
 import { errorResponse, ensureRequestId } from './respond.js'
 
 /** Request-body bytes read from the socket but not yet taken by the handler, before pausing. */
@@ -28,8 +30,9 @@ function contentLength (headers: string[]): number {
 
 class UwsgiExchange implements Exchange {
   head!: RequestHead
-  call: Call | null = null
-  pool: Pool | null = null
+  call: object | null = null
+  pool: Dispatcher | null = null
+  mount: Mount | null = null
   #socket: Socket
   #host: ConnectionHost
   #decoder: UwsgiDecoder
@@ -100,7 +103,13 @@ class UwsgiExchange implements Exchange {
     ensureRequestId(head)
     this.head = head
     if (head.remoteAddress === '' && this.#socket.remoteAddress !== undefined) head.remoteAddress = this.#socket.remoteAddress
-    const pool = this.#host.pool
+    const mount = this.#host.route(head.path)
+    if (mount === null) {
+      this.onFail(appError('FERRY_ERR_APP_NO_MOUNT', head.path))
+      return
+    }
+    this.mount = mount
+    const pool = mount.dispatcher
     this.pool = pool
     const r = pool.submit(this)
     if ('code' in r) {
@@ -230,7 +239,7 @@ class UwsgiExchange implements Exchange {
       return
     }
     // Mid-body: the only way to tell an HTTP/1 peer the body is incomplete is to cut it short.
-    this.#host.onRequestDone(err.statusCode, performance.now() - this.#start)
+    this.#host.onRequestDone(err.statusCode, performance.now() - this.#start, this.mount)
     this.#done = true
     this.#socket.destroy()
   }
@@ -238,7 +247,7 @@ class UwsgiExchange implements Exchange {
   #finish (): void {
     if (this.#done) return
     this.#done = true
-    this.#host.onRequestDone(this.#status, performance.now() - this.#start)
+    this.#host.onRequestDone(this.#status, performance.now() - this.#start, this.mount)
     // Any request body still arriving is read and dropped; our side ends with FIN, never RST.
     this.#flow()
     this.#socket.end()

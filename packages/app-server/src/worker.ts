@@ -6,9 +6,10 @@
 import type { MessagePort } from 'node:worker_threads'
 import { threadId } from 'node:worker_threads'
 import pino, { type Logger } from 'pino'
-import { type FetchHandler, loadHandler } from './handler.js'
+import type { FetchHandler } from './handler.js'
 import { WorkerLoop } from './loop.js'
 import type { LoopOptions, Port } from './messages.js'
+import { loadStack } from './middleware.js'
 import { installLightResponse } from './response.js'
 
 export interface LoopTask extends LoopOptions {
@@ -23,10 +24,11 @@ const handlers = new Map<string, Promise<FetchHandler>>()
 export default async function loopTask (task: LoopTask): Promise<void> {
   if (log === null) log = pino({ level: task.logLevel, base: { pid: process.pid, thread: threadId } }).child({ component: 'worker' })
   installLightResponse()
-  let h = handlers.get(task.handlerUrl)
+  const key = task.middleware.length === 0 ? task.handlerUrl : `${task.handlerUrl} ${JSON.stringify(task.middleware)}`
+  let h = handlers.get(key)
   if (h === undefined) {
-    h = loadHandler(task.handlerUrl)
-    handlers.set(task.handlerUrl, h)
+    h = loadStack(task.handlerUrl, task.middleware, task.generation)
+    handlers.set(key, h)
   }
   const handler = await h
   const port = task.port as unknown as Port

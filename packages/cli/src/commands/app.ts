@@ -5,8 +5,10 @@
  */
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
+import { resolve as resolvePath } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { AppServer, type AppServerOptions, appError, DEFAULT_OPTIONS } from '@ferry/app-server'
+import { AppServer, type AppServerOptions, appError, DEFAULT_OPTIONS, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
 import pino from 'pino'
 
 const FLAGS = {
@@ -22,7 +24,9 @@ const FLAGS = {
   'graceful-timeout': { type: 'string' },
   stats: { type: 'string' },
   'log-level': { type: 'string' },
-  config: { type: 'string', short: 'c' }
+  config: { type: 'string', short: 'c' },
+  mount: { type: 'string', multiple: true, short: 'm' },
+  middleware: { type: 'string', multiple: true }
 } as const
 
 type Raw = Record<string, unknown>
@@ -63,6 +67,88 @@ function threads (v: unknown): [number, number] {
   return [min, max]
 }
 
+/** "./mw.ts", "/abs/mw.js", "file:…" are modules; anything else names a built-in. */
+function isModule (s: string): boolean {
+  return s.startsWith('.') || s.startsWith('/') || s.startsWith('file:')
+}
+
+function moduleUrl (s: string): string {
+  return s.startsWith('file:') ? s : pathToFileURL(resolvePath(s)).href
+}
+
+/**
+ * One middleware from a flag word or a config entry:
+ *   "compress", "request-id", "cors" (any origin), "cors:https://a.example|https://b.example",
+ *   "body-limit:1m", "./mw.ts"; or in config {"name":"cors","origins":[…],"credentials":true},
+ *   {"module":"./mw.ts"}.
+ */
+function middlewareSpec (v: unknown): MiddlewareSpec {
+  if (typeof v === 'string') {
+    const s = v.trim()
+    if (isModule(s)) return { name: s, url: moduleUrl(s) }
+    const colon = s.indexOf(':')
+    const name = colon < 0 ? s : s.slice(0, colon)
+    const arg = colon < 0 ? undefined : s.slice(colon + 1)
+    if (arg === undefined) return { name }
+    if (name === 'body-limit') return { name, options: { limit: arg } }
+    if (name === 'cors') return { name, options: { origins: arg.split('|') } }
+    if (name === 'compress') return { name, options: { encodings: arg.split('|') } }
+    throw bad(`middleware ${JSON.stringify(s)}: ${name} takes no argument`)
+  }
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    const { name, module, ...options } = v as Record<string, unknown>
+    if (typeof module === 'string') {
+      if (name !== undefined || Object.keys(options).length > 0) throw bad('middleware {"module": …} takes no other keys')
+      return { name: module, url: moduleUrl(module) }
+    }
+    if (typeof name !== 'string') throw bad(`middleware entry needs "name" (a built-in) or "module": ${JSON.stringify(v)}`)
+    return { name, options }
+  }
+  throw bad(`middleware must be a name, a module path or an object, got ${JSON.stringify(v)}`)
+}
+
+function middlewareList (v: unknown): MiddlewareSpec[] {
+  const items = Array.isArray(v) ? v : [v]
+  const out: MiddlewareSpec[] = []
+  for (const item of items) {
+    if (typeof item === 'string') for (const w of item.split(',')) { if (w.trim() !== '') out.push(middlewareSpec(w)) }
+    else out.push(middlewareSpec(item))
+  }
+  return out
+}
+
+/** "--mount /api=./api.ts", "--mount /cgi-bin=cgi:./cgi-bin/" */
+function mountFlag (v: string): MountOptions {
+  const eq = v.indexOf('=')
+  if (eq < 0) throw bad(`--mount takes PREFIX=MODULE or PREFIX=cgi:FOLDER, got ${JSON.stringify(v)}`)
+  const prefix = normalizePrefix(v.slice(0, eq))
+  const target = v.slice(eq + 1)
+  if (target === '' || target === 'cgi:') throw bad(`--mount ${v}: nothing to mount`)
+  return target.startsWith('cgi:') ? { prefix, handler: null, cgi: target.slice(4) } : { prefix, handler: target, cgi: null }
+}
+
+const MOUNT_KEYS = ['prefix', 'handler', 'cgi', 'threads', 'concurrency', 'maxQueue', 'timeout', 'maxRequests', 'maxRequestsJitter', 'maxMemory', 'middleware']
+
+/** A mount from the config file: {"prefix":"/api","handler":"./api.ts","threads":"1:4","timeout":5,…} */
+function mountConfig (v: unknown): MountOptions {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw bad(`mounts: each entry is an object, got ${JSON.stringify(v)}`)
+  const c = v as Raw
+  for (const k of Object.keys(c)) if (!MOUNT_KEYS.includes(k)) throw bad(`mounts: unknown key ${JSON.stringify(k)} (known: ${MOUNT_KEYS.join(', ')})`)
+  if (typeof c.prefix !== 'string') throw bad('mounts: "prefix" is required, e.g. "/api"')
+  const where = `mount ${c.prefix}`
+  if ((typeof c.handler === 'string') === (typeof c.cgi === 'string')) throw bad(`${where}: give exactly one of "handler" (a module) or "cgi" (a folder)`)
+  const m: MountOptions = { prefix: normalizePrefix(c.prefix), handler: typeof c.handler === 'string' ? c.handler : null, cgi: typeof c.cgi === 'string' ? c.cgi : null }
+  if (c.threads !== undefined) [m.threadsMin, m.threadsMax] = threads(c.threads)
+  if (c.concurrency !== undefined) m.concurrency = int(`${where}: concurrency`, c.concurrency, 1)
+  if (c.maxQueue !== undefined) m.maxQueue = int(`${where}: maxQueue`, c.maxQueue, 0)
+  if (c.timeout !== undefined) m.timeout = Math.round(num(`${where}: timeout`, c.timeout) * 1000)
+  if (c.maxRequests !== undefined) m.maxRequests = int(`${where}: maxRequests`, c.maxRequests, 0)
+  if (c.maxRequestsJitter !== undefined) m.maxRequestsJitter = int(`${where}: maxRequestsJitter`, c.maxRequestsJitter, 0)
+  if (c.maxMemory !== undefined) m.maxMemory = int(`${where}: maxMemory`, c.maxMemory, 0)
+  if (c.middleware !== undefined) m.middleware = middlewareList(c.middleware)
+  return m
+}
+
 const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 
 export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process.env): AppServerOptions {
@@ -76,7 +162,7 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
     } catch (cause) {
       throw appError('FERRY_ERR_APP_OPTIONS', `--config ${configPath}: ${(cause as Error).message}`, { cause })
     }
-    const known = new Set([...Object.keys(FLAGS).map(camel), 'handler'])
+    const known = new Set([...Object.keys(FLAGS).map(camel), 'handler', 'mounts'])
     for (const k of Object.keys(config)) if (!known.has(k)) throw bad(`--config ${configPath}: unknown key ${JSON.stringify(k)}`)
   }
   const pick = (flag: keyof typeof FLAGS): unknown => {
@@ -85,10 +171,20 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
     if (e !== undefined && e !== '') return flag === 'listen' ? e.split(/[\s,]+/).filter(Boolean) : e
     return config[camel(flag)]
   }
-  const handler = positionals[0] ?? env.FERRY_APP_HANDLER ?? (config.handler as string | undefined)
-  if (handler === undefined) throw bad('missing <handler-module> (ferry app ./app.ts)')
+  const handler = positionals[0] ?? env.FERRY_APP_HANDLER ?? (config.handler as string | undefined) ?? null
   if (positionals.length > 1) throw bad(`unexpected arguments: ${positionals.slice(1).join(' ')}`)
-  const o: AppServerOptions = { ...DEFAULT_OPTIONS, handler }
+  // flags replace the config file's mounts (as any flag replaces its key)
+  let mounts: MountOptions[]
+  if (flags.mount !== undefined) mounts = (flags.mount as string[]).map(mountFlag)
+  else if (config.mounts !== undefined) {
+    if (!Array.isArray(config.mounts)) throw bad('mounts must be a list of objects')
+    mounts = config.mounts.map(mountConfig)
+  } else mounts = []
+  if (handler === null && mounts.length === 0) throw bad('missing <handler-module> (ferry app ./app.ts) or --mount PREFIX=MODULE')
+  if (handler !== null && mounts.some((m) => m.prefix === '')) throw bad(`both a handler module (${handler}) and a mount at / given`)
+  const o: AppServerOptions = { ...DEFAULT_OPTIONS, handler, mounts }
+  const mw = pick('middleware')
+  if (mw !== undefined) o.middleware = middlewareList(mw)
   const listen = pick('listen')
   if (listen !== undefined) o.listen = Array.isArray(listen) ? listen.map(String) : [String(listen)]
   const mode = pick('socket-mode')
