@@ -193,7 +193,7 @@ export function describeFailures (outcomes: Outcome[], failed: (o: Outcome) => b
   const counts = new Map<string, number>()
   for (const o of outcomes) {
     if (!failed(o)) continue
-    const k = `${o.kind} ${o.status} ${o.error ?? o.body.slice(0, 80)}`
+    const k = `${o.kind} ${o.status} ${o.error ?? o.body.slice(0, 200)}`
     counts.set(k, (counts.get(k) ?? 0) + 1)
   }
   return JSON.stringify([...counts])
