@@ -97,7 +97,20 @@ export class AppServer implements ConnectionHost {
     if (list.length === 0) throw appError('FERRY_ERR_APP_OPTIONS', 'no handler and no mounts')
     for (const spec of options.middleware) validateMiddleware(spec)
     for (const m of list) for (const spec of m.middleware ?? []) validateMiddleware(spec)
-    const mounts = list.map((m) => newMount(m, m.cgi !== null ? this.#newCgi(m) : this.#newPool(m)))
+    const seen = new Set<string>()
+    for (const m of list) {
+      if (seen.has(m.prefix)) throw appError('FERRY_ERR_APP_OPTIONS', `two mounts at ${m.prefix === '' ? '/' : m.prefix}`)
+      seen.add(m.prefix)
+    }
+    const mounts: Mount[] = []
+    try {
+      // CGI folders are checked first: a missing one fails before any thread starts
+      for (const m of list) if (m.cgi !== null) mounts.push(newMount(m, this.#newCgi(m)))
+      for (const m of list) if (m.cgi === null) mounts.push(newMount(m, this.#newPool(m)))
+    } catch (err) {
+      for (const m of mounts) if (m.dispatcher instanceof Pool) m.dispatcher.destroy()
+      throw err
+    }
     this.router = new Router(mounts)
   }
 
