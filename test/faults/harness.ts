@@ -198,3 +198,27 @@ export function describeFailures (outcomes: Outcome[], failed: (o: Outcome) => b
   }
   return JSON.stringify([...counts])
 }
+
+/** GET a path over a unix socket (the app-server's --stats endpoint). */
+export async function getUnix (socketPath: string, path: string): Promise<string> {
+  const { request } = await import('node:http')
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { body += d })
+      res.on('end', () => resolve(body))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** One Prometheus sample value (first line that starts with `name`), NaN when absent. */
+export function metric (text: string, name: string): number {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name} `)) return Number(line.slice(name.length + 1))
+  }
+  return Number.NaN
+}

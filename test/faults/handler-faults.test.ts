@@ -1,0 +1,14 @@
+/**
+ * Fault scenario 4 at test scale (8 connections, 3 s with faults after 3 s without):
+ * exactly the injected faults fail, with 500 / 504 / 500, and the pool regains its size.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { FAULTS_SMALL, handlerFaults } from './scenarios/handler-faults.ts'
+
+test('throw 5% / hang 1% / crash 1%: exactly those fail (500/504/500), the rest succeed, the pool recovers', { timeout: 45000 }, async () => {
+  const r = await handlerFaults(FAULTS_SMALL)
+  assert.ok((r.byKind.none ?? 0) > 100 && (r.byKind.throw ?? 0) > 0 && (r.byKind.hang ?? 0) > 0 && (r.byKind.crash ?? 0) > 0, `every kind ran: ${JSON.stringify(r.byKind)}`)
+  assert.deepEqual(r.unexpected, {}, 'every request got the status of its kind')
+  assert.equal(r.threadsAfter, FAULTS_SMALL.threads, 'ferry_app_threads is back to --threads')
+})
