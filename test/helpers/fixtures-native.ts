@@ -42,8 +42,11 @@ export function frame (type: number, flags: number, streamId: number, payload: U
   return Buffer.concat([frameHeader(payload.length, type, flags, streamId), payload])
 }
 
-export function helloPayload (limits: Partial<Limits> = {}, auth = '', version = PROTOCOL_VERSION): Uint8Array {
-  return ferry.Hello.encode({ version, limits, auth, agent: 'test' }).finish()
+/** HELLO fields for the shared-secret handshake (16-byte nonce, HMAC proof). */
+export interface HelloAuth { nonce?: Uint8Array, proof?: Uint8Array }
+
+export function helloPayload (limits: Partial<Limits> = {}, auth: HelloAuth = {}, version = PROTOCOL_VERSION): Uint8Array {
+  return ferry.Hello.encode({ version, limits, agent: 'test', ...auth }).finish()
 }
 
 export function resetPayload (code: number, message = ''): Uint8Array {
@@ -275,7 +278,7 @@ export class RawPeer {
   }
 
   /** Client role: preface + HELLO. Server role: HELLO only. */
-  hello (role: 'client' | 'server', limits: Partial<Limits> = {}, auth = ''): void {
+  hello (role: 'client' | 'server', limits: Partial<Limits> = {}, auth: HelloAuth = {}): void {
     const h = encodeSmallFrame(FrameType.HELLO, 0, 0, helloPayload(limits, auth))
     this.send(...(role === 'client' ? [PREFACE, h] : [h]))
   }

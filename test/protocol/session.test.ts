@@ -48,7 +48,7 @@ describe('HELLO', () => {
   })
 
   test('a client sends the preface then its HELLO; the server answers with its own HELLO', T, async (t) => {
-    const { session, peer } = await sessionWithRawPeer(t, 'client', { auth: 'tok', agent: 'ferry-test/1', limits: { maxConcurrentStreams: 7 } })
+    const { session, peer } = await sessionWithRawPeer(t, 'client', { agent: 'ferry-test/1', limits: { maxConcurrentStreams: 7 } })
     const hello = await peer.waitType(FrameType.HELLO)
     assert.equal(hex(Buffer.from(peer.preface)), hex(PREFACE))
     assert.equal(peer.frames[0], hello, 'HELLO is the first frame after the preface')
@@ -56,7 +56,8 @@ describe('HELLO', () => {
     assert.equal(hello.streamId, 0)
     const m = decodeHello(hello.payload)
     assert.equal(m.version, PROTOCOL_VERSION)
-    assert.equal(m.auth, 'tok')
+    assert.equal(m.nonce.length, 0, 'no secret, no nonce (session-auth.test.ts covers the handshake)')
+    assert.equal(m.proof.length, 0)
     assert.equal(m.agent, 'ferry-test/1')
     assert.equal(m.limits?.maxConcurrentStreams, 7)
     assert.equal(m.limits?.maxFramePayload, DEFAULT_LIMITS.maxFramePayload)
@@ -66,11 +67,11 @@ describe('HELLO', () => {
     assert.equal(session.peerLimits.maxConcurrentStreams, 3)
   })
 
-  test('a server never sends the preface and never echoes the client\'s auth', T, async (t) => {
-    const { peer } = await sessionWithRawPeer(t, 'server', { auth: 'secret' })
-    peer.hello('client', {}, 'secret')
+  test('a server never sends the preface, and answers the client\'s HELLO', T, async (t) => {
+    const { peer } = await sessionWithRawPeer(t, 'server', {})
+    peer.hello('client')
     const hello = await peer.waitType(FrameType.HELLO)
-    assert.equal(decodeHello(hello.payload).auth, '')
+    assert.equal(decodeHello(hello.payload).proof.length, 0)
     assert.equal(peer.frames[0]!.type, FrameType.HELLO, 'the first bytes from a server are a HELLO frame')
   })
 

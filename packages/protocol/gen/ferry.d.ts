@@ -127,8 +127,9 @@ export namespace ferry {
         $unknowns?: Uint8Array[];
         version: number;
         limits?: (ferry.Limits.$Properties|null);
-        auth: string;
         agent: string;
+        nonce: Uint8Array;
+        proof: Uint8Array;
         static encode(message: ferry.Hello.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): ferry.Hello & ferry.Hello.$Shape;
     }
@@ -137,8 +138,9 @@ export namespace ferry {
         interface $Properties {
             version?: (number|null);
             limits?: (ferry.Limits.$Properties|null);
-            auth?: (string|null);
             agent?: (string|null);
+            nonce?: (Uint8Array|null);
+            proof?: (Uint8Array|null);
             $unknowns?: Uint8Array[];
         }
         type $Shape = ferry.Hello.$Properties;

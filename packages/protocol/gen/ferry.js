@@ -971,8 +971,9 @@ export const ferry = $root.ferry = (() => {
          * @typedef {Object} ferry.Hello.$Properties
          * @property {number|null} [version] Hello version
          * @property {ferry.Limits.$Properties|null} [limits] Hello limits
-         * @property {string|null} [auth] Hello auth
          * @property {string|null} [agent] Hello agent
+         * @property {Uint8Array|null} [nonce] Hello nonce
+         * @property {Uint8Array|null} [proof] Hello proof
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -1021,20 +1022,28 @@ export const ferry = $root.ferry = (() => {
         Hello.prototype.limits = null;
 
         /**
-         * Hello auth.
-         * @member {string} auth
-         * @memberof ferry.Hello
-         * @instance
-         */
-        Hello.prototype.auth = "";
-
-        /**
          * Hello agent.
          * @member {string} agent
          * @memberof ferry.Hello
          * @instance
          */
         Hello.prototype.agent = "";
+
+        /**
+         * Hello nonce.
+         * @member {Uint8Array} nonce
+         * @memberof ferry.Hello
+         * @instance
+         */
+        Hello.prototype.nonce = $util.newBuffer([]);
+
+        /**
+         * Hello proof.
+         * @member {Uint8Array} proof
+         * @memberof ferry.Hello
+         * @instance
+         */
+        Hello.prototype.proof = $util.newBuffer([]);
 
         /**
          * Encodes the specified Hello message. Does not implicitly {@link ferry.Hello.verify|verify} messages.
@@ -1056,10 +1065,12 @@ export const ferry = $root.ferry = (() => {
                 writer.uint32(/* id 1, wireType 0 =*/8).uint32(message.version);
             if (message.limits != null && $Object.hasOwnProperty.call(message, "limits"))
                 $root.ferry.Limits.encode(message.limits, writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
-            if (message.auth != null && $Object.hasOwnProperty.call(message, "auth") && message.auth !== "")
-                writer.uint32(/* id 3, wireType 2 =*/26).string(message.auth);
             if (message.agent != null && $Object.hasOwnProperty.call(message, "agent") && message.agent !== "")
                 writer.uint32(/* id 4, wireType 2 =*/34).string(message.agent);
+            if (message.nonce != null && $Object.hasOwnProperty.call(message, "nonce") && message.nonce.length)
+                writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.nonce);
+            if (message.proof != null && $Object.hasOwnProperty.call(message, "proof") && message.proof.length)
+                writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.proof);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -1119,15 +1130,6 @@ export const ferry = $root.ferry = (() => {
                         message.limits = $root.ferry.Limits.decode(reader, reader.size(), $undefined, _depth + 1, message.limits);
                         continue;
                     }
-                case 3: {
-                        if (wireType !== 2)
-                            break;
-                        if ((value = reader.stringVerify()).length)
-                            message.auth = value;
-                        else
-                            delete message.auth;
-                        continue;
-                    }
                 case 4: {
                         if (wireType !== 2)
                             break;
@@ -1135,6 +1137,24 @@ export const ferry = $root.ferry = (() => {
                             message.agent = value;
                         else
                             delete message.agent;
+                        continue;
+                    }
+                case 5: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.bytes()).length)
+                            message.nonce = value;
+                        else
+                            delete message.nonce;
+                        continue;
+                    }
+                case 6: {
+                        if (wireType !== 2)
+                            break;
+                        if ((value = reader.bytes()).length)
+                            message.proof = value;
+                        else
+                            delete message.proof;
                         continue;
                     }
                 }

@@ -38,7 +38,7 @@ export const PROTOCOL_ERRORS = {
   FERRY_ERR_HELLO_LIMITS: info('peer announced limits outside the allowed range', 502, P, 'connection'),
   FERRY_ERR_HELLO_TIMEOUT: info('peer did not send HELLO in time', 502, P, 'connection'),
   FERRY_ERR_HELLO_DUPLICATE: info('peer sent a second HELLO', 502, P, 'connection'),
-  FERRY_ERR_AUTH: info('HELLO auth token missing or wrong', 502, ResetCode.AUTH_FAILED, 'connection'),
+  FERRY_ERR_AUTH: info('shared-secret authentication failed (no proof, or a wrong one)', 502, ResetCode.AUTH_FAILED, 'connection'),
   FERRY_ERR_HEAD_TOO_LARGE: info('encoded head exceeds the negotiated maximum', 431, ResetCode.FRAME_SIZE_ERROR, 'stream'),
   FERRY_ERR_HEAD_INVALID: info('head could not be decoded or holds invalid fields', 502, P, 'stream'),
   FERRY_ERR_PAYLOAD_INVALID: info('control frame payload could not be decoded', 502, P, 'connection'),

@@ -8,7 +8,7 @@
  * batch on setImmediate (or at once past FLUSH_BYTES), so a turn that answers 50 requests
  * costs one writev, not 150 writes.
  */
-import { timingSafeEqual } from 'node:crypto'
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { ferry } from '../gen/ferry.js'
@@ -30,7 +30,11 @@ export interface SessionOptions {
   role: SessionRole
   /** What this side accepts (sent in HELLO); missing fields take DEFAULT_LIMITS. */
   limits?: Partial<Limits>
-  /** Client: token sent in HELLO. Server: token the client's HELLO must carry. */
+  /**
+   * Shared secret for HMAC-SHA256 challenge-response in HELLO (both sides must hold the
+   * same one; it never crosses the wire). A server with a secret refuses clients without
+   * it; a client with a secret refuses a server that cannot prove it (mutual).
+   */
   auth?: string
   agent?: string
   /** ms to wait for the peer's HELLO (default 10000). */
@@ -48,6 +52,7 @@ export interface GoAwayInfo {
 }
 
 const FLUSH_BYTES = 256 * 1024
+const NONCE_BYTES = 16
 const EMPTY = new Uint8Array(0)
 
 interface PendingPing {
@@ -97,6 +102,12 @@ export class Session extends EventEmitter implements StreamOwner {
   #recvWindow: number
   #connUnacked = 0
 
+  /** This side's fresh nonce for the HMAC handshake, and the peer's. */
+  #nonce: Buffer = randomBytes(NONCE_BYTES)
+  #peerNonce: Buffer = Buffer.alloc(0)
+  #peerHello = false
+  /** Server with a secret: the client's HELLO ACK (proof) has not arrived yet. */
+  #awaitingProof = false
   #goawaySent = false
   #goawayLastId = MAX_STREAM_ID
   #peerGoaway: GoAwayInfo | null = null
@@ -124,8 +135,11 @@ export class Session extends EventEmitter implements StreamOwner {
     socket.on('close', () => this.#onSocketClose())
     socket.on('end', () => this.#onSocketEnd())
 
-    if (this.role === 'client') this.#queue(PREFACE)
-    this.#sendHello()
+    if (this.role === 'client') {
+      this.#queue(PREFACE)
+      this.#sendHello(false)
+    }
+    // The server answers the client's HELLO (its proof needs the client's nonce).
     const helloTimeout = options.helloTimeout ?? 10000
     this.#helloTimer = setTimeout(() => this.#fail(protocolError('FERRY_ERR_HELLO_TIMEOUT', `${helloTimeout} ms`)), helloTimeout)
     this.#helloTimer.unref()
@@ -313,7 +327,10 @@ export class Session extends EventEmitter implements StreamOwner {
 
   #onFrame (type: number, flags: number, id: number, payload: Buffer): void {
     if (this.closed) return
-    if (!this.ready && type !== FrameType.HELLO) throw protocolError('FERRY_ERR_HELLO_REQUIRED', `got frame type ${type}`)
+    if (!this.ready && type !== FrameType.HELLO) {
+      if (this.#awaitingProof) throw protocolError('FERRY_ERR_AUTH', 'client sent no proof of the shared secret')
+      throw protocolError('FERRY_ERR_HELLO_REQUIRED', `got frame type ${type}`)
+    }
     switch (type) {
       case FrameType.DATA: this.#onDataFrame(flags, id, payload); break
       case FrameType.HEADERS:
@@ -324,23 +341,49 @@ export class Session extends EventEmitter implements StreamOwner {
       case FrameType.GOAWAY: this.#onGoaway(payload); break
       case FrameType.PING: this.#onPing(flags, payload); break
       case FrameType.WINDOW_UPDATE: this.#onWindowUpdate(id, payload); break
-      case FrameType.HELLO: this.#onHello(payload); break
+      case FrameType.HELLO:
+        if ((flags & Flags.ACK) !== 0) this.#onHelloAck(payload)
+        else this.#onHello(payload)
+        break
     }
   }
 
-  #onHello (payload: Buffer): void {
-    if (this.ready) throw protocolError('FERRY_ERR_HELLO_DUPLICATE')
-    let hello: ferry.Hello
+  #decodeHello (payload: Buffer): ferry.Hello {
     try {
-      hello = ferry.Hello.decode(payload)
+      return ferry.Hello.decode(payload)
     } catch (cause) {
       throw protocolError('FERRY_ERR_PAYLOAD_INVALID', 'HELLO', { cause })
     }
+  }
+
+  get #secret (): string | undefined {
+    const s = this.#options.auth
+    return s === undefined || s === '' ? undefined : s
+  }
+
+  #proof (label: string, a: Uint8Array, b: Uint8Array): Buffer {
+    return createHmac('sha256', this.#secret!).update(label).update(a).update(b).digest()
+  }
+
+  #onHello (payload: Buffer): void {
+    if (this.ready || this.#peerHello) throw protocolError('FERRY_ERR_HELLO_DUPLICATE')
+    const hello = this.#decodeHello(payload)
     if (hello.version !== PROTOCOL_VERSION) throw protocolError('FERRY_ERR_HELLO_VERSION', `peer version ${hello.version}, ours ${PROTOCOL_VERSION}`)
-    if (this.role === 'server' && this.#options.auth !== undefined && this.#options.auth !== '') {
-      const want = Buffer.from(this.#options.auth)
-      const got = Buffer.from(hello.auth ?? '')
-      if (got.length !== want.length || !timingSafeEqual(got, want)) throw protocolError('FERRY_ERR_AUTH')
+    this.#peerHello = true
+    const secret = this.#secret
+    const peerNonce = hello.nonce ?? EMPTY
+    if (this.role === 'server') {
+      if (secret !== undefined && peerNonce.length !== NONCE_BYTES) {
+        throw protocolError('FERRY_ERR_AUTH', 'this server requires the shared secret; the client offered none')
+      }
+      this.#peerNonce = Buffer.from(peerNonce)
+    } else if (secret !== undefined) {
+      const proof = hello.proof ?? EMPTY
+      const want = this.#proof('ferry-server', this.#nonce, peerNonce)
+      if (peerNonce.length !== NONCE_BYTES || proof.length !== want.length || !timingSafeEqual(proof, want)) {
+        throw protocolError('FERRY_ERR_AUTH', 'the server did not prove the shared secret')
+      }
+      this.#peerNonce = Buffer.from(peerNonce)
     }
     const l = hello.limits ?? {}
     const peer = resolveLimits({
@@ -353,6 +396,32 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#validateLimits(peer, 'peer')
     this.peerLimits = peer
     this.#sendWindow = peer.connectionWindow
+    if (this.role === 'server') {
+      this.#sendHello(false)
+      if (secret !== undefined) {
+        this.#awaitingProof = true
+        return
+      }
+    } else if (secret !== undefined) {
+      this.#sendHello(true)
+    }
+    this.#becomeReady()
+  }
+
+  /** Server: the client's proof of the shared secret (HELLO with ACK). */
+  #onHelloAck (payload: Buffer): void {
+    if (!this.#awaitingProof) throw protocolError('FERRY_ERR_HELLO_DUPLICATE', 'unexpected HELLO ACK')
+    const hello = this.#decodeHello(payload)
+    const proof = hello.proof ?? EMPTY
+    const want = this.#proof('ferry-client', this.#nonce, this.#peerNonce)
+    if (proof.length !== want.length || !timingSafeEqual(proof, want)) {
+      throw protocolError('FERRY_ERR_AUTH', 'wrong proof of the shared secret')
+    }
+    this.#awaitingProof = false
+    this.#becomeReady()
+  }
+
+  #becomeReady (): void {
     this.ready = true
     if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
     this.#helloTimer = null
@@ -624,7 +693,14 @@ export class Session extends EventEmitter implements StreamOwner {
 
   // ── connection lifecycle ───────────────────────────────────────────────────
 
-  #sendHello (): void {
+  /** HELLO (ack = false), or the client's HELLO ACK carrying its proof (ack = true). */
+  #sendHello (ack: boolean): void {
+    const secret = this.#secret
+    if (ack) {
+      const proof = this.#proof('ferry-client', this.#peerNonce, this.#nonce)
+      this.#queue(encodeSmallFrame(FrameType.HELLO, Flags.ACK, 0, ferry.Hello.encode({ version: PROTOCOL_VERSION, proof }).finish()))
+      return
+    }
     const l = this.localLimits
     const payload = ferry.Hello.encode({
       version: PROTOCOL_VERSION,
@@ -635,8 +711,9 @@ export class Session extends EventEmitter implements StreamOwner {
         initialWindow: l.initialWindow,
         connectionWindow: l.connectionWindow
       },
-      auth: this.role === 'client' ? (this.#options.auth ?? '') : '',
-      agent: this.#options.agent ?? ''
+      agent: this.#options.agent ?? '',
+      nonce: secret !== undefined ? this.#nonce : EMPTY,
+      proof: secret !== undefined && this.role === 'server' ? this.#proof('ferry-server', this.#peerNonce, this.#nonce) : EMPTY
     }).finish()
     this.#queueControl(FrameType.HELLO, payload)
   }
