@@ -45,5 +45,7 @@ test('a slow node gets fewer requests under concurrency', async () => {
   }
   await Promise.all(Array.from({ length: 12 }, worker))
   assert.ok(counts.slow! < counts.fast1! && counts.slow! < counts.fast2!, JSON.stringify(counts))
-  assert.ok(counts.slow! < 60, `slow node got ${counts.slow} of 300: ${JSON.stringify(counts)}`)
+  // An even share is 100; least-outstanding balancing keeps a node 40 ms slower well below it
+  // (≈ 40–60 measured; the bound leaves room for a loaded 2-core CI box).
+  assert.ok(counts.slow! < 80, `slow node got ${counts.slow} of 300: ${JSON.stringify(counts)}`)
 })
