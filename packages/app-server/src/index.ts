@@ -1,7 +1,7 @@
 export { APP_SERVER_ERRORS, type AppErrorCode, appError } from './errors.js'
 export { AppServer, type AppServerOptions, CGI_CONCURRENCY, DEFAULT_OPTIONS } from './server.js'
 export type { HandlerContext } from './loop.js'
-export { compose, type Middleware, type Next } from './middleware.js'
+export { BUILTIN_MIDDLEWARE, compose, type Middleware, type Next } from './middleware.js'
 export { type MiddlewareSpec, type MountOptions, normalizePrefix } from './mounts.js'
 export { negotiate } from './mw-compress.js'
 export { parseCgiHead } from './cgi.js'

@@ -22,6 +22,8 @@ export interface HandlerContext {
    * request.url holds the path below it (the prefix removed, at least '/').
    */
   scriptName: string
+  /** Request body length: 0 none, N exact, -1 streamed (length unknown until its end). */
+  bodyLength: number
   /** The URL as the client sent it, prefix included (the same string as request.url at the root mount). */
   originalUrl: string
   /** A pino child logger carrying reqId (created on first use). */
@@ -152,6 +154,7 @@ export class WorkerLoop {
       remotePort: op[8] as number,
       threadId,
       scriptName,
+      bodyLength,
       originalUrl: scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers),
       get log (): Logger {
         if (child === null) child = root.child({ reqId: requestId })

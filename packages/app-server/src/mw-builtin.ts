@@ -67,7 +67,13 @@ export function cors (options: Record<string, unknown>): Middleware {
   }
   return async (request, context, next) => {
     const origin = request.headers.get('origin')
-    if (origin === null) return next(request)
+    if (origin === null) {
+      if (!echo) return next(request)
+      // the answer depends on Origin: caches must know, even when this request had none
+      const res = mutable(await next(request))
+      res.headers.append('vary', 'Origin')
+      return res
+    }
     const preflight = request.method === 'OPTIONS' && request.headers.has('access-control-request-method')
     if (preflight) {
       const h = new Headers({ 'x-request-id': context.requestId, 'content-length': '0' })
@@ -118,8 +124,8 @@ export function bodyLimit (options: Record<string, unknown>): Middleware {
   const limit = parseBytes(options.limit)
   if (!Number.isSafeInteger(limit) || limit < 0) throw bad(`middleware body-limit: limit must be bytes (e.g. 1048576, 512k, 10m), got ${JSON.stringify(options.limit)}`)
   return async (request, context, next) => {
-    const declared = request.headers.get('content-length')
-    if (declared !== null && Number(declared) > limit) return tooLarge(context, limit)
+    const declared = context.bodyLength > 0 ? context.bodyLength : Number(request.headers.get('content-length') ?? 0)
+    if (declared > limit) return tooLarge(context, limit)
     const src = request.body
     if (src === null) return next(request)
     let seen = 0

@@ -30,8 +30,10 @@ export function negotiate (header: string | null, offered: readonly Coding[]): C
     if (coding === '') continue
     let weight = 1
     for (const p of params) {
-      const m = /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(p)
-      if (m !== null) weight = Number(m[1])
+      const [k, v] = p.split('=')
+      if (k!.trim().toLowerCase() !== 'q') continue
+      // a malformed q-value refuses the coding rather than accepting it at full weight
+      weight = /^\s*(0(\.\d{0,3})?|1(\.0{0,3})?)\s*$/.test(v ?? '') ? Number(v) : 0
     }
     if (!Number.isFinite(weight)) weight = 0
     q.set(coding === 'x-gzip' ? 'gzip' : coding, Math.min(1, Math.max(0, weight)))

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { AppServer, type AppServerOptions, appError, DEFAULT_OPTIONS, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
+import { AppServer, type AppServerOptions, appError, BUILTIN_MIDDLEWARE, DEFAULT_OPTIONS, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
 import pino from 'pino'
 
 const FLAGS = {
@@ -67,9 +67,10 @@ function threads (v: unknown): [number, number] {
   return [min, max]
 }
 
-/** "./mw.ts", "/abs/mw.js", "file:…" are modules; anything else names a built-in. */
+/** A built-in's name (optionally with ":argument"), else a module path or file: URL. */
 function isModule (s: string): boolean {
-  return s.startsWith('.') || s.startsWith('/') || s.startsWith('file:')
+  const colon = s.indexOf(':')
+  return !Object.hasOwn(BUILTIN_MIDDLEWARE, colon < 0 ? s : s.slice(0, colon))
 }
 
 function moduleUrl (s: string): string {
