@@ -10,7 +10,7 @@ import {
   Session, type Stream
 } from '@ferry/protocol'
 import {
-  decodeGoaway, decodeHello, decodeReset, getHead, hex, once, RawPeer, sessionPair, sessionWithRawPeer, socketPair
+  decodeGoaway, decodeHello, decodeReset, getHead, hex, once, RawPeer, sessionPair, sessionWithRawPeer, socketPair, unhex
 } from '../helpers/fixtures-native.ts'
 
 const T = { timeout: 15000 }
@@ -278,12 +278,13 @@ describe('GOAWAY', () => {
     const a = collect(client.request(getHead('/1'), true))
     const b = collect(client.request(getHead('/2'), true))
     await new Promise<void>((resolve) => { const check = (): void => { serverStreams.length === 2 ? resolve() : setImmediate(check) }; check() })
-    const goaway = once<{ lastStreamId: number, code: number }>(client, 'goaway')
+    const goaways: { lastStreamId: number, code: number }[] = []
+    const second = new Promise<void>((resolve) => client.on('goaway', (g) => { goaways.push(g); if (goaways.length === 2) resolve() }))
     server.goaway()
     assert.equal(server.goingAway, true)
-    const info = await goaway
-    assert.equal(info.lastStreamId, 3)
-    assert.equal(info.code, ResetCode.NO_ERROR)
+    await second
+    // two phases: "open no new streams" (largest id), then, after a PING round trip, the real last id
+    assert.deepEqual(goaways.map((g) => [g.lastStreamId, g.code]), [[0x7fffffff, ResetCode.NO_ERROR], [3, ResetCode.NO_ERROR]])
     assert.throws(() => client.request(getHead('/3'), true), (err: unknown) => err instanceof FerryError && err.code === 'FERRY_ERR_GOAWAY' && err.statusCode === 503)
     for (const s of serverStreams) {
       s.respond({ status: 200, headers: [], bodyLength: 4 }, false)
@@ -321,7 +322,7 @@ describe('GOAWAY', () => {
     await new Promise<void>((resolve) => { const check = (): void => { peer.ended ? resolve() : setTimeout(check, 5) }; check() })
   })
 
-  test('GOAWAY bytes on the wire: last_stream_id is the highest stream the server took', T, async (t) => {
+  test('GOAWAY bytes on the wire: two phases; the final last_stream_id is the highest stream the server took', T, async (t) => {
     const { session, peer } = await sessionWithRawPeer(t, 'server')
     peer.hello('client')
     await once(session, 'ready')
@@ -329,13 +330,21 @@ describe('GOAWAY', () => {
     peer.sendFrame(FrameType.HEADERS, 0, 5, Buffer.from('08011a012f', 'hex'))
     await once(session, 'stream')
     session.goaway(ResetCode.NO_ERROR, 'bye')
-    const g = await peer.waitType(FrameType.GOAWAY)
-    assert.equal(g.streamId, 0)
-    assert.equal(g.payload, '0805' + '1a03627965') // last_stream_id 5, code 0 omitted, message "bye"
-    assert.deepEqual(decodeGoaway(g.payload), { lastStreamId: 5, code: 0, message: 'bye' })
-    // a new stream after GOAWAY is refused with REFUSED_STREAM
+    const g1 = await peer.waitType(FrameType.GOAWAY)
+    assert.equal(g1.streamId, 0)
+    assert.equal(g1.payload, '08ffffffff07' + '1a03627965') // phase 1: last_stream_id 2^31-1, message "bye"
+    // A request the client sent before it read the GOAWAY is still served…
     peer.sendFrame(FrameType.HEADERS, Flags.END_STREAM, 7, Buffer.from('08011a012f', 'hex'))
-    const r = await peer.waitType(FrameType.RESET, 7)
+    const ping = await peer.waitType(FrameType.PING)
+    assert.equal(peer.frames.some((f) => f.type === FrameType.RESET), false)
+    // …and once the PING is answered, the final GOAWAY names the highest stream taken.
+    peer.sendFrame(FrameType.PING, Flags.ACK, 0, unhex(ping.payload))
+    const g2 = await peer.waitFrame((f) => f.type === FrameType.GOAWAY && f !== g1)
+    assert.equal(g2.payload, '0807' + '1a03627965') // last_stream_id 7, code 0 omitted, message "bye"
+    assert.deepEqual(decodeGoaway(g2.payload), { lastStreamId: 7, code: 0, message: 'bye' })
+    // a new stream after the final GOAWAY is refused with REFUSED_STREAM
+    peer.sendFrame(FrameType.HEADERS, Flags.END_STREAM, 9, Buffer.from('08011a012f', 'hex'))
+    const r = await peer.waitType(FrameType.RESET, 9)
     assert.equal(decodeReset(r.payload).code, ResetCode.REFUSED_STREAM)
   })
 

@@ -209,11 +209,38 @@ export class Session extends EventEmitter implements StreamOwner {
     this.goingAway = true
     if (!this.#goawaySent) {
       this.#goawaySent = true
+      if (this.role === 'server' && code === ResetCode.NO_ERROR && this.ready) {
+        this.#twoPhaseGoaway(message)
+        return
+      }
       this.#goawayLastId = this.role === 'server' ? this.#lastPeerStreamId : 0
       this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code, message }).finish())
     }
     this.#maybeEnd()
   }
+
+  /**
+   * A server's graceful drain in two phases (as HTTP/2 servers do), so that no request the
+   * client sent before it learnt of the drain is refused: first GOAWAY with the largest
+   * stream id ("open no new streams") and a PING; the client's PING ACK comes after every
+   * HEADERS it sent before reading that GOAWAY, so once the ACK is in, a second GOAWAY with
+   * the real last stream id refuses nothing that was in flight.
+   */
+  #twoPhaseGoaway (message: string): void {
+    this.#goawayPending = true
+    this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: MAX_STREAM_ID, code: ResetCode.NO_ERROR, message }).finish())
+    const finish = (): void => {
+      this.#goawayPending = false
+      if (this.closed) return
+      this.#goawayLastId = this.#lastPeerStreamId
+      this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code: ResetCode.NO_ERROR, message }).finish())
+      this.#maybeEnd()
+    }
+    this.ping().then(finish, finish)
+  }
+
+  /** Between the two GOAWAYs of a server's drain: the socket must not end yet. */
+  #goawayPending = false
 
   /** Close now: every open stream fails; the peer gets a GOAWAY with the error's code. */
   destroy (err?: FerryError): void {
@@ -720,7 +747,7 @@ export class Session extends EventEmitter implements StreamOwner {
 
   /** After GOAWAY (either way) and once no stream is open: end the socket gracefully. */
   #maybeEnd (): void {
-    if (!this.goingAway || this.openStreams > 0 || this.closed || this.#ending) return
+    if (!this.goingAway || this.#goawayPending || this.openStreams > 0 || this.closed || this.#ending) return
     this.#ending = true
     this.#flush()
     this.#socket.end()
