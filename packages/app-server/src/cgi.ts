@@ -125,7 +125,7 @@ export class CgiRunner implements Dispatcher {
     const call = ticket as CgiCall
     if (call.done) return
     if (call.stdinOpen) this.#write(call, Buffer.from(chunk))
-    else if (call.child === null && !call.started) call.pending.push(Buffer.from(chunk))
+    else if (call.child === null) call.pending.push(Buffer.from(chunk)) // not spawned yet
     else call.ex.onConsumed(chunk.byteLength) // the program closed its stdin: drop, keep credit flowing
   }
 
