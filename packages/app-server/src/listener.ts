@@ -43,7 +43,12 @@ export type ConnectionKind = 'native' | 'uwsgi'
 export async function listen (address: Address, socketMode: number | null, onConnection: (socket: net.Socket, first: Buffer, kind: ConnectionKind) => void): Promise<BoundListener> {
   if (address.kind === 'unix') await clearStaleSocket(address.path)
   const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+    // A peer that half-closes before sending a byte has nothing to serve: close our side
+    // too (allowHalfOpen would otherwise keep the socket open for good).
+    const onEmptyEnd = (): void => { socket.destroy() }
+    socket.once('end', onEmptyEnd)
     socket.once('data', (first: Buffer) => {
+      socket.off('end', onEmptyEnd)
       onConnection(socket, first, first[0] === PREFACE[0] ? 'native' : 'uwsgi')
     })
     socket.on('error', () => {}) // the session / uwsgi handler log what matters
