@@ -93,14 +93,59 @@ const APP_HELP = `ferry app — an app-server node: runs a fetch handler in work
 
 Usage:
   ferry app <handler-module> [--listen <addr> …] [options]
+  ferry app --mount /api=./api.ts --mount /cgi-bin=cgi:./cgi-bin/ --mount /=./site.ts [options]
   ferry app --config app.json
 
 The handler module's default export is a Web-standard fetch handler: an object with
 fetch(request, context) (a Hono app works as is) or a function (request, context) =>
 Response. TypeScript modules (.ts, .mts) load directly. context = { requestId,
-remoteAddress, remotePort, threadId, log (pino, with reqId), waitUntil(promise) }.
+remoteAddress, remotePort, threadId, scriptName, originalUrl, bodyLength, log (pino, with
+reqId), waitUntil(promise) }.
 
 Every listener speaks both codecs: ferry native (a ferry front) and uwsgi (nginx uwsgi_pass).
+
+Mounts (several applications in one app-server):
+  --mount, -m <prefix>=<module>     a fetch handler at a URL prefix (repeatable). The longest
+                                    prefix wins, on whole path segments: /api serves /api,
+                                    /api/x and /api?q, never /apix. The handler routes on the
+                                    path below its prefix: request.url is the URL with the prefix
+                                    removed (at least "/"), context.scriptName the prefix ("" at
+                                    /), context.originalUrl the URL as sent. A path no mount
+                                    covers → 404 (FERRY_ERR_APP_NO_MOUNT). Each mount has its own
+                                    pool (threads, queue, timeout…): a slow one cannot starve
+                                    the others. "ferry app ./h.ts" is "--mount /=./h.ts".
+                                    uWSGI: mount= + manage-script-name · WSGI: SCRIPT_NAME
+  --mount <prefix>=cgi:<folder>     CGI programs (RFC 3875): one process per request, outside
+                                    the pools. /cgi-bin/tool.sh/a/b?q runs <folder>/tool.sh
+                                    with PATH_INFO=/a/b, QUERY_STRING=q, the body on stdin;
+                                    Status:, Location: (local /path → internal GET; absolute URL
+                                    → 302) are honoured. Only executable files inside the folder
+                                    run (no .., no symlinks out: 403). The mount's timeout ends
+                                    the program's process group (SIGTERM, then SIGKILL) → 504;
+                                    stderr is logged with reqId; concurrency = programs at once
+                                    (default 16), past it a bounded queue, then 503.
+                                    Apache: ScriptAlias · nginx+fcgiwrap
+  Per-mount settings (threads, concurrency, maxQueue, timeout, maxRequests, maxMemory,
+  middleware) go in the config file: {"mounts":[{"prefix":"/api","handler":"./api.ts",
+  "threads":"1:4","timeout":5,"middleware":["compress"]},{"prefix":"/cgi-bin","cgi":"./cgi-bin"}]}.
+  Anything a mount does not set comes from the flags. SIGHUP reloads every mount.
+
+Middleware (PEP 3333 middleware; connect/Koa style):
+  --middleware <list>        around every fetch mount's handler, outermost first, comma-
+                             separated (repeatable); a mount's own ("middleware" in config)
+                             run inside these. A module's default export is
+                             (request, context, next) => Response; it may answer by itself.
+                             Built-ins:
+                               request-id         x-request-id on every response
+                               compress[:br|gzip] gzip/br by Accept-Encoding q-values; skips
+                                                  HEAD, 204/304, compressed types, < 1 KiB,
+                                                  an existing Content-Encoding; sets Vary
+                               cors[:<origin>|…]  CORS, answers preflight OPTIONS (config:
+                                                  origins, methods, allowHeaders, exposeHeaders,
+                                                  credentials, maxAge)
+                               body-limit:<size>  413 past <size> (512k, 10m…): Content-Length
+                                                  up front, streamed bytes counted
+                             e.g. --middleware request-id,compress,./auth.ts
 
 Sockets:
   --listen, -l <addr>        where to accept connections (repeatable): unix:/run/app.sock,
