@@ -6,6 +6,7 @@
  * with the request id, a large body streamed, a bad response → 502.
  */
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -212,4 +213,36 @@ describe('CGI mount', () => {
     assert.equal(r.status, 502)
     assert.equal(r.get('x-ferry-error'), 'FERRY_ERR_APP_CGI_BAD_RESPONSE')
   })
+})
+
+test('CGI concurrency bound: past running + queue → 503 FERRY_ERR_APP_CGI_BUSY at once', async (t) => {
+  const tmp = tempDir()
+  t.after(() => tmp.cleanup())
+  const config = join(tmp.dir, 'app.json')
+  writeFileSync(config, JSON.stringify({
+    listen: [`unix:${join(tmp.dir, 'busy.sock')}`],
+    mounts: [{ prefix: '/cgi-bin', cgi: 'test/fixtures/cgi-bin', timeout: 1, concurrency: 1, maxQueue: 1 }]
+  }))
+  const app = await startFerry(['app', '--config', config])
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  const running = request(s, head('/cgi-bin/sleep.sh', { requestId: 'rid-run' }))
+  await app.waitForLog((l) => l.reqId === 'rid-run' && typeof l.stderr === 'string')
+  const queued = request(s, head('/cgi-bin/status.sh'))
+  const refused = await request(s, head('/cgi-bin/hello.sh', { requestId: 'rid-busy' }))
+  assert.equal(refused.status, 503)
+  assert.equal(refused.get('x-ferry-error'), 'FERRY_ERR_APP_CGI_BUSY')
+  assert.equal(refused.get('x-request-id'), 'rid-busy')
+  assert.equal(refused.get('retry-after'), '1')
+  assert.equal((await running).status, 504)
+  // the queued one ran once the slot was free
+  assert.equal((await queued).status, 404)
+})
+
+test('ferry app --help documents mounts, middleware and CGI with their anchors', () => {
+  const help = execFileSync(process.execPath, ['packages/cli/dist/bin.js', 'app', '--help'], { encoding: 'utf8' })
+  for (const s of ['--mount', '--middleware', 'cgi:', 'manage-script-name', 'mount=', 'PEP 3333', 'RFC 3875', 'scriptName', 'body-limit', 'compress', 'cors', 'request-id']) {
+    assert.ok(help.includes(s), `--help mentions ${s}`)
+  }
 })
