@@ -77,6 +77,20 @@ function writeUint (tag: number, v: number): void {
 }
 
 export function encodeRequestHead (head: RequestHead): Buffer {
+  writeRequestHead(head)
+  return writer.finish()
+}
+
+/**
+ * The encoded request head as a view into the shared scratch buffer: valid only until the
+ * next encode. For writers that copy it at once (Session's staged writes): no allocation.
+ */
+export function encodeRequestHeadView (head: RequestHead): Buffer {
+  writeRequestHead(head)
+  return writer.view()
+}
+
+function writeRequestHead (head: RequestHead): void {
   const w = writer.reset()
   const code = methodCode(head.method)
   writeUint(T_METHOD, code)
@@ -96,10 +110,20 @@ export function encodeRequestHead (head: RequestHead): Buffer {
   writeString(T_SERVER_NAME, head.serverName)
   writeUint(T_SERVER_PORT, head.serverPort)
   writeString(T_PROTOCOL, head.protocol)
-  return w.finish()
 }
 
 export function encodeResponseHead (head: ResponseHead): Buffer {
+  writeResponseHead(head)
+  return writer.finish()
+}
+
+/** The encoded response head as a view into the shared scratch buffer (see encodeRequestHeadView). */
+export function encodeResponseHeadView (head: ResponseHead): Buffer {
+  writeResponseHead(head)
+  return writer.view()
+}
+
+function writeResponseHead (head: ResponseHead): void {
   const w = writer.reset()
   writeUint(T_RES_STATUS, head.status)
   writeHeaders(T_RES_HEADERS, head.headers)
@@ -108,7 +132,6 @@ export function encodeResponseHead (head: ResponseHead): Buffer {
     w.varint(T_RES_BODY_LENGTH)
     w.sint(head.bodyLength)
   }
-  return w.finish()
 }
 
 /** Reads one Header sub-message (the reader is positioned at its length) and appends to out. */

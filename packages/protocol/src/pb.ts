@@ -111,6 +111,11 @@ export class PbWriter {
     this.pos = start + extra + n
   }
 
+  /** A view of what was written: valid only until the next encode (copy it at once). */
+  view (): Buffer {
+    return this.buf.subarray(0, this.pos)
+  }
+
   /** A copy of what was written (the scratch buffer is reused by the next encode). */
   finish (): Buffer {
     const out = Buffer.allocUnsafe(this.pos)

@@ -4,21 +4,23 @@
  * Shared by the front (role 'client') and the app-server (role 'server').
  * Contract: docs/dev/session-api.md; bytes: docs/protocol.md.
  *
- * Writes: every frame produced in one event-loop turn is queued and written in one corked
- * batch on setImmediate (or at once past FLUSH_BYTES), so a turn that answers 50 requests
- * costs one writev, not 150 writes.
+ * Writes: every frame produced in one event-loop turn is queued and written on setImmediate
+ * (or at once past FLUSH_BYTES), so a turn that answers 50 requests costs one write, not 150.
+ * Frame headers, heads, control frames and small DATA payloads are copied into a staging
+ * buffer as they are queued (no Buffer per frame header, no write request per piece); only
+ * DATA payloads above COPY_MAX travel as their own writev pieces, never copied.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { ferry } from '../gen/ferry.js'
 import {
-  DEFAULT_LIMITS, Flags, FrameType, MAX_FRAME_PAYLOAD_LIMIT, MAX_STREAM_ID, MAX_WINDOW,
+  DEFAULT_LIMITS, Flags, FRAME_HEADER_SIZE, FrameType, MAX_FRAME_PAYLOAD_LIMIT, MAX_STREAM_ID, MAX_WINDOW,
   MIN_LIMITS, PREFACE, PROTOCOL_VERSION, ResetCode
 } from './constants.js'
 import { type FerryError, isFerryError, protocolError } from './errors.js'
-import { encodePing, encodeSmallFrame, encodeWindowUpdate, FrameDecoder, frameHeader } from './frame.js'
-import { decodeRequestHead, decodeResponseHead, encodeRequestHead, encodeResponseHead } from './head.js'
+import { encodePing, encodeSmallFrame, encodeWindowUpdate, FrameDecoder, writeFrameHeader } from './frame.js'
+import { decodeRequestHead, decodeResponseHead, encodeRequestHeadView, encodeResponseHeadView } from './head.js'
 import { Stream, type StreamOwner } from './stream.js'
 import type { Limits, RequestHead, ResponseHead } from './types.js'
 
@@ -52,8 +54,13 @@ export interface GoAwayInfo {
 }
 
 const FLUSH_BYTES = 256 * 1024
+/** DATA payloads up to this size are copied into the staging buffer; larger ones are not. */
+const COPY_MAX = 4096
+/** Size of a fresh staging buffer (a bump allocator: flushed bytes are never overwritten). */
+const STAGE_SIZE = 64 * 1024
 const NONCE_BYTES = 16
 const EMPTY = new Uint8Array(0)
+const EMPTY_STAGE = Buffer.alloc(0)
 
 interface PendingPing {
   start: bigint
@@ -93,6 +100,9 @@ export class Session extends EventEmitter implements StreamOwner {
 
   #out: Uint8Array[] = []
   #outBytes = 0
+  #stage: Buffer = EMPTY_STAGE
+  #stagePos = 0
+  #stageStart = 0
   #flushScheduled = false
   #socketBlocked = false
   #blocked = new Set<Stream>()
@@ -170,7 +180,7 @@ export class Session extends EventEmitter implements StreamOwner {
       this.goaway(ResetCode.NO_ERROR, 'stream ids exhausted')
       throw protocolError('FERRY_ERR_GOAWAY', 'stream ids exhausted')
     }
-    const payload = encodeRequestHead(head)
+    const payload = encodeRequestHeadView(head)
     if (payload.length > this.peerLimits.maxHeadBytes) {
       throw protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.peerLimits.maxHeadBytes}`)
     }
@@ -251,8 +261,9 @@ export class Session extends EventEmitter implements StreamOwner {
 
   // ── StreamOwner (called by Stream) ─────────────────────────────────────────
 
+  /** The payload is a view into the shared encode scratch: pass it to sendHeaders at once. */
   encodeResponse (head: ResponseHead): Uint8Array {
-    const payload = encodeResponseHead(head)
+    const payload = encodeResponseHeadView(head)
     if (payload.length > this.peerLimits.maxHeadBytes) {
       throw protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.peerLimits.maxHeadBytes}`)
     }
@@ -837,14 +848,29 @@ export class Session extends EventEmitter implements StreamOwner {
     }
     this.#out.length = 0
     this.#outBytes = 0
+    this.#stageStart = this.#stagePos
     this.emit('close')
   }
 
   // ── writing ────────────────────────────────────────────────────────────────
 
+  /** Heads are always copied (they may be views into the encode scratch); DATA above COPY_MAX is not. */
   #queueFrame (type: number, flags: number, id: number, payload: Uint8Array): void {
-    this.#queue(frameHeader(payload.length, type, flags, id))
-    if (payload.length > 0) this.#queue(payload)
+    if (this.#socket.destroyed) return
+    const len = payload.length
+    const copy = type !== FrameType.DATA || len <= COPY_MAX
+    const b = this.#reserve(copy ? FRAME_HEADER_SIZE + len : FRAME_HEADER_SIZE)
+    const p = this.#stagePos
+    writeFrameHeader(b, p, len, type, flags, id)
+    if (copy) {
+      if (len > 0) b.set(payload, p + FRAME_HEADER_SIZE)
+      this.#stagePos = p + FRAME_HEADER_SIZE + len
+    } else {
+      this.#stagePos = p + FRAME_HEADER_SIZE
+      this.#cutStage()
+      this.#out.push(payload)
+    }
+    this.#queued(copy ? FRAME_HEADER_SIZE + len : FRAME_HEADER_SIZE + len)
   }
 
   #queueControl (type: number, payload: Uint8Array): void {
@@ -855,10 +881,35 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#queue(encodeSmallFrame(type, 0, id, payload))
   }
 
+  /** A prebuilt piece (preface, control frames): copied into the staging buffer. */
   #queue (piece: Uint8Array): void {
     if (this.#socket.destroyed) return
-    this.#out.push(piece)
-    this.#outBytes += piece.length
+    const b = this.#reserve(piece.length)
+    b.set(piece, this.#stagePos)
+    this.#stagePos += piece.length
+    this.#queued(piece.length)
+  }
+
+  /** Room for n more bytes in the staging buffer (a fresh one when the current is full). */
+  #reserve (n: number): Buffer {
+    if (this.#stage.length - this.#stagePos >= n) return this.#stage
+    this.#cutStage()
+    this.#stage = Buffer.allocUnsafeSlow(Math.max(STAGE_SIZE, n))
+    this.#stagePos = 0
+    this.#stageStart = 0
+    return this.#stage
+  }
+
+  /** Move the staged bytes not yet queued into #out (as one piece). */
+  #cutStage (): void {
+    if (this.#stagePos > this.#stageStart) {
+      this.#out.push(this.#stage.subarray(this.#stageStart, this.#stagePos))
+      this.#stageStart = this.#stagePos
+    }
+  }
+
+  #queued (n: number): void {
+    this.#outBytes += n
     if (this.#outBytes >= FLUSH_BYTES) this.#flush()
     else if (!this.#flushScheduled) {
       this.#flushScheduled = true
@@ -872,6 +923,7 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   #flush (): void {
+    this.#cutStage()
     const out = this.#out
     if (out.length === 0) return
     this.#out = []
