@@ -61,7 +61,7 @@ export function renderMetrics (src: StatsSource): string {
   lines.push(`ferry_app_request_duration_seconds_bucket{le="+Inf"} ${m.count}`)
   lines.push(`ferry_app_request_duration_seconds_sum ${m.sumSeconds}`)
   lines.push(`ferry_app_request_duration_seconds_count ${m.count}`)
-  mountMetrics(src.mounts, metric, lines)
+  mountMetrics(src.mounts, src.mounts.length === 1 ? m : null, metric, lines)
   metric('ferry_app_native_connections', 'gauge', 'Open native ferry connections.')
   lines.push(`ferry_app_native_connections ${src.sessions.size}`)
   metric('ferry_app_native_streams', 'gauge', 'Open streams per native connection.')
@@ -71,15 +71,17 @@ export function renderMetrics (src: StatsSource): string {
 }
 
 /** The same figures per mount, with a `mount` label (the prefix, '/' for the root mount). */
-function mountMetrics (mounts: Mount[], metric: (name: string, type: string, help: string) => void, lines: string[]): void {
+function mountMetrics (mounts: Mount[], only: Metrics | null, metric: (name: string, type: string, help: string) => void, lines: string[]): void {
   const sorted = [...mounts].sort((a, b) => a.label < b.label ? -1 : 1)
+  // with a single mount the server-wide counters are that mount's (see AppServer.onRequestDone)
+  const figures = (m: Mount): Metrics => only ?? m.metrics
   const q = (m: Mount): string => `mount="${m.label.replace(/["\\\n]/g, '_')}"`
   metric('ferry_app_mount_requests_total', 'counter', 'Requests answered, by mount and HTTP status.')
   for (const m of sorted) {
-    for (const [status, n] of [...m.metrics.byStatus].sort((a, b) => a[0] - b[0])) lines.push(`ferry_app_mount_requests_total{${q(m)},status="${status}"} ${n}`)
+    for (const [status, n] of [...figures(m).byStatus].sort((a, b) => a[0] - b[0])) lines.push(`ferry_app_mount_requests_total{${q(m)},status="${status}"} ${n}`)
   }
   metric('ferry_app_mount_request_duration_seconds_sum', 'counter', 'Sum of request durations per mount, seconds.')
-  for (const m of sorted) lines.push(`ferry_app_mount_request_duration_seconds_sum{${q(m)}} ${m.metrics.sumSeconds}`)
+  for (const m of sorted) lines.push(`ferry_app_mount_request_duration_seconds_sum{${q(m)}} ${figures(m).sumSeconds}`)
   metric('ferry_app_mount_in_flight', 'gauge', 'Requests running per mount (fetch: in a worker; CGI: programs running).')
   for (const m of sorted) lines.push(`ferry_app_mount_in_flight{${q(m)}} ${m.dispatcher instanceof Pool ? m.dispatcher.inflight : (m.dispatcher as CgiRunner).running}`)
   metric('ferry_app_mount_queue_depth', 'gauge', 'Requests waiting per mount.')

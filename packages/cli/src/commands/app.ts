@@ -67,10 +67,16 @@ function threads (v: unknown): [number, number] {
   return [min, max]
 }
 
-/** A built-in's name (optionally with ":argument"), else a module path or file: URL. */
+/**
+ * A built-in's name (optionally with ":argument"), else a module: a path (holds "/" or ".")
+ * or a file: URL. A bare word that is no built-in is refused (a typo, not a module).
+ */
 function isModule (s: string): boolean {
   const colon = s.indexOf(':')
-  return !Object.hasOwn(BUILTIN_MIDDLEWARE, colon < 0 ? s : s.slice(0, colon))
+  const name = colon < 0 ? s : s.slice(0, colon)
+  if (Object.hasOwn(BUILTIN_MIDDLEWARE, name)) return false
+  if (s.startsWith('file:') || s.includes('/') || s.includes('.')) return true
+  throw bad(`unknown middleware ${JSON.stringify(s)} (built-ins: ${Object.keys(BUILTIN_MIDDLEWARE).join(', ')}; or a module path like ./mw.ts)`)
 }
 
 function moduleUrl (s: string): string {
