@@ -4,7 +4,7 @@
  * The tests (test/faults/*.test.ts) run the same scenarios scaled down; this is the
  * measured table. Takes ~3 minutes on the shared 2-core box.
  */
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus } from 'node:os'
 import type { ScenarioReport } from './harness.ts'
 import { FAULTS_FULL, handlerFaults } from './scenarios/handler-faults.ts'
@@ -20,6 +20,7 @@ interface Row {
   pass: string
 }
 
+const NOTES = '<!-- notes: kept by report.ts -->'
 const rows: Row[] = []
 
 function add (report: ScenarioReport, checks: Array<[string, boolean]>): void {
@@ -92,7 +93,15 @@ for (const { report: r, pass } of rows) {
 }
 lines.push('')
 if (only.length === 0) {
-  writeFileSync(new URL('../../docs/reliability.md', import.meta.url), `${lines.join('\n')}\n`)
+  // Hand-written analysis below the NOTES marker survives a regeneration.
+  const doc = new URL('../../docs/reliability.md', import.meta.url)
+  let kept = ''
+  try {
+    const old = readFileSync(doc, 'utf8')
+    const at = old.indexOf(NOTES)
+    if (at >= 0) kept = old.slice(at)
+  } catch {}
+  writeFileSync(doc, `${lines.join('\n')}\n${kept === '' ? `${NOTES}\n` : kept}`)
   process.stderr.write('wrote docs/reliability.md\n')
 } else {
   process.stdout.write(`${lines.join('\n')}\n`)
