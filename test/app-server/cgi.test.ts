@@ -246,3 +246,27 @@ test('ferry app --help documents mounts, middleware and CGI with their anchors',
     assert.ok(help.includes(s), `--help mentions ${s}`)
   }
 })
+
+test('the client goes away: the program and its children are killed; after local redirects SIGTERM drains at once', async (t) => {
+  const tmp = tempDir()
+  t.after(() => tmp.cleanup())
+  const app = await startFerry(['app', '--listen', `unix:${join(tmp.dir, 'gone.sock')}`, '--threads', '1', '--timeout', '30', '--graceful-timeout', '20'],
+    { env: { FERRY_APP_MOUNT: '/cgi-bin=cgi:test/fixtures/cgi-bin /app=test/fixtures/mounts/site.ts' } })
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  // a local redirect to a CGI program and one to a fetch mount, both complete
+  assert.equal((await request(s, head('/cgi-bin/redirect.sh?local'))).status, 200)
+  assert.equal((await request(s, head('/cgi-bin/redirect.sh?fetch'))).status, 200)
+  const stream = s.request(head('/cgi-bin/sleep.sh', { requestId: 'rid-gone' }), true)
+  stream.onError = () => {}
+  const line = await app.waitForLog((l) => l.reqId === 'rid-gone' && typeof l.stderr === 'string' && l.stderr.startsWith('pids '))
+  const pids = (line.stderr as string).split(' ').slice(1).map(Number)
+  assert.ok(pids.every(alive))
+  stream.reset(0, 'client went away')
+  for (let i = 0; i < 50 && pids.some(alive); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+  assert.deepEqual(pids.filter(alive), [], 'the script and its child are gone')
+  // nothing is left in flight: SIGTERM finishes at once with everything drained
+  assert.equal(await app.stop(), 0)
+  assert.equal((await app.waitForLog((l) => l.msg === 'stopped')).drained, true)
+})

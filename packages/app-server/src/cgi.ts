@@ -48,16 +48,31 @@ class Forward implements Exchange {
   readonly head: RequestHead
   readonly hops: number
   #outer: CgiCall
-  constructor (head: RequestHead, hops: number, outer: CgiCall) {
+  #done: () => void
+  /** `done` ends the original call once the redirected request is answered. */
+  constructor (head: RequestHead, hops: number, outer: CgiCall, done: () => void) {
     this.head = head
     this.hops = hops
     this.#outer = outer
+    this.#done = done
   }
 
-  onHead (status: number, headers: string[], bodyLength: number, body: Uint8Array | null, end: boolean): void { this.#outer.ex.onHead(status, headers, bodyLength, body, end) }
+  onHead (status: number, headers: string[], bodyLength: number, body: Uint8Array | null, end: boolean): void {
+    this.#outer.ex.onHead(status, headers, bodyLength, body, end)
+    if (end) this.#done()
+  }
+
   onChunk (chunk: Uint8Array): void { this.#outer.ex.onChunk(chunk) }
-  onEnd (): void { this.#outer.ex.onEnd() }
-  onFail (err: FerryError): void { this.#outer.ex.onFail(err) }
+  onEnd (): void {
+    this.#outer.ex.onEnd()
+    this.#done()
+  }
+
+  onFail (err: FerryError): void {
+    this.#outer.ex.onFail(err)
+    this.#done()
+  }
+
   onConsumed (): void {}
 }
 
@@ -137,6 +152,7 @@ export class CgiRunner implements Dispatcher {
 
   cancel (ticket: object): void {
     const call = ticket as CgiCall
+    if (call.done) return
     if (call.forward !== null) call.forward.d.cancel(call.forward.ticket)
     this.#end(call)
   }
@@ -305,7 +321,7 @@ export class CgiRunner implements Dispatcher {
       return
     }
     this.#o.log.debug({ reqId: old.requestId, location, hops }, 'CGI local redirect')
-    const fwd = new Forward(next, hops, call)
+    const fwd = new Forward(next, hops, call, () => this.#end(call))
     const r = mount.dispatcher.submit(fwd)
     if ('code' in r) {
       this.#fail(call, r as FerryError)

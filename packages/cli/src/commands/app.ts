@@ -183,6 +183,7 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
   // flags replace the config file's mounts (as any flag replaces its key)
   let mounts: MountOptions[]
   if (flags.mount !== undefined) mounts = (flags.mount as string[]).map(mountFlag)
+  else if (env.FERRY_APP_MOUNT !== undefined && env.FERRY_APP_MOUNT !== '') mounts = env.FERRY_APP_MOUNT.split(/\s+/).filter(Boolean).map(mountFlag)
   else if (config.mounts !== undefined) {
     if (!Array.isArray(config.mounts)) throw bad('mounts must be a list of objects')
     mounts = config.mounts.map(mountConfig)

@@ -212,7 +212,8 @@ Configuration:
                              {"handler":"./app.ts","listen":["unix:/run/app.sock"],"threads":"2:8",
                               "maxQueue":256,"timeout":10,"maxRequests":10000}
   Environment: FERRY_APP_<FLAG> for each flag (FERRY_APP_LISTEN, FERRY_APP_THREADS,
-  FERRY_APP_MAX_QUEUE, …; FERRY_APP_LISTEN may list several addresses, comma-separated),
+  FERRY_APP_MAX_QUEUE, …; FERRY_APP_LISTEN may list several addresses, comma-separated;
+  FERRY_APP_MOUNT several mounts, space-separated; FERRY_APP_MIDDLEWARE a comma list),
   FERRY_APP_HANDLER for the module. Precedence: flags, then environment, then config file.
 
 Examples:
