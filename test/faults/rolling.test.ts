@@ -2,11 +2,9 @@
  * Fault scenarios 2 (rolling restart) and 3 (hot reload) at test scale: 8 connections of
  * mixed GET and POST, well under a minute. Full scale: npm run reliability.
  *
- * Known failure (todo): a POST whose head and body the front had already sent when the
- * node's GOAWAY arrived is refused (stream id above GOAWAY's last id) and not retried, since
- * the front keeps no copy of a sent body: the client gets 503 FERRY_ERR_FRONT_NO_HEALTHY_NODE.
- * The app-server's GOAWAY is one-phase (last id = the last stream it saw); HTTP/2's remedy
- * is a first GOAWAY with the maximum id, then the real one after a PING round trip.
+ * POSTs: a POST whose body is already on its way when a node starts draining cannot be
+ * replayed, so no stream may be refused in flight: the app-server drains in two phases (a
+ * GOAWAY with the largest id, a PING, then the real last id), as HTTP/2 servers do.
  */
 import assert from 'node:assert/strict'
 import { before, test } from 'node:test'
@@ -27,7 +25,7 @@ test('rolling restart of 3 nodes (SIGTERM, restart) under GET + POST load: both 
   assert.equal(failedOf('GET'), 0, `failed: ${rolling.failedDetail}`)
 })
 
-test('rolling restart: zero failed POSTs', { todo: 'POSTs refused by the one-phase GOAWAY race are not retried (see the header comment)' }, () => {
+test('rolling restart: zero failed POSTs (two-phase GOAWAY: nothing in flight is refused)', () => {
   assert.equal(failedOf('POST'), 0, `failed: ${rolling.failedDetail}`)
 })
 

@@ -250,9 +250,15 @@ export class AppServer implements ConnectionHost {
     if (this.#closing) return false
     this.#closing = true
     this.log.info({ gracefulTimeout: this.options.gracefulTimeout }, 'shutting down: GOAWAY sent, draining in-flight requests')
-    for (const s of this.sessions) s.goaway()
     for (const l of this.listeners) closeListener(l)
     this.listeners = []
+    // A native session drains in two phases: requests the front sent before it read the first
+    // GOAWAY still arrive until the final one, and are served, not refused. Stop dispatching
+    // only then (bounded: a front that does not answer the PING gets the final GOAWAY anyway).
+    await Promise.race([
+      Promise.all([...this.sessions].map((s) => s.goaway())),
+      new Promise((resolve) => setTimeout(resolve, Math.min(2000, this.options.gracefulTimeout)).unref())
+    ])
     const pools: { drain (): Promise<void> }[] = [...this.#pools(), ...this.#draining, ...this.#cgis()]
     let timer: NodeJS.Timeout | undefined
     const drained = await Promise.race([

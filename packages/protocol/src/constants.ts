@@ -74,7 +74,7 @@ export const DEFAULT_LIMITS = {
   maxHeadBytes: 65536,
   maxConcurrentStreams: 1024,
   initialWindow: 262144,
-  connectionWindow: 4194304
+  connectionWindow: 16777216
 } as const
 
 /** Smallest values a peer may announce (smaller ones are a protocol error). */

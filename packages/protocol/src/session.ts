@@ -214,20 +214,28 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   /** Graceful drain: no new streams; open ones finish; then the socket ends (FIN). */
-  goaway (code: number = ResetCode.NO_ERROR, message = ''): void {
-    if (this.closed) return
+  /**
+   * Returns a promise that resolves once no new stream can arrive any more (for a server's
+   * two-phase drain: after the final GOAWAY; otherwise at once), so a caller can stop
+   * dispatching only then.
+   */
+  goaway (code: number = ResetCode.NO_ERROR, message = ''): Promise<void> {
+    if (this.closed) return Promise.resolve()
     this.goingAway = true
     if (!this.#goawaySent) {
       this.#goawaySent = true
       if (this.role === 'server' && code === ResetCode.NO_ERROR && this.ready) {
-        this.#twoPhaseGoaway(message)
-        return
+        this.#goawayDone = this.#twoPhaseGoaway(message)
+        return this.#goawayDone
       }
       this.#goawayLastId = this.role === 'server' ? this.#lastPeerStreamId : 0
       this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code, message }).finish())
     }
     this.#maybeEnd()
+    return this.#goawayDone
   }
+
+  #goawayDone: Promise<void> = Promise.resolve()
 
   /**
    * A server's graceful drain in two phases (as HTTP/2 servers do), so that no request the
@@ -236,7 +244,7 @@ export class Session extends EventEmitter implements StreamOwner {
    * HEADERS it sent before reading that GOAWAY, so once the ACK is in, a second GOAWAY with
    * the real last stream id refuses nothing that was in flight.
    */
-  #twoPhaseGoaway (message: string): void {
+  #twoPhaseGoaway (message: string): Promise<void> {
     this.#goawayPending = true
     this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: MAX_STREAM_ID, code: ResetCode.NO_ERROR, message }).finish())
     const finish = (): void => {
@@ -246,7 +254,7 @@ export class Session extends EventEmitter implements StreamOwner {
       this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code: ResetCode.NO_ERROR, message }).finish())
       this.#maybeEnd()
     }
-    this.ping().then(finish, finish)
+    return this.ping().then(finish, finish)
   }
 
   /** Between the two GOAWAYs of a server's drain: the socket must not end yet. */
