@@ -136,7 +136,7 @@ test('config file mounts with per-mount pool settings', async (t) => {
   assert.equal(JSON.parse(fine.body.toString()).app, 'site')
 })
 
-test('bad mount options are refused at start with FERRY_ERR_APP_OPTIONS', () => {
+test('bad mount options are refused at start with FERRY_ERR_APP_OPTIONS', (t) => {
   const bad: string[][] = [
     ['app', '--mount', 'api=./x.ts'],
     ['app', '--mount', '/api'],
@@ -146,6 +146,19 @@ test('bad mount options are refused at start with FERRY_ERR_APP_OPTIONS', () => 
     ['app', '--mount', '/c=cgi:/nonexistent-folder-ferry'],
     ['app', `${F}/site.ts`, '--middleware', 'no-such-middleware']
   ]
+  const tmp = tempDir()
+  t.after(() => tmp.cleanup())
+  const badMounts = [
+    { prefix: '/c', cgi: 'test/fixtures/cgi-bin', middleware: ['compress'] },
+    { prefix: '/c', cgi: 'test/fixtures/cgi-bin', threads: '2' },
+    { prefix: '/c', handler: 'x.ts', cgi: 'y' },
+    { prefix: '/c', handler: 'x.ts', bogus: 1 }
+  ]
+  for (const [i, mount] of badMounts.entries()) {
+    const file = join(tmp.dir, `bad${i}.json`)
+    writeFileSync(file, JSON.stringify({ mounts: [mount] }))
+    bad.push(['app', '--config', file])
+  }
   for (const args of bad) {
     const r = spawnSync(process.execPath, [BIN, ...args, '--listen', 'tcp://127.0.0.1:0', '--threads', '1'], { encoding: 'utf8', timeout: 20000 })
     assert.notEqual(r.status, 0, args.join(' '))

@@ -152,7 +152,15 @@ function mountConfig (v: unknown): MountOptions {
   if (c.maxRequests !== undefined) m.maxRequests = int(`${where}: maxRequests`, c.maxRequests, 0)
   if (c.maxRequestsJitter !== undefined) m.maxRequestsJitter = int(`${where}: maxRequestsJitter`, c.maxRequestsJitter, 0)
   if (c.maxMemory !== undefined) m.maxMemory = int(`${where}: maxMemory`, c.maxMemory, 0)
-  if (c.middleware !== undefined) m.middleware = middlewareList(c.middleware)
+  if (c.middleware !== undefined) {
+    if (m.cgi !== null) throw bad(`${where}: CGI mounts take no middleware (middleware runs in the worker threads; CGI programs do not)`)
+    m.middleware = middlewareList(c.middleware)
+  }
+  if (m.cgi !== null) {
+    for (const k of ['threads', 'maxRequests', 'maxRequestsJitter', 'maxMemory']) {
+      if (c[k] !== undefined) throw bad(`${where}: ${k} is a worker-pool setting; a CGI mount runs a process per request (use concurrency, maxQueue, timeout)`)
+    }
+  }
   return m
 }
 
