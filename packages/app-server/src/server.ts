@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { type FerryError, parseAddress, type Session } from '@ferry/protocol'
+import { type FerryError, formatAddress, parseAddress, type Session } from '@ferry/protocol'
 import type { Logger } from 'pino'
 import { appError } from './errors.js'
 import { type BoundListener, closeListener, type ConnectionKind, listen } from './listener.js'
@@ -42,6 +42,17 @@ export interface AppServerOptions {
   idleTimeout: number
   stats: string | null
   logLevel: string
+  /**
+   * Shared secret for the native HELLO's HMAC challenge-response (protocol.md §6.1); a front
+   * without it gets FERRY_ERR_AUTH. null = no authentication (warned about on non-loopback tcp).
+   */
+  auth: string | null
+  /**
+   * Client addresses allowed to speak uwsgi over tcp (uwsgi has no authentication): IPs, or
+   * '*' for any. Unix sockets are always allowed (their file mode guards them). Default
+   * loopback only, as gunicorn's forwarded_allow_ips.
+   */
+  uwsgiAllow: string[]
 }
 
 export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
@@ -60,11 +71,17 @@ export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
   gracefulTimeout: 30000,
   idleTimeout: 10000,
   stats: null,
-  logLevel: 'info'
+  logLevel: 'info',
+  auth: null,
+  uwsgiAllow: ['127.0.0.1', '::1', '::ffff:127.0.0.1']
 }
 
 /** Default number of CGI programs one mount runs at once. */
 export const CGI_CONCURRENCY = 16
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
+}
 
 function handlerUrl (handler: string, generation: number): string {
   const base = handler.startsWith('file:') ? handler : pathToFileURL(resolvePath(handler)).href
@@ -80,6 +97,7 @@ export class AppServer implements ConnectionHost {
   stats: StatsServer | null = null
   readonly sessions = new Set<Session>()
   readonly uwsgiSockets = new Set<Socket>()
+  get auth (): string | null { return this.options.auth }
   #generation = 0
   #draining = new Set<Pool>()
   #closing = false
@@ -95,6 +113,9 @@ export class AppServer implements ConnectionHost {
     const list = [...options.mounts]
     if (options.handler !== null) list.push({ prefix: '', handler: options.handler, cgi: null })
     if (list.length === 0) throw appError('FERRY_ERR_APP_OPTIONS', 'no handler and no mounts')
+    if (options.middleware.length > 0 && list.every((m) => m.cgi !== null)) {
+      throw appError('FERRY_ERR_APP_OPTIONS', '--middleware needs a fetch mount: CGI mounts take no middleware')
+    }
     for (const spec of options.middleware) validateMiddleware(spec)
     for (const m of list) for (const spec of m.middleware ?? []) validateMiddleware(spec)
     const seen = new Set<string>()
@@ -142,6 +163,12 @@ export class AppServer implements ConnectionHost {
         server.listeners.push(await listen(a, options.socketMode, (socket, first, kind) => server.#onConnection(socket, first, kind)))
       }
       if (options.stats !== null) server.stats = await startStats(parseAddress(options.stats), server)
+      for (const a of addresses) {
+        if (a.kind === 'tcp' && !isLoopback(a.host) && options.auth === null) {
+          log.warn({ code: 'FERRY_ERR_APP_UNAUTHENTICATED', address: formatAddress(a) },
+            'listening on a non-loopback tcp address without --auth: any peer that reaches it can send requests; set a shared secret (FERRY_APP_AUTH) on this node and its fronts')
+        }
+      }
     } catch (err) {
       await server.close()
       throw err
@@ -193,11 +220,23 @@ export class AppServer implements ConnectionHost {
       socket.end()
       return
     }
+    if (kind === 'uwsgi' && !this.#uwsgiAllowed(socket.remoteAddress)) {
+      this.log.warn({ code: 'FERRY_ERR_APP_UWSGI_REFUSED', remoteAddress: socket.remoteAddress }, 'uwsgi connection from an address not in --uwsgi-allow: closed')
+      socket.destroy()
+      return
+    }
     if (kind === 'native') {
       serveNative(socket, first, this, this.sessions, this.#closing)
       return
     }
     serveUwsgi(socket, first, this, this.uwsgiSockets)
+  }
+
+  /** Unix peers have no address and are always allowed; tcp peers must be in uwsgiAllow. */
+  #uwsgiAllowed (address: string | undefined): boolean {
+    if (address === undefined || address === '') return true
+    const allow = this.options.uwsgiAllow
+    return allow.includes('*') || allow.includes(address)
   }
 
   onRequestDone (status: number, ms: number, mount: Mount | null): void {
