@@ -128,7 +128,7 @@ describe('ferry app: uwsgi codec', () => {
     const r = await send(app.addresses[1]!, [packet])
     assert.equal(r.status, 400)
     assert.match(r.body.toString(), /modifier1/)
-    assert.ok(app.logs.some((l) => l.code === 'FERRY_ERR_UWSGI_MODIFIER'))
+    await app.waitForLog((l) => l.code === 'FERRY_ERR_UWSGI_MODIFIER') // the log line may trail the answer
     assert.equal((await send(app.addresses[1]!, [uwsgi('/text')])).status, 200)
   })
 })

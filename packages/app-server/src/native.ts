@@ -16,6 +16,8 @@ export interface ConnectionHost {
   /** The mount serving a path (its dispatcher changes on reload); null → 404. */
   route (path: string): Mount | null
   readonly log: Logger
+  /** Shared secret the client's HELLO must prove (null: none). */
+  readonly auth: string | null
   onRequestDone (status: number, ms: number, mount: Mount | null): void
 }
 
@@ -135,7 +137,7 @@ function onDrainCb (this: Stream): void {
 }
 
 export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost, sessions: Set<Session>, goingAway: boolean): Session {
-  const session = new Session(socket, { role: 'server', initialData: first, agent: 'ferry-app' })
+  const session = new Session(socket, { role: 'server', initialData: first, agent: 'ferry-app', auth: host.auth ?? undefined })
   // listeners allow half-open sockets (uwsgi peers may FIN after the request); native peers
   // that FIN get our FIN back (the session fails any stream still open)
   socket.on('end', () => { if (!socket.writableEnded) socket.end() })
