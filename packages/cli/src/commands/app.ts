@@ -26,7 +26,9 @@ const FLAGS = {
   'log-level': { type: 'string' },
   config: { type: 'string', short: 'c' },
   mount: { type: 'string', multiple: true, short: 'm' },
-  middleware: { type: 'string', multiple: true }
+  middleware: { type: 'string', multiple: true },
+  auth: { type: 'string' },
+  'uwsgi-allow': { type: 'string' }
 } as const
 
 type Raw = Record<string, unknown>
@@ -227,6 +229,14 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
   if (grace !== undefined) o.gracefulTimeout = Math.round(num('graceful-timeout', grace) * 1000)
   const stats = pick('stats')
   if (stats !== undefined) o.stats = String(stats)
+  const auth = pick('auth')
+  if (auth !== undefined && String(auth) !== '') o.auth = String(auth)
+  const allow = pick('uwsgi-allow')
+  if (allow !== undefined) {
+    const list = Array.isArray(allow) ? allow.map(String) : String(allow).split(/[\s,]+/).filter(Boolean)
+    if (list.length === 0) throw bad('uwsgi-allow must list addresses (or * for any)')
+    o.uwsgiAllow = list
+  }
   const level = pick('log-level')
   if (level !== undefined) {
     if (!LEVELS.has(String(level))) throw bad(`log-level must be one of ${[...LEVELS].join(', ')}`)

@@ -52,7 +52,9 @@ Upstream health and balancing (least outstanding requests, power of two choices)
                              (nginx: proxy_next_upstream)
   --max-waiting <n>          requests waiting for a node to connect, per pool default 1024
   --dns-interval <dur>       re-resolve dns:// nodes                          default 5s
-  --auth <token>             token sent in HELLO (the app-server's --auth)
+  --auth <secret>            shared secret proven by HMAC challenge-response in HELLO (never
+                             sent); must match the app nodes' --auth. A node that cannot prove
+                             it is refused. Prefer FERRY_FRONT_AUTH (ps shows command lines)
 
 Limits and timeouts (each answer carries the request id in x-request-id):
   --timeout <dur>            wait for the response head; past it 504          default 60s
@@ -197,6 +199,18 @@ Lifecycle:
   SIGHUP                     reload the handler module into a fresh pool; new requests go to
                              it at once, the old pool drains: no request fails.
                              gunicorn: HUP · uWSGI: touch-chain-reload
+
+Security:
+  --auth <secret>            shared secret for the native link: the HELLO runs an HMAC-SHA256
+                             challenge-response both ways, the secret never crosses the wire,
+                             and a front without it is refused (FERRY_ERR_AUTH). Prefer the
+                             environment (FERRY_APP_AUTH): ps shows command lines. A tcp
+                             listener on a non-loopback address without it logs a warning.
+                             AJP: secret · the fronts' --auth must match
+  --uwsgi-allow <ip,…>       client addresses allowed to speak uwsgi over tcp ('*' = any);
+                             uwsgi has no authentication. Unix sockets are always allowed
+                             (guard them with --socket-mode).      default 127.0.0.1,::1
+                             gunicorn: forwarded_allow_ips
 
 Observability:
   --stats <addr>             serve Prometheus text at http://<addr>/metrics: requests by status,
