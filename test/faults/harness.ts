@@ -80,33 +80,44 @@ export interface LoadResult {
 
 /**
  * Closed-loop load: `connections` keep-alive connections, each sending the next request
- * from `next()` as soon as the previous answer ends, until stop().
+ * from `next()` as soon as the previous answer ends, until stop(). A request for which
+ * `detached(r)` is true goes out on a connection of its own and the loop does not wait for
+ * it (a client whose request hangs is one client: it must not hold back the others' load).
  */
 export class Load {
   #pool: Pool
+  #side: Pool | null = null
   #running = true
   #loops: Promise<void>[] = []
+  #pending = new Set<Promise<void>>()
   #started = performance.now()
   readonly outcomes: Outcome[] = []
 
-  constructor (base: string, connections: number, next: (i: number) => Req, timeoutMs = 30000) {
-    this.#pool = new Pool(base, { connections, pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 30000 })
+  constructor (base: string, connections: number, next: (i: number) => Req, timeoutMs = 30000, detached?: (r: Req) => boolean) {
+    const pool = new Pool(base, { connections, pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 30000 })
+    this.#pool = pool
+    if (detached !== undefined) this.#side = new Pool(base, { pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 30000 })
     let i = 0
     for (let k = 0; k < connections; k++) {
       this.#loops.push((async () => {
         while (this.#running) {
           const r = next(i++)
-          this.outcomes.push(await this.#one(r))
+          if (this.#side !== null && detached?.(r) === true) {
+            const p: Promise<void> = this.#one(r, this.#side).then((o) => { this.outcomes.push(o); this.#pending.delete(p) })
+            this.#pending.add(p)
+            continue
+          }
+          this.outcomes.push(await this.#one(r, pool))
         }
       })())
     }
   }
 
-  async #one (r: Req): Promise<Outcome> {
+  async #one (r: Req, pool: Pool): Promise<Outcome> {
     const t0 = performance.now()
     const kind = r.kind ?? r.method
     try {
-      const res = await this.#pool.request({ method: r.method, path: r.path, body: r.body, headers: r.body === undefined ? {} : { 'content-type': 'text/plain' } })
+      const res = await pool.request({ method: r.method, path: r.path, body: r.body, headers: r.body === undefined ? {} : { 'content-type': 'text/plain' } })
       const body = await res.body.text()
       return { kind, status: res.statusCode, error: null, body, ms: performance.now() - t0, headers: res.headers }
     } catch (err) {
@@ -119,7 +130,9 @@ export class Load {
     this.#running = false
     await Promise.all(this.#loops)
     const seconds = (performance.now() - this.#started) / 1000
+    await Promise.all(this.#pending)
     await this.#pool.close()
+    await this.#side?.close()
     return { outcomes: this.outcomes, sent: this.outcomes.length, seconds }
   }
 }

@@ -180,6 +180,9 @@ export class WorkerLoop {
       job.creditWaiter = null
       w()
     }
+    // The main thread has forgotten the request: a handler that never settles (an async hang
+    // past --timeout) must not hold the job, nor keep STOP from ending the loop.
+    this.#finish(job)
   }
 
   #finish (job: Job): void {

@@ -65,9 +65,19 @@ export class Call {
   seqOnSlot = 0
   pendingBody: ArrayBuffer[] = []
   bodyEnded = false
-  bodyForwarded = false
   headReceived = false
   done = false
+  /**
+   * Threads that died while running this request (it had begun there). The first time it is
+   * re-dispatched as a suspect; the second time it fails (see #orphan).
+   */
+  strikes = 0
+  /** Request-body credit already returned upstream, and the part of it this run reported. */
+  consumedReported = 0
+  consumedRun = 0
+  /** Body bytes handed to the thread, kept (up to KEEP_BODY) so the request can run again; null past it. */
+  kept: ArrayBuffer[] | null = []
+  keptBytes = 0
   constructor (rid: number, ex: Exchange, start: number) {
     this.rid = rid
     this.ex = ex
@@ -85,6 +95,8 @@ interface Slot {
   threadId: number
   inflight: number
   calls: Set<Call>
+  /** Calls on this slot that already survived one thread's death (at most one at a time). */
+  suspects: number
   served: number
   maxServed: number
   out: unknown[]
@@ -101,6 +113,12 @@ interface Slot {
 
 let nextRid = 1
 
+/** Methods that may run twice with the effect of once (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+
+/** Request-body bytes per call kept after they went to a thread, for a re-run if it dies. */
+const KEEP_BODY = 64 * 1024
+
 function codedError (err: unknown): FerryError {
   const message = String((err as Error)?.message ?? err)
   for (const code of Object.keys(APP_SERVER_ERRORS) as AppErrorCode[]) {
@@ -115,6 +133,8 @@ export class Pool {
   #slots = new Set<Slot>()
   #calls = new Map<number, Call>()
   #queue: Call[] = []
+  /** Suspects: requests that were running on a thread that died, waiting for their one re-run. */
+  #retry: Call[] = []
   #dirty = new Set<Slot>()
   #flushScheduled = false
   #sweepTimer: NodeJS.Timeout
@@ -124,7 +144,7 @@ export class Pool {
   #readyWaiters: { resolve: () => void, reject: (e: Error) => void }[] = []
   #startError: Error | null = null
   /** Counters for stats. */
-  readonly counters = { crashed: 0, replaced: 0, recycled: 0, timedOut: 0, rejected: 0 }
+  readonly counters = { crashed: 0, replaced: 0, recycled: 0, timedOut: 0, rejected: 0, redispatched: 0 }
 
   constructor (options: PoolOptions) {
     this.#o = options
@@ -150,8 +170,8 @@ export class Pool {
 
   get threads (): number { let n = 0; for (const s of this.#slots) if (!s.dead) n++; return n }
   get busyThreads (): number { let n = 0; for (const s of this.#slots) if (!s.dead && s.inflight > 0) n++; return n }
-  get inflight (): number { return this.#calls.size - this.#queue.length }
-  get queued (): number { return this.#queue.length }
+  get inflight (): number { return this.#calls.size - this.#queue.length - this.#retry.length }
+  get queued (): number { return this.#queue.length + this.#retry.length }
   get threadIds (): number[] { return [...this.#slots].filter((s) => !s.dead && s.ready).map((s) => s.threadId) }
 
   /** Resolves once the minimum number of threads have loaded the handler; rejects if loading fails. */
@@ -198,7 +218,7 @@ export class Pool {
     }
     const slot: Slot = {
       id: ++this.#slotSeq, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
-      inflight: 0, calls: new Set(), served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
+      inflight: 0, calls: new Set(), suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
       out: [], transfer: [], seq: 0, sent: 0, started, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
     }
     this.#slots.add(slot)
@@ -233,28 +253,74 @@ export class Pool {
     this.#refill()
   }
 
-  /** Fail or re-dispatch the calls of a dead slot. */
+  /**
+   * Fail or re-dispatch the calls of a dead slot (crashed, or terminated as stuck). With many
+   * requests per thread the main thread cannot tell which one killed it, so:
+   *  - a request that produced a response head, or whose body bytes handed to the thread
+   *    passed KEEP_BODY (no copy was kept), fails;
+   *  - a request the thread had not begun (the shared `started` counter) is re-dispatched,
+   *    whatever its method, ahead of the queue;
+   *  - a thread that crashed with one begun request: that request is the cause and fails;
+   *  - a begun request with an idempotent method is re-dispatched once, as a suspect: suspects
+   *    run at most one per thread, so if one is the poison it kills one more thread and only
+   *    itself fails (second strike); a poison request costs at most two threads;
+   *  - any other begun request (POST, PATCH… that may have had effects) fails.
+   * Calls already answered (a timed-out request got its 504 before the kill) are not here.
+   */
   #orphan (slot: Slot, code: 'FERRY_ERR_APP_WORKER_CRASHED' | 'FERRY_ERR_APP_WORKER_REPLACED'): void {
     const calls = [...slot.calls]
     const started = Atomics.load(slot.started, 0)
     slot.calls.clear()
     slot.inflight = 0
+    slot.suspects = 0
     const redo: Call[] = []
+    let suspects = 0
+    let failed = 0
+    // A thread that crashed while running a single request: that one is the cause.
+    let begunCount = 0
+    for (const c of calls) if (!c.done && c.seqOnSlot <= started) begunCount++
+    const sole = code === 'FERRY_ERR_APP_WORKER_CRASHED' && begunCount === 1
     for (const c of calls) {
       if (c.done) continue
       c.slot = null
-      if (c.seqOnSlot > started && !c.bodyForwarded && !c.headReceived) redo.push(c)
-      else this.#fail(c, appError(code, `thread ${slot.threadId}`))
+      const begun = c.seqOnSlot <= started
+      if (c.headReceived || c.kept === null || (begun && sole)) {
+        failed++
+        this.#fail(c, appError(code, `thread ${slot.threadId}`))
+      } else if (!begun) {
+        this.#rewind(c)
+        redo.push(c)
+      } else if (c.strikes === 0 && IDEMPOTENT.has(c.ex.head.method)) {
+        c.strikes = 1
+        this.#rewind(c)
+        suspects++
+        this.#retry.push(c)
+      } else {
+        failed++
+        this.#fail(c, appError(code, `thread ${slot.threadId}`))
+      }
     }
     // never started: they go first, ahead of the queue
     for (let i = redo.length - 1; i >= 0; i--) this.#queue.unshift(redo[i]!)
+    this.counters.redispatched += redo.length + suspects
+    if (calls.length > 0) {
+      this.#o.log.warn({ threadId: slot.threadId, code, notStarted: redo.length, suspects, failed }, 'requests of a dead thread: not started re-dispatched, begun idempotent re-run once as suspects, the rest failed')
+    }
+  }
+
+  /** Ready a call for another run: the kept body goes out again before any later bytes. */
+  #rewind (c: Call): void {
+    c.consumedRun = 0
+    if (c.kept !== null && c.kept.length > 0) c.pendingBody = [...c.kept, ...c.pendingBody]
+    c.kept = []
+    c.keptBytes = 0
   }
 
   /** Keep the pool at its minimum size; start more if work is waiting. */
   #refill (): void {
     if (this.#closing) return
     while (this.#liveSlots() < Math.max(1, this.#o.threadsMin)) this.#startSlot()
-    if (this.#queue.length > 0 && this.#liveSlots() < Math.max(1, this.#o.threadsMax)) {
+    if (this.#queue.length + this.#retry.length > 0 && this.#liveSlots() < Math.max(1, this.#o.threadsMax)) {
       let starting = 0
       for (const s of this.#slots) if (!s.ready && !s.dead) starting++
       if (starting === 0) this.#startSlot()
@@ -295,10 +361,12 @@ export class Pool {
     return call
   }
 
-  #pick (): Slot | null {
+  /** The least-loaded ready slot with room; for a suspect, one running no other suspect. */
+  #pick (suspect = false): Slot | null {
     let best: Slot | null = null
     for (const s of this.#slots) {
       if (!s.ready || s.dead || s.retiring || s.inflight >= this.#o.concurrency) continue
+      if (suspect && s.suspects > 0) continue
       if (best === null || s.inflight < best.inflight) best = s
     }
     return best
@@ -308,6 +376,7 @@ export class Pool {
     call.slot = slot
     slot.inflight++
     slot.calls.add(call)
+    if (call.strikes > 0) slot.suspects++
     slot.served++
     if (slot.maxServed > 0 && slot.served >= slot.maxServed) this.#retire(slot)
     const h = call.ex.head
@@ -315,15 +384,21 @@ export class Pool {
     if (prefix === '') this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, h.path, h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength])
     else this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, stripPrefix(h.path, prefix), h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength, prefix, h.path])
     call.seqOnSlot = ++slot.sent
-    for (const ab of call.pendingBody) {
-      this.#send(slot, [Op.BODY, call.rid, ab], ab)
-      call.bodyForwarded = true
-    }
+    for (const ab of call.pendingBody) this.#forward(call, slot, ab)
     call.pendingBody.length = 0
     if (call.bodyEnded) this.#send(slot, [Op.BODY_END, call.rid])
   }
 
   #pump (): void {
+    while (this.#retry.length > 0) {
+      if (this.#retry[0]!.done) {
+        this.#retry.shift()
+        continue
+      }
+      const slot = this.#pick(true)
+      if (slot === null) break
+      this.#assign(this.#retry.shift()!, slot)
+    }
     while (this.#queue.length > 0) {
       const slot = this.#pick()
       if (slot === null) return
@@ -359,9 +434,18 @@ export class Pool {
     const ab = new ArrayBuffer(chunk.byteLength)
     new Uint8Array(ab).set(chunk)
     if (call.slot === null) call.pendingBody.push(ab)
-    else {
-      call.bodyForwarded = true
-      this.#send(call.slot, [Op.BODY, call.rid, ab], ab)
+    else this.#forward(call, call.slot, ab)
+  }
+
+  /** Body bytes to the thread: cloned and kept while under KEEP_BODY, else transferred. */
+  #forward (call: Call, slot: Slot, ab: ArrayBuffer): void {
+    if (call.kept !== null && call.keptBytes + ab.byteLength <= KEEP_BODY) {
+      call.kept.push(ab)
+      call.keptBytes += ab.byteLength
+      this.#send(slot, [Op.BODY, call.rid, ab])
+    } else {
+      call.kept = null
+      this.#send(slot, [Op.BODY, call.rid, ab], ab)
     }
   }
 
@@ -391,6 +475,7 @@ export class Pool {
     const slot = call.slot
     if (slot?.calls.delete(call)) {
       slot.inflight--
+      if (call.strikes > 0) slot.suspects--
       if (slot.inflight === 0) slot.idleSince = Date.now()
       this.#maybeRetired(slot)
     }
@@ -445,6 +530,7 @@ export class Pool {
           const call = this.#calls.get(op[1] as number)
           if (call === undefined || call.done) break
           call.headReceived = true
+          call.kept = null
           const end = op[6] as boolean
           if (end) this.#complete(call)
           call.ex.onHead(op[2] as number, op[3] as string[], op[4] as number, op[5] as Uint8Array | null, end)
@@ -464,7 +550,14 @@ export class Pool {
         }
         case Op.CONSUMED: {
           const call = this.#calls.get(op[1] as number)
-          if (call !== undefined && !call.done) call.ex.onConsumed(op[2] as number)
+          if (call === undefined || call.done) break
+          // a re-run consumes the body again: return upstream only credit not returned before
+          call.consumedRun += op[2] as number
+          if (call.consumedRun > call.consumedReported) {
+            const n = call.consumedRun - call.consumedReported
+            call.consumedReported = call.consumedRun
+            call.ex.onConsumed(n)
+          }
           break
         }
         case Op.FAIL: {

@@ -180,6 +180,17 @@ Workers:
                              answer to a heartbeat) is terminated and replaced; requests it
                              had not started go to other workers. 0 = no limit.  default 30
                              uWSGI: harakiri · gunicorn: timeout · PHP-FPM: request_terminate_timeout
+  Crash isolation            a thread that dies (uncaught exception, process.exit, --max-memory)
+                             or is terminated as stuck harms only the request that caused it,
+                             as far as it can be known: its requests that sent no response
+                             head yet and whose body is still held (≤ 64 KiB) are re-dispatched
+                             to another thread — those it had not begun, whatever the method;
+                             those it had begun, once, if idempotent (GET HEAD OPTIONS PUT
+                             DELETE TRACE), as suspects run at most one per thread. A suspect
+                             that is on a second thread that dies fails with 500
+                             (FERRY_ERR_APP_WORKER_CRASHED), as do begun POST/PATCH requests:
+                             a poison request costs at most two threads. A thread that
+                             crashed running one request only (--concurrency 1) fails just it.
   --max-requests <n>         recycle a thread after it took n requests: it gets no new work,
                              finishes what it has, ends, and a fresh one replaces it.
                              0 = never                                       default 0
