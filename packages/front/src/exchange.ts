@@ -59,9 +59,6 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
 const State = { WAITING: 0, SENT: 1, RESPONDING: 2, DONE: 3 } as const
 
-/** Bodies up to this size are written together with the head as one latin1 string. */
-const SMALL_BODY = 16 * 1024
-
 export class Exchange implements Waiter {
   readonly host: ExchangeHost
   readonly req: ClientRequest
@@ -291,10 +288,7 @@ export class Exchange implements Waiter {
     const held = this.held
     if (held !== null) {
       this.held = null
-      // HTTP/1: a small body as a latin1 string (byte for byte the same bytes) lets Node send
-      // head + body as one string in one write() instead of a two-piece writev.
-      if (!this.h2 && held.length <= SMALL_BODY) (this.res as ServerResponse).end(held.toString('latin1'), 'latin1')
-      else this.res.end(held)
+      this.res.end(held)
     } else this.res.end()
     this.finish()
   }
