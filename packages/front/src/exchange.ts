@@ -92,6 +92,10 @@ export class Exchange implements Waiter {
   held: Buffer | null = null
   status = 0
   code = ''
+  /** Links of the host's in-flight list (ExchangeHost.track/untrack). */
+  tracked = false
+  prevActive: Exchange | null = null
+  nextActive: Exchange | null = null
 
   constructor (host: ExchangeHost, req: ClientRequest, res: ClientResponse, head: RequestHead, target: Target, log: AccessLogger) {
     this.host = host

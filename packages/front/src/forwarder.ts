@@ -21,7 +21,9 @@ export class Forwarder implements ExchangeHost {
   readonly retryAfter: string
   readonly uwsgiServerName: string
   readonly #head: HeadOptions
-  readonly #active = new Set<Exchange>()
+  /** Requests in flight: an intrusive list through the Exchanges (see track). */
+  #first: Exchange | null = null
+  #count = 0
   readonly #log: FastifyBaseLogger
   readonly #dns: DnsWatcher[] = []
   #sweep: NodeJS.Timeout | null = null
@@ -82,8 +84,18 @@ export class Forwarder implements ExchangeHost {
     }
   }
 
+  /**
+   * A list linked through the Exchanges, not a Set: a Set that churns once per request
+   * rehashes into new tables that V8 chains together, and a promoted dead table then keeps
+   * later requests alive through every scavenge (see StreamTable in @ferry/protocol).
+   */
   track (ex: Exchange): void {
-    this.#active.add(ex)
+    if (ex.tracked) return
+    ex.tracked = true
+    ex.nextActive = this.#first
+    if (this.#first !== null) this.#first.prevActive = ex
+    this.#first = ex
+    this.#count++
     if (this.#sweep === null && !this.#closed) {
       this.#sweep = setInterval(() => this.#check(), SWEEP_MS)
       this.#sweep.unref()
@@ -91,21 +103,35 @@ export class Forwarder implements ExchangeHost {
   }
 
   untrack (ex: Exchange): void {
-    this.#active.delete(ex)
+    if (!ex.tracked) return
+    ex.tracked = false
+    const prev = ex.prevActive
+    const next = ex.nextActive
+    if (prev !== null) prev.nextActive = next
+    else this.#first = next
+    if (next !== null) next.prevActive = prev
+    ex.prevActive = null
+    ex.nextActive = null
+    this.#count--
   }
 
   get inFlight (): number {
-    return this.#active.size
+    return this.#count
   }
 
   #check (): void {
-    if (this.#active.size === 0) {
+    if (this.#count === 0) {
       if (this.#sweep !== null) clearInterval(this.#sweep)
       this.#sweep = null
       return
     }
     const now = Date.now()
-    for (const ex of this.#active) if (ex.deadline !== 0 && now >= ex.deadline) ex.timeout()
+    let ex = this.#first
+    while (ex !== null) {
+      const next = ex.nextActive // timeout() untracks ex
+      if (ex.deadline !== 0 && now >= ex.deadline) ex.timeout()
+      ex = next
+    }
   }
 
   close (): void {

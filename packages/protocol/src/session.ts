@@ -21,7 +21,7 @@ import {
 import { type FerryError, isFerryError, protocolError } from './errors.js'
 import { encodePing, encodeSmallFrame, encodeWindowUpdate, FrameDecoder, writeFrameHeader } from './frame.js'
 import { decodeRequestHead, decodeResponseHead, encodeRequestHeadView, encodeResponseHeadView } from './head.js'
-import { Stream, type StreamOwner } from './stream.js'
+import { Stream, type StreamOwner, StreamTable } from './stream.js'
 import type { Limits, RequestHead, ResponseHead } from './types.js'
 
 export { Stream } from './stream.js'
@@ -92,7 +92,7 @@ export class Session extends EventEmitter implements StreamOwner {
   #socket: Duplex
   #options: SessionOptions
   #decoder: FrameDecoder
-  #streams = new Map<number, Stream>()
+  #streams = new StreamTable()
   #nextStreamId = 1
   #lastPeerStreamId = 0
   #prefaceLeft: number
@@ -626,7 +626,7 @@ export class Session extends EventEmitter implements StreamOwner {
     this.goingAway = true
     if (this.role === 'client') {
       // Streams above the last id were never processed: fail them as safe to retry.
-      for (const s of [...this.#streams.values()]) {
+      for (const s of this.#streams.values()) {
         if (s.id > info.lastStreamId) {
           this.#closeStream(s)
           s.onError?.(protocolError('FERRY_ERR_GOAWAY', `stream ${s.id} not processed (last ${info.lastStreamId})`, { streamId: s.id, resetCode: ResetCode.REFUSED_STREAM }))
@@ -808,7 +808,7 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   #failStreams (err: FerryError): void {
-    const streams = [...this.#streams.values()]
+    const streams = this.#streams.values()
     this.#streams.clear()
     this.openStreams = 0
     this.#blocked.clear()
