@@ -7,6 +7,7 @@ import { threadId } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import { APP_SERVER_ERRORS } from './errors.js'
 import type { FetchHandler } from './handler.js'
+import { IdTable } from './id-table.js'
 import { Op, type Port, RESPONSE_WINDOW } from './messages.js'
 import { abortRequest, BodySource, createRequest, requestUrl } from './request.js'
 import { unpackResponse } from './response.js'
@@ -48,7 +49,8 @@ export class WorkerLoop {
   #port: Port
   #handler: FetchHandler
   #log: Logger
-  #jobs = new Map<number, Job>()
+  /** Not a Map: one insert and one delete per request would churn it (see IdTable). */
+  #jobs = new IdTable<Job>()
   #out: unknown[] = []
   #transfer: ArrayBuffer[] = []
   #flushScheduled = false

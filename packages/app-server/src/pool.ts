@@ -11,6 +11,7 @@ import { FerryError, type RequestHead } from '@ferry/protocol'
 import { Piscina } from 'piscina'
 import type { Logger } from 'pino'
 import { APP_SERVER_ERRORS, type AppErrorCode, appError } from './errors.js'
+import { IdTable } from './id-table.js'
 import { inlinePortPair } from './inline-port.js'
 import { WorkerLoop } from './loop.js'
 import { Op, type Port } from './messages.js'
@@ -78,6 +79,13 @@ export class Call {
   /** Body bytes handed to the thread, kept (up to KEEP_BODY) so the request can run again; null past it. */
   kept: ArrayBuffer[] | null = []
   keptBytes = 0
+  /**
+   * The slot's list of its calls runs through the calls themselves (not a Set: see IdTable):
+   * `onSlot` is set while this call is in `slot`'s list.
+   */
+  onSlot = false
+  prevOnSlot: Call | null = null
+  nextOnSlot: Call | null = null
   constructor (rid: number, ex: Exchange, start: number) {
     this.rid = rid
     this.ex = ex
@@ -94,7 +102,11 @@ interface Slot {
   retiring: boolean
   threadId: number
   inflight: number
-  calls: Set<Call>
+  /** The calls assigned to this slot, oldest first: an intrusive list (Call.prevOnSlot/nextOnSlot). */
+  firstCall: Call | null
+  lastCall: Call | null
+  /** In the pool's dirty list (ops waiting for the next flush). */
+  dirty: boolean
   /** Calls on this slot that already survived one thread's death (at most one at a time). */
   suspects: number
   served: number
@@ -131,11 +143,12 @@ export class Pool {
   #o: PoolOptions
   #piscina: Piscina | null = null
   #slots = new Set<Slot>()
-  #calls = new Map<number, Call>()
+  #calls = new IdTable<Call>()
   #queue: Call[] = []
   /** Suspects: requests that were running on a thread that died, waiting for their one re-run. */
   #retry: Call[] = []
-  #dirty = new Set<Slot>()
+  /** Slots with ops waiting for the next flush (not a Set: it would churn; Slot.dirty marks them). */
+  #dirty: Slot[] = []
   #flushScheduled = false
   #sweepTimer: NodeJS.Timeout
   #slotSeq = 0
@@ -218,7 +231,7 @@ export class Pool {
     }
     const slot: Slot = {
       id: ++this.#slotSeq, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
-      inflight: 0, calls: new Set(), suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
+      inflight: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
       out: [], transfer: [], seq: 0, sent: 0, started, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
     }
     this.#slots.add(slot)
@@ -230,7 +243,7 @@ export class Pool {
     const wasDead = slot.dead
     slot.dead = true
     this.#slots.delete(slot)
-    this.#dirty.delete(slot)
+    this.#undirty(slot)
     slot.port.close()
     if (wasDead) return // we killed it and handled its calls already
     if (!slot.ready && err !== null && !this.#closing) {
@@ -268,9 +281,16 @@ export class Pool {
    * Calls already answered (a timed-out request got its 504 before the kill) are not here.
    */
   #orphan (slot: Slot, code: 'FERRY_ERR_APP_WORKER_CRASHED' | 'FERRY_ERR_APP_WORKER_REPLACED'): void {
-    const calls = [...slot.calls]
+    const calls: Call[] = []
+    for (let c = slot.firstCall; c !== null; c = c.nextOnSlot) calls.push(c)
     const started = Atomics.load(slot.started, 0)
-    slot.calls.clear()
+    for (const c of calls) {
+      c.onSlot = false
+      c.prevOnSlot = null
+      c.nextOnSlot = null
+    }
+    slot.firstCall = null
+    slot.lastCall = null
     slot.inflight = 0
     slot.suspects = 0
     const redo: Call[] = []
@@ -332,7 +352,7 @@ export class Pool {
     if (slot.dead) return
     slot.dead = true
     this.#slots.delete(slot)
-    this.#dirty.delete(slot)
+    this.#undirty(slot)
     slot.abort.abort(appError(code))
     slot.port.close()
     this.#orphan(slot, code)
@@ -375,7 +395,7 @@ export class Pool {
   #assign (call: Call, slot: Slot): void {
     call.slot = slot
     slot.inflight++
-    slot.calls.add(call)
+    linkCall(slot, call)
     if (call.strikes > 0) slot.suspects++
     slot.served++
     if (slot.maxServed > 0 && slot.served >= slot.maxServed) this.#retire(slot)
@@ -423,7 +443,7 @@ export class Pool {
     // End the thread itself (abort terminates it): the replacement starts with fresh memory.
     slot.dead = true
     this.#slots.delete(slot)
-    this.#dirty.delete(slot)
+    this.#undirty(slot)
     slot.abort.abort()
     slot.port.close()
   }
@@ -473,7 +493,8 @@ export class Pool {
     call.done = true
     this.#calls.delete(call.rid)
     const slot = call.slot
-    if (slot?.calls.delete(call)) {
+    if (slot !== null && call.onSlot) {
+      unlinkCall(slot, call)
       slot.inflight--
       if (call.strikes > 0) slot.suspects--
       if (slot.inflight === 0) slot.idleSince = Date.now()
@@ -499,7 +520,10 @@ export class Pool {
     }
     slot.out.push(op)
     if (transfer !== undefined) slot.transfer.push(transfer)
-    this.#dirty.add(slot)
+    if (!slot.dirty) {
+      slot.dirty = true
+      this.#dirty.push(slot)
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
       setImmediate(this.#flush)
@@ -508,7 +532,10 @@ export class Pool {
 
   #flush = (): void => {
     this.#flushScheduled = false
-    for (const slot of this.#dirty) {
+    const dirty = this.#dirty
+    this.#dirty = []
+    for (const slot of dirty) {
+      slot.dirty = false
       if (slot.dead || slot.out.length === 0) continue
       const out = slot.out
       const transfer = slot.transfer
@@ -516,7 +543,13 @@ export class Pool {
       slot.transfer = []
       slot.port.postMessage(out, transfer)
     }
-    this.#dirty.clear()
+  }
+
+  #undirty (slot: Slot): void {
+    if (!slot.dirty) return
+    slot.dirty = false
+    const i = this.#dirty.indexOf(slot)
+    if (i >= 0) this.#dirty.splice(i, 1)
   }
 
   #onMessage (slot: Slot, msg: unknown[]): void {
@@ -650,7 +683,7 @@ export class Pool {
   async destroy (): Promise<void> {
     this.#closing = true
     clearInterval(this.#sweepTimer)
-    for (const call of [...this.#calls.values()]) this.#fail(call, appError('FERRY_ERR_APP_SHUTTING_DOWN'))
+    for (const call of this.#calls.values()) this.#fail(call, appError('FERRY_ERR_APP_SHUTTING_DOWN'))
     for (const slot of [...this.#slots]) {
       slot.dead = true
       slot.port.postMessage([++slot.seq, [Op.STOP]], [])
@@ -662,3 +695,24 @@ export class Pool {
   }
 }
 
+/** Append a call to its slot's list (the order #orphan walks). */
+function linkCall (slot: Slot, call: Call): void {
+  call.onSlot = true
+  call.prevOnSlot = slot.lastCall
+  call.nextOnSlot = null
+  if (slot.lastCall === null) slot.firstCall = call
+  else slot.lastCall.nextOnSlot = call
+  slot.lastCall = call
+}
+
+function unlinkCall (slot: Slot, call: Call): void {
+  const prev = call.prevOnSlot
+  const next = call.nextOnSlot
+  if (prev === null) slot.firstCall = next
+  else prev.nextOnSlot = next
+  if (next === null) slot.lastCall = prev
+  else next.prevOnSlot = prev
+  call.onSlot = false
+  call.prevOnSlot = null
+  call.nextOnSlot = null
+}
