@@ -45,6 +45,44 @@ interface Job {
   context: HandlerContext
 }
 
+/**
+ * The handler's context. A class (log a getter on the prototype), not an object literal with
+ * `get log ()` closing over per-request state: that literal gives every request a fresh
+ * accessor pair (and so its own map), and measured in the loop alone it made ~3 MB survive
+ * every scavenge (0.1 MB without it; the exact V8 retention path was not traced).
+ * `waitUntil` stays an own closure: the loop passes it on unbound (ctx.waitUntil).
+ */
+class Context implements HandlerContext {
+  requestId: string
+  remoteAddress: string
+  remotePort: number
+  threadId: number = threadId
+  scriptName: string
+  bodyLength: number
+  originalUrl: string
+  waitUntil: (promise: Promise<unknown>) => void
+  #root: Logger
+  #child: Logger | null = null
+
+  constructor (requestId: string, remoteAddress: string, remotePort: number, scriptName: string, bodyLength: number, originalUrl: string, root: Logger, pending: Promise<unknown>[]) {
+    this.requestId = requestId
+    this.remoteAddress = remoteAddress
+    this.remotePort = remotePort
+    this.scriptName = scriptName
+    this.bodyLength = bodyLength
+    this.originalUrl = originalUrl
+    this.#root = root
+    this.waitUntil = (p: Promise<unknown>): void => {
+      pending.push(Promise.resolve(p).catch((err: unknown) => this.log.error({ err }, 'waitUntil promise rejected')))
+    }
+  }
+
+  get log (): Logger {
+    if (this.#child === null) this.#child = this.#root.child({ reqId: this.requestId })
+    return this.#child
+  }
+}
+
 export class WorkerLoop {
   #port: Port
   #handler: FetchHandler
@@ -147,25 +185,9 @@ export class WorkerLoop {
     const request = createRequest({ method, url, headers, body })
     const requestId = op[9] as string
     const scriptName = op.length > 11 ? op[11] as string : ''
-    const root = this.#log
-    let child: Logger | null = null
     const pending: Promise<unknown>[] = []
-    const context: HandlerContext = {
-      requestId,
-      remoteAddress: op[7] as string,
-      remotePort: op[8] as number,
-      threadId,
-      scriptName,
-      bodyLength,
-      originalUrl: scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers),
-      get log (): Logger {
-        if (child === null) child = root.child({ reqId: requestId })
-        return child
-      },
-      waitUntil (p: Promise<unknown>): void {
-        pending.push(Promise.resolve(p).catch((err: unknown) => context.log.error({ err }, 'waitUntil promise rejected')))
-      }
-    }
+    const context = new Context(requestId, op[7] as string, op[8] as number, scriptName, bodyLength,
+      scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers), this.#log, pending)
     const job: Job = { rid, method, request, body, cancelled: false, done: false, credit: RESPONSE_WINDOW, creditWaiter: null, context }
     this.#jobs.set(rid, job)
     this.#run(job, pending)
