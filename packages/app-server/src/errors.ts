@@ -3,16 +3,7 @@
  * status the client gets, and a default message. Across the worker boundary an error
  * travels as `{ code, message, statusCode }`.
  */
-import { FerryError, type FerryErrorOptions } from '@ferry/protocol'
-
-interface AppErrorInfo {
-  readonly message: string
-  readonly statusCode: number
-}
-
-function info (message: string, statusCode: number): AppErrorInfo {
-  return { message, statusCode }
-}
+import { type CodeInfo, codedErrorFactory, codeInfo as info } from '@ferry/protocol'
 
 export const APP_SERVER_ERRORS = {
   FERRY_ERR_APP_ADDRESS_IN_USE: info('address is already served by a live process', 500),
@@ -40,14 +31,8 @@ export const APP_SERVER_ERRORS = {
   FERRY_ERR_APP_CGI_TIMEOUT: info('the CGI program did not finish in time and was killed', 504),
   FERRY_ERR_APP_CGI_BUSY: info('too many CGI programs running and waiting', 503),
   FERRY_ERR_APP_CGI_REDIRECT_LOOP: info('too many CGI local redirects', 500)
-} as const satisfies Record<string, AppErrorInfo>
+} as const satisfies Record<string, CodeInfo>
 
 export type AppErrorCode = keyof typeof APP_SERVER_ERRORS
 
-export function appError (code: AppErrorCode, detail?: string, options: FerryErrorOptions = {}): FerryError {
-  const e = APP_SERVER_ERRORS[code]
-  return new FerryError(code, detail === undefined ? e.message : `${e.message}: ${detail}`, {
-    statusCode: e.statusCode,
-    ...options
-  })
-}
+export const appError = codedErrorFactory<AppErrorCode>(APP_SERVER_ERRORS)

@@ -3,16 +3,9 @@
  * `FERRY_ERR_FRONT_*` code and the HTTP status the front answers with. The answer always
  * carries the request id in `x-request-id`, and the access-log line names the code.
  */
-import { FerryError, type FerryErrorOptions } from '@ferry/protocol'
+import { type CodeInfo, codedErrorFactory, codeInfo as info } from '@ferry/protocol'
 
-export interface FrontErrorInfo {
-  readonly message: string
-  readonly statusCode: number
-}
-
-function info (message: string, statusCode: number): FrontErrorInfo {
-  return { message, statusCode }
-}
+export type FrontErrorInfo = CodeInfo
 
 export const FRONT_ERRORS = {
   FERRY_ERR_FRONT_UPSTREAM_CONNECT: info('upstream node unreachable', 502),
@@ -31,10 +24,4 @@ export const FRONT_ERRORS = {
 export type FrontErrorCode = keyof typeof FRONT_ERRORS
 
 /** `frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', 'unix:/run/app.sock: ECONNREFUSED', { cause })` */
-export function frontError (code: FrontErrorCode, detail?: string, options: FerryErrorOptions = {}): FerryError {
-  const e = FRONT_ERRORS[code]
-  return new FerryError(code, detail === undefined ? e.message : `${e.message}: ${detail}`, {
-    statusCode: e.statusCode,
-    ...options
-  })
-}
+export const frontError = codedErrorFactory<FrontErrorCode>(FRONT_ERRORS)

@@ -124,3 +124,27 @@ export function protocolError (code: ProtocolErrorCode, detail?: string, options
 export function isFerryError (err: unknown): err is FerryError {
   return err instanceof FerryError
 }
+
+/** The entry of another package's code table: a default message and the HTTP status. */
+export interface CodeInfo {
+  readonly message: string
+  readonly statusCode: number
+}
+
+export function codeInfo (message: string, statusCode: number): CodeInfo {
+  return { message, statusCode }
+}
+
+/**
+ * The error factory of a package's code table (the app-server's, the front's): the table's
+ * message unless `detail` adds to it, the table's HTTP status.
+ */
+export function codedErrorFactory<C extends string> (table: Readonly<Record<C, CodeInfo>>): (code: C, detail?: string, options?: FerryErrorOptions) => FerryError {
+  return (code, detail, options = {}) => {
+    const e = table[code]
+    return new FerryError(code, detail === undefined ? e.message : `${e.message}: ${detail}`, {
+      statusCode: e.statusCode,
+      ...options
+    })
+  }
+}
