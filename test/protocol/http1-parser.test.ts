@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { FerryError, type HeaderList, Http1ResponseParser, type Http1ParserOptions, type ResponseHead } from '@ferry/protocol'
 import fc from 'fast-check'
+import { bytewise, splitAtWrapped } from '../helpers/chunks.ts'
 
 interface Events {
   info: Array<[number, HeaderList]>
@@ -53,23 +54,7 @@ function parse (chunks: Buffer[], options: Http1ParserOptions = {}, end = true):
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1')
 
-function bytewise (buf: Buffer): Buffer[] {
-  const out: Buffer[] = []
-  for (let i = 0; i < buf.length; i++) out.push(buf.subarray(i, i + 1))
-  return out
-}
 
-function splitAt (buf: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((x, y) => x - y)
-  const out: Buffer[] = []
-  let prev = 0
-  for (const p of points) {
-    out.push(buf.subarray(prev, p))
-    prev = p
-  }
-  out.push(buf.subarray(prev))
-  return out
-}
 
 function expectCode (fn: () => unknown, code: string): void {
   assert.throws(fn, (err: unknown) => {
@@ -210,7 +195,7 @@ describe('Http1ResponseParser fixtures', () => {
       assert.equal(framed.parser.done, fx.untilClose !== true, 'complete before close unless delimited by close')
       check(fx, parse(bytewise(input), opts))
       fc.assert(fc.property(fc.array(fc.nat(), { maxLength: 10 }), (cuts) => {
-        check(fx, parse(splitAt(input, cuts), opts))
+        check(fx, parse(splitAtWrapped(input, cuts), opts))
       }), { numRuns: 60 })
     })
   }
@@ -324,7 +309,7 @@ describe('Http1ResponseParser malformed corpus', () => {
       const input = Buffer.from(seeds[i]!)
       for (const [at, v] of edits) input[at % input.length] = v
       try {
-        parse(splitAt(input, cuts))
+        parse(splitAtWrapped(input, cuts))
       } catch (err) {
         assert.ok(err instanceof FerryError, String(err))
         assert.match(err.code, /^FERRY_ERR_HTTP1_/)

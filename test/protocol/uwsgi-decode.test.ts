@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import { FerryError, parseUwsgiVars, type RequestHead, UwsgiDecoder, type UwsgiDecoderOptions, uwsgiVarsToHead } from '@ferry/protocol'
 import fc from 'fast-check'
+import { bytewise, splitAtWrapped } from '../helpers/chunks.ts'
 import { GOLDEN_CASES } from '../fixtures/nginx-golden/cases.ts'
 import { buildPacket, packetVars } from '../fixtures/nginx-golden/capture.ts'
 
@@ -51,23 +52,7 @@ function decode (chunks: Buffer[], options?: UwsgiDecoderOptions, end = true): D
   return out
 }
 
-function bytewise (b: Buffer): Buffer[] {
-  const out: Buffer[] = []
-  for (let i = 0; i < b.length; i++) out.push(b.subarray(i, i + 1))
-  return out
-}
 
-function splitAt (b: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (b.length + 1)))].sort((x, y) => x - y)
-  const out: Buffer[] = []
-  let prev = 0
-  for (const p of points) {
-    out.push(b.subarray(prev, p))
-    prev = p
-  }
-  out.push(b.subarray(prev))
-  return out
-}
 
 function expectCode (fn: () => unknown, code: string, statusCode?: number): void {
   assert.throws(fn, (err: unknown) => {
@@ -122,7 +107,7 @@ describe('real nginx packets (fixtures)', () => {
       assert.equal(byByte.ended, 1)
 
       fc.assert(fc.property(fc.array(fc.nat(bytes.length), { maxLength: 8 }), (cuts) => {
-        const d = decode(splitAt(bytes, cuts))
+        const d = decode(splitAtWrapped(bytes, cuts))
         assert.deepEqual(d.head, expected)
         assert.deepEqual(d.body, whole.body)
         assert.equal(d.ended, 1)

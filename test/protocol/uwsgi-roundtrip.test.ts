@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { encodeUwsgiRequest, type RequestHead, UwsgiDecoder } from '@ferry/protocol'
 import fc from 'fast-check'
+import { splitAtWrapped } from '../helpers/chunks.ts'
 
 const TOKEN_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789-'.split('')
 const RESERVED = new Set(['host', 'x-request-id', 'content-length', 'content-type', 'transfer-encoding'])
@@ -106,17 +107,6 @@ function run (chunks: Buffer[]): { head: RequestHead | null, body: Buffer, ended
   return { head, body: Buffer.concat(parts), ended }
 }
 
-function splitAt (b: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (b.length + 1)))].sort((x, y) => x - y)
-  const out: Buffer[] = []
-  let prev = 0
-  for (const p of points) {
-    out.push(b.subarray(prev, p))
-    prev = p
-  }
-  out.push(b.subarray(prev))
-  return out
-}
 
 describe('uwsgi round trip', () => {
   test('random heads: whole, byte by byte, and at random split points (fast-check, 250 runs)', () => {
@@ -140,7 +130,7 @@ describe('uwsgi round trip', () => {
       assert.deepEqual(byByte.body, body)
       assert.equal(byByte.ended, 1)
 
-      const split = run(splitAt(all, cuts))
+      const split = run(splitAtWrapped(all, cuts))
       assert.deepEqual(split.head, want)
       assert.deepEqual(split.body, body)
       assert.equal(split.ended, 1)
