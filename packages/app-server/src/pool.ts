@@ -19,13 +19,8 @@ import { loadStack } from './middleware.js'
 import { type MiddlewareSpec, stripPrefix } from './mounts.js'
 import { installLightResponse } from './response.js'
 
-export interface PoolOptions {
-  handlerUrl: string
-  /** The mount prefix ('' for the root mount): stripped from the path the handler sees. */
-  prefix: string
-  /** Middleware around the handler, outermost first ([] = the handler alone). */
-  middleware: MiddlewareSpec[]
-  generation: number
+/** The pool settings a user gives (flags, config, per mount); the server's options extend them. */
+export interface PoolSettings {
   threadsMin: number
   threadsMax: number
   /** Requests one thread runs at once (async handlers overlap their I/O). */
@@ -40,6 +35,15 @@ export interface PoolOptions {
   /** ms a thread above the minimum may sit idle before it is retired. */
   idleTimeout: number
   logLevel: string
+}
+
+export interface PoolOptions extends PoolSettings {
+  handlerUrl: string
+  /** The mount prefix ('' for the root mount): stripped from the path the handler sees. */
+  prefix: string
+  /** Middleware around the handler, outermost first ([] = the handler alone). */
+  middleware: MiddlewareSpec[]
+  generation: number
   log: Logger
 }
 

@@ -16,11 +16,11 @@ import { type ConnectionHost, serveNative } from './native.js'
 import { CgiRunner } from './cgi.js'
 import { validateMiddleware } from './middleware.js'
 import { type MiddlewareSpec, type Mount, type MountOptions, newMount, Router } from './mounts.js'
-import { Pool, type PoolOptions } from './pool.js'
+import { Pool, type PoolOptions, type PoolSettings } from './pool.js'
 import { startStats, type StatsServer } from './stats.js'
 import { serveUwsgi } from './uwsgi-conn.js'
 
-export interface AppServerOptions {
+export interface AppServerOptions extends PoolSettings {
   /** Path (or file: URL) of the handler module: the same as a mount at '/'; null with mounts only. */
   handler: string | null
   /** Applications by URL prefix (fetch handlers and CGI folders); see mounts.ts. */
@@ -30,18 +30,8 @@ export interface AppServerOptions {
   listen: string[]
   /** e.g. 0o660; null leaves the umask's mode. */
   socketMode: number | null
-  threadsMin: number
-  threadsMax: number
-  concurrency: number
-  maxQueue: number
-  timeout: number
-  maxRequests: number
-  maxRequestsJitter: number
-  maxMemory: number
   gracefulTimeout: number
-  idleTimeout: number
   stats: string | null
-  logLevel: string
   /**
    * Shared secret for the native HELLO's HMAC challenge-response (protocol.md §6.1); a front
    * without it gets FERRY_ERR_AUTH. null = no authentication (warned about on non-loopback tcp).
