@@ -130,6 +130,7 @@ export namespace ferry {
         agent: string;
         nonce: Uint8Array;
         proof: Uint8Array;
+        features: string[];
         static encode(message: ferry.Hello.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): ferry.Hello & ferry.Hello.$Shape;
     }
@@ -141,6 +142,7 @@ export namespace ferry {
             agent?: (string|null);
             nonce?: (Uint8Array|null);
             proof?: (Uint8Array|null);
+            features?: (string[]|null);
             $unknowns?: Uint8Array[];
         }
         type $Shape = ferry.Hello.$Properties;

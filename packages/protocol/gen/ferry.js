@@ -974,6 +974,7 @@ export const ferry = $root.ferry = (() => {
          * @property {string|null} [agent] Hello agent
          * @property {Uint8Array|null} [nonce] Hello nonce
          * @property {Uint8Array|null} [proof] Hello proof
+         * @property {Array.<string>|null} [features] Hello features
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -999,6 +1000,7 @@ export const ferry = $root.ferry = (() => {
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
         const Hello = function (properties) {
+            this.features = [];
             if (properties)
                 for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
                     if (properties[keys[i]] != null && keys[i] !== "__proto__")
@@ -1046,6 +1048,14 @@ export const ferry = $root.ferry = (() => {
         Hello.prototype.proof = $util.newBuffer([]);
 
         /**
+         * Hello features.
+         * @member {Array.<string>} features
+         * @memberof ferry.Hello
+         * @instance
+         */
+        Hello.prototype.features = $util.emptyArray;
+
+        /**
          * Encodes the specified Hello message. Does not implicitly {@link ferry.Hello.verify|verify} messages.
          * @function encode
          * @memberof ferry.Hello
@@ -1071,6 +1081,9 @@ export const ferry = $root.ferry = (() => {
                 writer.uint32(/* id 5, wireType 2 =*/42).bytes(message.nonce);
             if (message.proof != null && $Object.hasOwnProperty.call(message, "proof") && message.proof.length)
                 writer.uint32(/* id 6, wireType 2 =*/50).bytes(message.proof);
+            if (message.features != null && message.features.length)
+                for (let i = 0; i < message.features.length; ++i)
+                    writer.uint32(/* id 7, wireType 2 =*/58).string(message.features[i]);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -1155,6 +1168,14 @@ export const ferry = $root.ferry = (() => {
                             message.proof = value;
                         else
                             delete message.proof;
+                        continue;
+                    }
+                case 7: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.features && message.features.length))
+                            message.features = [];
+                        message.features.push(reader.stringVerify());
                         continue;
                     }
                 }

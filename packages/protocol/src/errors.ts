@@ -63,6 +63,9 @@ export const PROTOCOL_ERRORS = {
   FERRY_ERR_UWSGI_TRUNCATED: info('uwsgi packet ended before its declared size', 400, P, 'connection'),
   FERRY_ERR_UWSGI_ENCODE_TOO_LARGE: info('request does not fit a uwsgi vars block (65535 bytes)', 431, P, 'stream'),
   FERRY_ERR_UWSGI_LENGTH_REQUIRED: info('uwsgi needs CONTENT_LENGTH before the body: buffer a streamed body first', 411, P, 'stream'),
+  // WebSocket records on a native stream (ws-record.ts)
+  FERRY_ERR_WS_RECORD: info('malformed WebSocket record (unknown opcode, or a control record over 125 bytes)', 502, P, 'stream'),
+  FERRY_ERR_WS_TOO_LARGE: info('WebSocket message exceeds the maximum message size', 413, ResetCode.CANCEL, 'stream'),
   // HTTP/1.x responses from uwsgi peers
   FERRY_ERR_HTTP1_PARSE: info('malformed HTTP/1.x response from upstream', 502, P, 'connection'),
   FERRY_ERR_HTTP1_HEAD_TOO_LARGE: info('HTTP/1.x response head exceeds the limit', 502, P, 'connection'),

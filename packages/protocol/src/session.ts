@@ -39,6 +39,8 @@ export interface SessionOptions {
    */
   auth?: string
   agent?: string
+  /** Optional features this side supports, announced in HELLO (e.g. 'websocket'). */
+  features?: readonly string[]
   /** ms to wait for the peer's HELLO (default 10000). */
   helloTimeout?: number
   /** ms before ping() rejects (default 10000). */
@@ -84,6 +86,8 @@ export class Session extends EventEmitter implements StreamOwner {
   readonly role: SessionRole
   readonly localLimits: Limits
   peerLimits: Limits = { ...DEFAULT_LIMITS }
+  /** Features the peer's HELLO named ([] until it arrives). */
+  peerFeatures: readonly string[] = []
   ready = false
   closed = false
   goingAway = false
@@ -324,7 +328,6 @@ export class Session extends EventEmitter implements StreamOwner {
 
   returnCredit (stream: Stream, n: number): void {
     if (stream.closed) return
-    this.#connUnacked += n
     if (!stream.remoteEnded) {
       stream.unacked += n
       if (stream.unacked >= this.localLimits.initialWindow >>> 1) {
@@ -333,7 +336,6 @@ export class Session extends EventEmitter implements StreamOwner {
         stream.unacked = 0
       }
     }
-    this.#maybeConnWindowUpdate()
   }
 
   // ── receiving ──────────────────────────────────────────────────────────────
@@ -441,6 +443,7 @@ export class Session extends EventEmitter implements StreamOwner {
     })
     this.#validateLimits(peer, 'peer')
     this.peerLimits = peer
+    this.peerFeatures = hello.features ?? []
     this.#sendWindow = peer.connectionWindow
     if (this.role === 'server') {
       this.#sendHello(false)
@@ -584,6 +587,11 @@ export class Session extends EventEmitter implements StreamOwner {
     if (len > stream.recvWindow) throw protocolError('FERRY_ERR_FLOW_CONTROL', `stream ${id} window ${stream.recvWindow}, got ${len}`, { streamId: id })
     stream.recvWindow -= len
     stream.bytesReceived += len
+    // Connection credit goes back on receipt: what a stream holds is bounded by its own
+    // window, and a stream whose reader is slow (a WebSocket, a slow client) must not stall
+    // the other streams of the connection by holding connection credit.
+    this.#connUnacked += len
+    this.#maybeConnWindowUpdate()
     const endStream = (flags & Flags.END_STREAM) !== 0
     if (stream.expectedLength >= 0 && (stream.bytesReceived > stream.expectedLength || (endStream && stream.bytesReceived !== stream.expectedLength))) {
       this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${stream.expectedLength}, got ${stream.bytesReceived}${endStream ? '' : '+'}`, { streamId: id }))
@@ -720,12 +728,7 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#blocked.delete(stream)
     this.#drainWaiters.delete(stream)
     if (this.#streams.delete(stream.id)) this.openStreams--
-    const outstanding = stream.bytesReceived - stream.bytesConsumed
-    if (outstanding > 0) {
-      stream.bytesConsumed = stream.bytesReceived
-      this.#connUnacked += outstanding
-      this.#maybeConnWindowUpdate()
-    }
+    stream.bytesConsumed = stream.bytesReceived
     this.#maybeEnd()
   }
 
@@ -758,6 +761,7 @@ export class Session extends EventEmitter implements StreamOwner {
         connectionWindow: l.connectionWindow
       },
       agent: this.#options.agent ?? '',
+      features: this.#options.features === undefined ? [] : [...this.#options.features],
       nonce: secret !== undefined ? this.#nonce : EMPTY,
       proof: secret !== undefined && this.role === 'server' ? this.#proof('ferry-server', this.#peerNonce, this.#nonce) : EMPTY
     }).finish()
