@@ -30,7 +30,9 @@ export const APP_SERVER_ERRORS = {
   FERRY_ERR_APP_CGI_BAD_RESPONSE: info('the CGI program sent no valid CGI response', 502),
   FERRY_ERR_APP_CGI_TIMEOUT: info('the CGI program did not finish in time and was killed', 504),
   FERRY_ERR_APP_CGI_BUSY: info('too many CGI programs running and waiting', 503),
-  FERRY_ERR_APP_CGI_REDIRECT_LOOP: info('too many CGI local redirects', 500)
+  FERRY_ERR_APP_CGI_REDIRECT_LOOP: info('too many CGI local redirects', 500),
+  FERRY_ERR_APP_WS_UNSUPPORTED: info('WebSocket upgrade on a connection that cannot carry one (uwsgi)', 501),
+  FERRY_ERR_APP_WS_LIMIT: info('too many open WebSockets on this node (--max-websockets)', 503)
 } as const satisfies Record<string, CodeInfo>
 
 export type AppErrorCode = keyof typeof APP_SERVER_ERRORS

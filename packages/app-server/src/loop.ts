@@ -4,13 +4,15 @@
  * port, on the main thread for --threads 0. One postMessage per event-loop turn goes back.
  */
 import { threadId } from 'node:worker_threads'
+import { FerryError } from '@ferry/protocol'
 import type { Logger } from 'pino'
-import { APP_SERVER_ERRORS } from './errors.js'
+import { APP_SERVER_ERRORS, appError } from './errors.js'
 import type { FetchHandler } from './handler.js'
 import { IdTable } from './id-table.js'
 import { Op, type Port, RESPONSE_WINDOW } from './messages.js'
 import { abortRequest, BodySource, createRequest, requestUrl } from './request.js'
 import { unpackResponse } from './response.js'
+import { FerryWebSocket, type UpgradeOptions, upgradeHeaders, upgradeResponse } from './ws-socket.js'
 
 /** What a handler receives as its second argument. */
 export interface HandlerContext {
@@ -31,7 +33,15 @@ export interface HandlerContext {
   readonly log: Logger
   /** Keep the worker busy with this promise after the response (logged if it rejects). */
   waitUntil (promise: Promise<unknown>): void
+  /**
+   * Accept a WebSocket upgrade (Deno's API): return `response` from the handler and talk
+   * through `socket`. Throws TypeError when the request is not a WebSocket upgrade, and
+   * FERRY_ERR_APP_WS_UNSUPPORTED (501) when it came over uwsgi, which cannot carry one.
+   */
+  upgradeWebSocket (request: Request, options?: UpgradeOptions): { socket: FerryWebSocket, response: Response }
 }
+
+const kJob = Symbol('ferry.job')
 
 interface Job {
   rid: number
@@ -43,6 +53,8 @@ interface Job {
   credit: number
   creditWaiter: (() => void) | null
   context: HandlerContext
+  /** The socket upgradeWebSocket() made for this request (its response may not be returned). */
+  ws: FerryWebSocket | null
 }
 
 /**
@@ -63,6 +75,8 @@ class Context implements HandlerContext {
   waitUntil: (promise: Promise<unknown>) => void
   #root: Logger
   #child: Logger | null = null
+  /** Set for a request this node may upgrade (REQ_WS); null otherwise. */
+  ;[kJob]: Job | null = null
 
   constructor (requestId: string, remoteAddress: string, remotePort: number, scriptName: string, bodyLength: number, originalUrl: string, root: Logger, pending: Promise<unknown>[]) {
     this.requestId = requestId
@@ -81,6 +95,26 @@ class Context implements HandlerContext {
     if (this.#child === null) this.#child = this.#root.child({ reqId: this.requestId })
     return this.#child
   }
+
+  upgradeWebSocket (request: Request, options: UpgradeOptions = {}): { socket: FerryWebSocket, response: Response } {
+    if ((request.headers.get('upgrade') ?? '').toLowerCase() !== 'websocket') {
+      throw new TypeError("not a WebSocket upgrade request: the 'upgrade' header must be 'websocket'")
+    }
+    const job = this[kJob]
+    if (job === null) throw appError('FERRY_ERR_APP_WS_UNSUPPORTED', 'this request came over uwsgi, which cannot carry a WebSocket')
+    if (job.ws !== null) throw new TypeError('upgradeWebSocket() was already called for this request')
+    const socket = new FerryWebSocket(request.url, RESPONSE_WINDOW)
+    const headers: string[] = []
+    if (options.protocol !== undefined) {
+      const offered = (request.headers.get('sec-websocket-protocol') ?? '').split(',').map((p) => p.trim())
+      if (!offered.includes(options.protocol)) throw new TypeError(`protocol ${JSON.stringify(options.protocol)} was not offered by the client`)
+      socket.protocol = options.protocol
+      headers.push('sec-websocket-protocol', options.protocol)
+    }
+    if (options.headers !== undefined) for (const [k, v] of new Headers(options.headers)) headers.push(k, v)
+    job.ws = socket
+    return { socket, response: upgradeResponse(headers) }
+  }
 }
 
 export class WorkerLoop {
@@ -98,13 +132,15 @@ export class WorkerLoop {
 
   #started: Int32Array
   #startedCount = 0
+  #wsMaxMessage: number
 
   /**
    * `started` (shared with the main thread) counts the requests this loop has begun: if the
    * thread dies or gets stuck, the main thread re-dispatches the ones past it, which never ran.
    */
-  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array) {
+  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, wsMaxMessage: number) {
     this.#port = port
+    this.#wsMaxMessage = wsMaxMessage
     this.#started = started
     this.#handler = handler
     this.#log = log
@@ -135,7 +171,9 @@ export class WorkerLoop {
     for (let i = 1; i < msg.length; i++) {
       const op = msg[i] as unknown[]
       switch (op[0]) {
-        case Op.REQ: this.#start(op); break
+        case Op.REQ: this.#start(op, false); break
+        case Op.REQ_WS: this.#start(op, true); break
+        case Op.WS_CLOSE: this.#jobs.get(op[1] as number)?.ws?.shutdown(op[2] as number, op[3] as string); break
         case Op.BODY: {
           const job = this.#jobs.get(op[1] as number)
           if (job?.body != null) job.body.push(new Uint8Array(op[2] as ArrayBuffer))
@@ -147,6 +185,7 @@ export class WorkerLoop {
           const job = this.#jobs.get(op[1] as number)
           if (job !== undefined) {
             job.credit += op[2] as number
+            if (job.ws !== null) job.ws.credited()
             const w = job.creditWaiter
             if (w !== null) {
               job.creditWaiter = null
@@ -173,7 +212,7 @@ export class WorkerLoop {
     }
   }
 
-  #start (op: unknown[]): void {
+  #start (op: unknown[], upgradable: boolean): void {
     // [REQ, rid, method, scheme, authority, path, headers, remoteAddress, remotePort, requestId, bodyLength]
     const rid = op[1] as number
     Atomics.store(this.#started, 0, ++this.#startedCount)
@@ -188,7 +227,8 @@ export class WorkerLoop {
     const pending: Promise<unknown>[] = []
     const context = new Context(requestId, op[7] as string, op[8] as number, scriptName, bodyLength,
       scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers), this.#log, pending)
-    const job: Job = { rid, method, request, body, cancelled: false, done: false, credit: RESPONSE_WINDOW, creditWaiter: null, context }
+    const job: Job = { rid, method, request, body, cancelled: false, done: false, credit: RESPONSE_WINDOW, creditWaiter: null, context, ws: null }
+    if (upgradable) context[kJob] = job
     this.#jobs.set(rid, job)
     this.#run(job, pending)
   }
@@ -221,6 +261,15 @@ export class WorkerLoop {
     try {
       const res = await this.#handler(job.request, job.context, { waitUntil: job.context.waitUntil, passThroughOnException () {}, props: {} })
       if (job.cancelled) return
+      if (job.ws !== null) {
+        const wsHeaders = upgradeHeaders(res)
+        if (wsHeaders !== null) {
+          headSent = true
+          await this.#runWebSocket(job, job.ws, wsHeaders)
+          return
+        }
+        job.ws.abandon()
+      }
       const u = res !== null && typeof res === 'object' ? unpackResponse(res as Response) : null
       if (u === null) {
         job.context.log.error({ code: 'FERRY_ERR_APP_HANDLER_RESULT', got: res === null ? 'null' : typeof res }, APP_SERVER_ERRORS.FERRY_ERR_APP_HANDLER_RESULT.message)
@@ -247,6 +296,11 @@ export class WorkerLoop {
       await this.#pump(job, u.stream)
     } catch (err) {
       if (job.cancelled) return
+      if (!headSent && err instanceof FerryError && err.code === 'FERRY_ERR_APP_WS_UNSUPPORTED') {
+        job.context.log.warn({ code: err.code }, err.message)
+        this.#sendError(job, 501, err.code)
+        return
+      }
       const code = headSent ? 'FERRY_ERR_APP_RESPONSE_BODY' : 'FERRY_ERR_APP_HANDLER_THREW'
       job.context.log.error({ err, code }, headSent ? 'response body stream failed' : 'handler threw')
       if (headSent) this.#push([Op.FAIL, job.rid, 500, code, String((err as Error)?.message ?? err)])
@@ -259,6 +313,20 @@ export class WorkerLoop {
         this.#finish(job)
       }
     }
+  }
+
+  /** A 101: the stream is the socket's now, until both sides closed it. */
+  async #runWebSocket (job: Job, ws: FerryWebSocket, headers: string[]): Promise<void> {
+    this.#push([Op.HEAD, job.rid, 101, headers, -1, null, false])
+    ws.open({
+      credit: () => job.credit,
+      push: (bytes) => {
+        job.credit -= bytes.byteLength
+        this.#push([Op.CHUNK, job.rid, own(bytes)])
+      }
+    })
+    await ws.run(job.body!, this.#wsMaxMessage)
+    if (!job.cancelled) this.#push([Op.END, job.rid])
   }
 
   async #pump (job: Job, stream: ReadableStream<Uint8Array>): Promise<void> {
@@ -294,7 +362,7 @@ export class WorkerLoop {
   }
 
   #sendError (job: Job, status: number, code: string): void {
-    const body = `${status === 500 ? 'Internal Server Error' : 'Error'} (request id ${job.context.requestId})\n`
+    const body = `${status === 500 ? 'Internal Server Error' : status === 501 ? 'Not Implemented' : 'Error'} (request id ${job.context.requestId})\n`
     const bytes = Buffer.from(body)
     this.#push([Op.HEAD, job.rid, status, [
       'content-type', 'text/plain; charset=utf-8',

@@ -12,11 +12,14 @@
  *       bodyLength: 0 no body, N exact, -1 streamed
  *   [..., bodyLength, scriptName, originalPath] for a mount below '/': path is then the path
  *       with the mount prefix (scriptName) removed, originalPath the path as the client sent it
+ *   [REQ_WS, ...as REQ]        a WebSocket upgrade request this node may accept (native, under
+ *       --max-websockets): context.upgradeWebSocket() works for it (docs/protocol.md §7.1)
  *   [BODY, rid, ArrayBuffer]   request body bytes
  *   [BODY_END, rid]            request body complete
  *   [CANCEL, rid]              client went away / timed out: abort request.signal, stop the body
  *   [CREDIT, rid, n]           n more response-body bytes may be sent (flow control)
  *   [PING, seq]                heartbeat (the worker's event loop answers)
+ *   [WS_CLOSE, rid, code, reason]  close this request's WebSocket (node shutting down: 1001)
  *   [STOP]                     finish in-flight requests, then end the loop task
  *
  * worker → main
@@ -37,6 +40,8 @@ export const Op = {
   CREDIT: 5,
   PING: 6,
   STOP: 7,
+  REQ_WS: 8,
+  WS_CLOSE: 9,
   // worker → main
   READY: 10,
   HEAD: 12,
@@ -60,6 +65,8 @@ export interface LoopOptions {
   middleware: MiddlewareSpec[]
   logLevel: string
   generation: number
+  /** Largest WebSocket message the handler receives, bytes (close 1009 past it). */
+  wsMaxMessage: number
 }
 
 /** The minimal port both a MessagePort and the inline pair implement. */

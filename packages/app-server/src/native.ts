@@ -19,6 +19,9 @@ export interface ConnectionHost {
   /** Shared secret the client's HELLO must prove (null: none). */
   readonly auth: string | null
   onRequestDone (status: number, ms: number, mount: Mount | null): void
+  /** Most open WebSockets on the node, and how many are open or being set up now. */
+  readonly maxWebSockets: number
+  webSockets: number
 }
 
 class NativeExchange implements Exchange {
@@ -32,6 +35,8 @@ class NativeExchange implements Exchange {
   #resetWhenFlushed = false
   #status = 0
   #start = performance.now()
+  /** A WebSocket upgrade holding one of the node's --max-websockets places. */
+  upgrade = false
 
   constructor (stream: Stream, mount: Mount | null, host: ConnectionHost) {
     this.stream = stream
@@ -42,9 +47,17 @@ class NativeExchange implements Exchange {
     this.#host = host
   }
 
+  /** Give the WebSocket place back (the upgrade was refused, or the socket is over). */
+  release (): void {
+    if (!this.upgrade) return
+    this.upgrade = false
+    this.#host.webSockets--
+  }
+
   onHead (status: number, headers: string[], bodyLength: number, body: Uint8Array | null, end: boolean): void {
     const s = this.stream
     this.#status = status
+    if (status !== 101) this.release()
     if (s.closed) return
     if (end) {
       if (body !== null && body.byteLength > 0) {
@@ -76,11 +89,13 @@ class NativeExchange implements Exchange {
   }
 
   onEnd (): void {
+    this.release()
     this.stream.end()
     this.#finished()
   }
 
   onFail (err: FerryError): void {
+    this.release()
     const s = this.stream
     this.#status = err.statusCode
     if (s.closed) {
@@ -129,15 +144,26 @@ function onEnd (this: Stream): void {
 
 function onError (this: Stream): void {
   const ex = this.userData as NativeExchange
+  ex.release()
   if (ex.call !== null) ex.pool!.cancel(ex.call)
+}
+
+/** `upgrade: websocket` among the head's headers (the front keeps it for upgrades only). */
+function isWebSocketUpgrade (headers: string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === 'upgrade') return headers[i + 1]!.toLowerCase() === 'websocket'
+  }
+  return false
 }
 
 function onDrainCb (this: Stream): void {
   (this.userData as NativeExchange).onDrain()
 }
 
+const FEATURES = ['websocket']
+
 export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost, sessions: Set<Session>, goingAway: boolean): Session {
-  const session = new Session(socket, { role: 'server', initialData: first, agent: 'ferry-app', auth: host.auth ?? undefined })
+  const session = new Session(socket, { role: 'server', initialData: first, agent: 'ferry-app', auth: host.auth ?? undefined, features: FEATURES })
   // listeners allow half-open sockets (uwsgi peers may FIN after the request); native peers
   // that FIN get our FIN back (the session fails any stream still open)
   socket.on('end', () => { if (!socket.writableEnded) socket.end() })
@@ -156,6 +182,15 @@ export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost
     if (pool === null) {
       ex.onFail(appError('FERRY_ERR_APP_NO_MOUNT', stream.head!.path))
       return
+    }
+    if (isWebSocketUpgrade(ex.head.headers)) {
+      if (host.webSockets >= host.maxWebSockets) {
+        log.warn({ reqId: ex.head.requestId, code: 'FERRY_ERR_APP_WS_LIMIT', open: host.webSockets }, 'WebSocket refused: --max-websockets reached')
+        ex.onFail(appError('FERRY_ERR_APP_WS_LIMIT', `${host.webSockets} open`))
+        return
+      }
+      host.webSockets++
+      ex.upgrade = true
     }
     const r = pool.submit(ex)
     if ('code' in r) {

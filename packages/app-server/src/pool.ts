@@ -35,6 +35,8 @@ export interface PoolSettings {
   /** ms a thread above the minimum may sit idle before it is retired. */
   idleTimeout: number
   logLevel: string
+  /** Largest WebSocket message a handler receives, bytes. */
+  wsMaxMessage: number
 }
 
 export interface PoolOptions extends PoolSettings {
@@ -58,6 +60,8 @@ export interface Exchange {
   onFail (err: FerryError): void
   /** The handler took n request-body bytes: return that credit upstream. */
   onConsumed (n: number): void
+  /** A WebSocket upgrade this node may accept (context.upgradeWebSocket works for it). */
+  readonly upgrade?: boolean
 }
 
 export class Call {
@@ -88,6 +92,8 @@ export class Call {
    * `onSlot` is set while this call is in `slot`'s list.
    */
   onSlot = false
+  /** Answered 101: a long-lived WebSocket, no longer counted against the slot's concurrency. */
+  ws = false
   prevOnSlot: Call | null = null
   nextOnSlot: Call | null = null
   constructor (rid: number, ex: Exchange, start: number) {
@@ -106,6 +112,8 @@ interface Slot {
   retiring: boolean
   threadId: number
   inflight: number
+  /** Open WebSockets on this thread (not in inflight: they do not use up its concurrency). */
+  wsOpen: number
   /** The calls assigned to this slot, oldest first: an intrusive list (Call.prevOnSlot/nextOnSlot). */
   firstCall: Call | null
   lastCall: Call | null
@@ -218,7 +226,7 @@ export class Pool {
     if (this.#piscina !== null) {
       const ch = new MessageChannel()
       port = ch.port1 as unknown as Port
-      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, middleware: o.middleware, logLevel: o.logLevel, generation: o.generation }, {
+      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, middleware: o.middleware, logLevel: o.logLevel, generation: o.generation, wsMaxMessage: o.wsMaxMessage }, {
         transferList: [ch.port2],
         signal: abort.signal
       })
@@ -228,14 +236,14 @@ export class Pool {
       task = (async () => {
         installLightResponse()
         const handler = await loadStack(o.handlerUrl, o.middleware, o.generation)
-        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started)
+        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, o.wsMaxMessage)
         abort.signal.addEventListener('abort', () => worker.close())
         await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
       })()
     }
     const slot: Slot = {
       id: ++this.#slotSeq, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
-      inflight: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
+      inflight: 0, wsOpen: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
       out: [], transfer: [], seq: 0, sent: 0, started, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
     }
     this.#slots.add(slot)
@@ -296,6 +304,7 @@ export class Pool {
     slot.firstCall = null
     slot.lastCall = null
     slot.inflight = 0
+    slot.wsOpen = 0
     slot.suspects = 0
     const redo: Call[] = []
     let suspects = 0
@@ -405,8 +414,9 @@ export class Pool {
     if (slot.maxServed > 0 && slot.served >= slot.maxServed) this.#retire(slot)
     const h = call.ex.head
     const prefix = this.#o.prefix
-    if (prefix === '') this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, h.path, h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength])
-    else this.#send(slot, [Op.REQ, call.rid, h.method, h.scheme, h.authority, stripPrefix(h.path, prefix), h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength, prefix, h.path])
+    const req = call.ex.upgrade === true ? Op.REQ_WS : Op.REQ
+    if (prefix === '') this.#send(slot, [req, call.rid, h.method, h.scheme, h.authority, h.path, h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength])
+    else this.#send(slot, [req, call.rid, h.method, h.scheme, h.authority, stripPrefix(h.path, prefix), h.headers, h.remoteAddress, h.remotePort, h.requestId, h.bodyLength, prefix, h.path])
     call.seqOnSlot = ++slot.sent
     for (const ab of call.pendingBody) this.#forward(call, slot, ab)
     call.pendingBody.length = 0
@@ -443,7 +453,7 @@ export class Pool {
   }
 
   #maybeRetired (slot: Slot): void {
-    if (!slot.retiring || slot.inflight > 0 || slot.dead) return
+    if (!slot.retiring || slot.inflight > 0 || slot.wsOpen > 0 || slot.dead) return
     // End the thread itself (abort terminates it): the replacement starts with fresh memory.
     slot.dead = true
     this.#slots.delete(slot)
@@ -499,7 +509,8 @@ export class Pool {
     const slot = call.slot
     if (slot !== null && call.onSlot) {
       unlinkCall(slot, call)
-      slot.inflight--
+      if (call.ws) slot.wsOpen--
+      else slot.inflight--
       if (call.strikes > 0) slot.suspects--
       if (slot.inflight === 0) slot.idleSince = Date.now()
       this.#maybeRetired(slot)
@@ -569,6 +580,13 @@ export class Pool {
           call.headReceived = true
           call.kept = null
           const end = op[6] as boolean
+          if (op[2] === 101 && !end && call.slot !== null && call.onSlot) {
+            // a WebSocket: long-lived, it gives its concurrency place back
+            call.ws = true
+            call.slot.inflight--
+            call.slot.wsOpen++
+            this.#pump()
+          }
           if (end) this.#complete(call)
           call.ex.onHead(op[2] as number, op[3] as string[], op[4] as number, op[5] as Uint8Array | null, end)
           break
@@ -659,7 +677,7 @@ export class Pool {
     if (this.#liveSlots() > Math.max(1, this.#o.threadsMin)) {
       for (const slot of this.#slots) {
         if (this.#liveSlots() <= Math.max(1, this.#o.threadsMin)) break
-        if (slot.ready && !slot.retiring && slot.inflight === 0 && now - slot.idleSince > this.#o.idleTimeout) {
+        if (slot.ready && !slot.retiring && slot.inflight === 0 && slot.wsOpen === 0 && now - slot.idleSince > this.#o.idleTimeout) {
           slot.retiring = true
           this.#maybeRetired(slot)
         }
@@ -668,6 +686,20 @@ export class Pool {
   }
 
   // ── lifecycle ──────────────────────────────────────────────────────────────
+
+  /** Open WebSockets (answered 101, not yet closed). */
+  get webSockets (): number { let n = 0; for (const s of this.#slots) n += s.wsOpen; return n }
+
+  /** Ask every open WebSocket's handler side to close with `code` (shutdown: 1001). */
+  closeWebSockets (code: number, reason: string): number {
+    let n = 0
+    for (const call of this.#calls.values()) {
+      if (!call.ws || call.done || call.slot === null) continue
+      this.#send(call.slot, [Op.WS_CLOSE, call.rid, code, reason])
+      n++
+    }
+    return n
+  }
 
   /** Stop taking requests; resolves when every accepted request has finished. */
   drain (): Promise<void> {

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { type FerryError, formatAddress, parseAddress, type Session } from '@ferry/protocol'
+import { type FerryError, formatAddress, parseAddress, type Session, WsClose } from '@ferry/protocol'
 import type { Logger } from 'pino'
 import { appError } from './errors.js'
 import { type BoundListener, closeListener, type ConnectionKind, listen } from './listener.js'
@@ -43,6 +43,8 @@ export interface AppServerOptions extends PoolSettings {
    * loopback only, as gunicorn's forwarded_allow_ips.
    */
   uwsgiAllow: string[]
+  /** Most open WebSockets on this node; upgrades past it get 503 (FERRY_ERR_APP_WS_LIMIT). */
+  maxWebSockets: number
 }
 
 export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
@@ -63,8 +65,13 @@ export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
   stats: null,
   logLevel: 'info',
   auth: null,
-  uwsgiAllow: ['127.0.0.1', '::1', '::ffff:127.0.0.1']
+  uwsgiAllow: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
+  wsMaxMessage: 16 * 1024 * 1024,
+  maxWebSockets: 10000
 }
+
+/** After the grace period, how long WebSockets closed with 1001 get for their close handshake, ms. */
+const WS_CLOSE_GRACE = 2000
 
 /** Default number of CGI programs one mount runs at once. */
 export const CGI_CONCURRENCY = 16
@@ -88,6 +95,9 @@ export class AppServer implements ConnectionHost {
   readonly sessions = new Set<Session>()
   readonly uwsgiSockets = new Set<Socket>()
   get auth (): string | null { return this.options.auth }
+  get maxWebSockets (): number { return this.options.maxWebSockets }
+  /** WebSockets open or being set up on this node (native.ts counts them). */
+  webSockets = 0
   #generation = 0
   #draining = new Set<Pool>()
   #closing = false
@@ -187,6 +197,7 @@ export class AppServer implements ConnectionHost {
       maxMemory: m.maxMemory ?? o.maxMemory,
       idleTimeout: o.idleTimeout,
       logLevel: o.logLevel,
+      wsMaxMessage: o.wsMaxMessage,
       log: this.#root.child(o.mounts.length === 0 ? { component: 'pool', generation: this.#generation } : { component: 'pool', mount: m.prefix === '' ? '/' : m.prefix, generation: this.#generation })
     }
     return new Pool(opts)
@@ -290,12 +301,28 @@ export class AppServer implements ConnectionHost {
     ])
     const pools: { drain (): Promise<void> }[] = [...this.#pools(), ...this.#draining, ...this.#cgis()]
     let timer: NodeJS.Timeout | undefined
-    const drained = await Promise.race([
+    let drained = await Promise.race([
       Promise.all(pools.map((p) => p.drain())).then(() => true),
       new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), this.options.gracefulTimeout) })
     ])
     clearTimeout(timer)
-    if (!drained) this.log.warn({ code: 'FERRY_ERR_APP_SHUTTING_DOWN' }, 'graceful timeout passed; failing the requests still running')
+    if (!drained) {
+      // WebSockets do not end by themselves: after the grace period they are closed with
+      // 1001 (going away), so clients reconnect elsewhere; their close handshakes get a
+      // short while more before anything left is failed.
+      let sockets = 0
+      for (const p of [...this.#pools(), ...this.#draining]) sockets += p.closeWebSockets(WsClose.GOING_AWAY, 'server shutting down')
+      if (sockets > 0) {
+        this.log.info({ webSockets: sockets }, 'graceful timeout passed: closing WebSockets (1001)')
+        let t2: NodeJS.Timeout | undefined
+        drained = await Promise.race([
+          Promise.all(pools.map((p) => p.drain())).then(() => true),
+          new Promise<boolean>((resolve) => { t2 = setTimeout(() => resolve(false), WS_CLOSE_GRACE) })
+        ])
+        clearTimeout(t2)
+      }
+      if (!drained) this.log.warn({ code: 'FERRY_ERR_APP_SHUTTING_DOWN' }, 'graceful timeout passed; failing the requests still running')
+    }
     await this.close()
     return drained
   }

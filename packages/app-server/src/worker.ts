@@ -32,7 +32,7 @@ export default async function loopTask (task: LoopTask): Promise<void> {
   }
   const handler = await h
   const port = task.port as unknown as Port
-  const loop = new WorkerLoop(port, handler, log, task.started)
+  const loop = new WorkerLoop(port, handler, log, task.started, task.wsMaxMessage)
   await loop.stopped
   task.port.close()
 }

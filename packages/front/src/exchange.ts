@@ -9,6 +9,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { Http2ServerResponse } from 'node:http2'
+import type { Socket } from 'node:net'
 import { type FerryError, type RequestHead, ResetCode, type ResponseHead, type Stream } from '@ferry/protocol'
 import { frontError } from './errors.js'
 import { type ClientRequest, RESPONSE_HOP_BY_HOP } from './head.js'
@@ -35,6 +36,12 @@ export interface Target {
   idleTimeout: number
 }
 
+/** A WebSocket upgrade request: the client's socket and the bytes read past its head. */
+export interface Upgrade {
+  socket: Socket
+  head: Buffer
+}
+
 export interface AccessLogger {
   info (obj: Record<string, unknown>, msg: string): void
   warn (obj: Record<string, unknown>, msg: string): void
@@ -50,6 +57,8 @@ export interface ExchangeHost {
   readonly uwsgiServerName: string
   track (ex: Exchange): void
   untrack (ex: Exchange): void
+  /** The node accepted a WebSocket upgrade (101): complete the client's handshake. */
+  upgraded (ex: Exchange, stream: Stream, head: ResponseHead): void
 }
 
 const kExchange = Symbol('ferry.exchange')
@@ -96,8 +105,10 @@ export class Exchange implements Waiter {
   tracked = false
   prevActive: Exchange | null = null
   nextActive: Exchange | null = null
+  /** Set for a WebSocket upgrade request (HTTP/1.1 only). */
+  readonly upgrade: Upgrade | null
 
-  constructor (host: ExchangeHost, req: ClientRequest, res: ClientResponse, head: RequestHead, target: Target, log: AccessLogger) {
+  constructor (host: ExchangeHost, req: ClientRequest, res: ClientResponse, head: RequestHead, target: Target, log: AccessLogger, upgrade: Upgrade | null = null) {
     this.host = host
     this.req = req
     this.res = res
@@ -105,6 +116,7 @@ export class Exchange implements Waiter {
     this.target = target
     this.log = log
     this.h2 = req.httpVersionMajor === 2
+    this.upgrade = upgrade
   }
 
   run (): void {
@@ -137,6 +149,10 @@ export class Exchange implements Waiter {
         this.fail(this.lastError ?? frontError('FERRY_ERR_FRONT_NO_HEALTHY_NODE', `pool ${pool.name}`))
         return
       }
+      if (this.upgrade !== null && node.codec === 'uwsgi') {
+        this.fail(frontError('FERRY_ERR_FRONT_WS_UNSUPPORTED', `${node.name} is a uwsgi node: the uwsgi protocol cannot carry a WebSocket`))
+        return
+      }
       if (node.codec === 'uwsgi') {
         this.#bind(node)
         const call = new UwsgiCall(this, node)
@@ -147,6 +163,10 @@ export class Exchange implements Waiter {
       }
       const session = node.session()
       if (session === null) continue
+      if (this.upgrade !== null && !session.peerFeatures.includes('websocket')) {
+        this.fail(frontError('FERRY_ERR_FRONT_WS_UNSUPPORTED', `${node.name} did not announce the websocket feature`))
+        return
+      }
       let stream: Stream
       try {
         stream = session.request(this.head, this.head.bodyLength === 0)
@@ -189,7 +209,7 @@ export class Exchange implements Waiter {
 
   #afterSend (): void {
     this.deadline = Date.now() + this.target.timeout
-    if (this.head.bodyLength !== 0 && !this.bodyStarted) {
+    if (this.head.bodyLength !== 0 && !this.bodyStarted && this.upgrade === null) {
       this.bodyStarted = true
       const req = this.req
       req.on('data', onReqData)
@@ -230,6 +250,22 @@ export class Exchange implements Waiter {
   /** Upstream response head. */
   respond (head: ResponseHead, endStream: boolean): void {
     if (this.state === State.DONE) return
+    if (head.status === 101 && this.upgrade !== null && !endStream && this.stream !== null) {
+      // The node took the WebSocket: the exchange is over (access log: 101), the stream
+      // now belongs to a WsBridge.
+      const stream = this.stream
+      this.stream = null
+      this.status = 101
+      this.finish()
+      this.host.upgraded(this, stream, head)
+      return
+    }
+    if (head.status < 200) {
+      // No other 1xx is relayed: a stray one (or a 101 to a plain request) is the node's bug.
+      this.#cancelUpstream(ResetCode.PROTOCOL_ERROR)
+      this.fail(frontError('FERRY_ERR_FRONT_UPSTREAM_PROTOCOL', `${this.node?.name ?? ''}: status ${head.status} is not a final response`))
+      return
+    }
     this.state = State.RESPONDING
     this.status = head.status
     this.expect = head.bodyLength

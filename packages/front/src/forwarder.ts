@@ -3,16 +3,21 @@
  * the set of requests in flight and one sweep timer that enforces every request's timeout
  * (one interval for all requests instead of a timer per request).
  */
+import type { IncomingMessage } from 'node:http'
+import { ResetCode, type ResponseHead, type Stream, WsClose } from '@ferry/protocol'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { WebSocketServer } from 'ws'
 import { DnsWatcher } from './dns.js'
-import { type AccessLogger, Exchange, type ExchangeHost, type Target } from './exchange.js'
+import { type AccessLogger, Exchange, type ExchangeHost, type Target, type Upgrade } from './exchange.js'
 import { buildRequestHead, type HeadOptions } from './head.js'
 import { DEFAULTS, type FerryOptions, isDnsUpstream, type Normalized, normalizeOptions } from './options.js'
 import { UpstreamPool } from './pool.js'
+import { type BridgeHost, WsBridge } from './ws-bridge.js'
+import { checkUpgrade, choiceFrom, forUpgrade, kUpgrade, type UpgradeChoice, upgradeChoice } from './ws-upgrade.js'
 
 const SWEEP_MS = 50
 
-export class Forwarder implements ExchangeHost {
+export class Forwarder implements ExchangeHost, BridgeHost {
   readonly options: Normalized
   readonly pools = new Map<string, UpstreamPool>()
   readonly maxBody: number
@@ -28,6 +33,12 @@ export class Forwarder implements ExchangeHost {
   readonly #dns: DnsWatcher[] = []
   #sweep: NodeJS.Timeout | null = null
   #closed = false
+  readonly wsMaxMessage: number
+  readonly wsIdleTimeout: number
+  /** Open WebSockets (few and long-lived: a Set is fine here). */
+  readonly bridges = new Set<WsBridge>()
+  #wss: WebSocketServer | null = null
+  #wsSweep: NodeJS.Timeout | null = null
 
   constructor (input: FerryOptions, log: FastifyBaseLogger) {
     const o = this.options = normalizeOptions(input)
@@ -38,6 +49,8 @@ export class Forwarder implements ExchangeHost {
     this.retryAfter = String(o.retryAfter)
     this.uwsgiServerName = o.serverName
     this.#head = { forwardedAllowIps: o.forwardedAllowIps, serverName: o.serverName }
+    this.wsMaxMessage = o.wsMaxMessage
+    this.wsIdleTimeout = o.wsIdleTimeout
     const plog = (level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void => { log[level](obj, msg) }
     for (const [name, p] of Object.entries(o.pools)) {
       const fixed = p.upstreams.filter((u) => !isDnsUpstream(u))
@@ -58,7 +71,81 @@ export class Forwarder implements ExchangeHost {
     reply.hijack()
     const req = request.raw
     const head = buildRequestHead(req, request.method, request.url, request.id, this.#head)
-    new Exchange(this, req, reply.raw, head, target, request.log as unknown as AccessLogger).run()
+    const upgrade = (req as { [kUpgrade]?: Upgrade })[kUpgrade]
+    if (upgrade !== undefined) {
+      const bad = checkUpgrade(req as IncomingMessage)
+      if (bad !== null) {
+        bad.answer(reply.raw as import('node:http').ServerResponse, request.id)
+        return
+      }
+      forUpgrade(head)
+    }
+    new Exchange(this, req, reply.raw, head, target, request.log as unknown as AccessLogger, upgrade ?? null).run()
+  }
+
+  /** The node answered an upgrade with 101: complete the client's handshake and bridge the two. */
+  upgraded (ex: Exchange, stream: Stream, head: ResponseHead): void {
+    const up = ex.upgrade!
+    const req = ex.req as IncomingMessage & { [upgradeChoice]?: UpgradeChoice }
+    const bridge = new WsBridge(this, stream, up.socket, ex.head.requestId, ex.node?.name ?? ex.excluded?.name ?? '', ex.log)
+    req[upgradeChoice] = choiceFrom(head, ex.log, ex.head.requestId)
+    let attached = false
+    this.#server().handleUpgrade(req, up.socket, up.head, (ws) => {
+      attached = true
+      bridge.attach(ws)
+    })
+    if (!attached) {
+      // ws refused the handshake (it answered the client itself) or the client had gone.
+      stream.reset(ResetCode.CANCEL, 'client handshake failed')
+      return
+    }
+    this.bridges.add(bridge)
+    if (this.wsIdleTimeout > 0 && this.#wsSweep === null) {
+      this.#wsSweep = setInterval(() => this.#wsIdle(), Math.max(10, Math.min(1000, this.wsIdleTimeout / 4)))
+      this.#wsSweep.unref()
+    }
+  }
+
+  bridgeClosed (b: WsBridge): void {
+    this.bridges.delete(b)
+    if (this.bridges.size === 0 && this.#wsSweep !== null) {
+      clearInterval(this.#wsSweep)
+      this.#wsSweep = null
+    }
+  }
+
+  #server (): WebSocketServer {
+    if (this.#wss === null) {
+      this.#wss = new WebSocketServer({
+        noServer: true,
+        clientTracking: false,
+        perMessageDeflate: false,
+        maxPayload: this.wsMaxMessage,
+        // pings go to the node and its pong comes back: a pong proves the handler's thread lives
+        autoPong: false,
+        handleProtocols: (_protocols, req) => (req as { [upgradeChoice]?: UpgradeChoice })[upgradeChoice]?.protocol ?? false
+      })
+      this.#wss.on('headers', (headers: string[], req: IncomingMessage) => {
+        const extra = (req as { [upgradeChoice]?: UpgradeChoice })[upgradeChoice]?.headers
+        if (extra !== undefined) for (const line of extra) headers.push(line)
+      })
+    }
+    return this.#wss
+  }
+
+  #wsIdle (): void {
+    const limit = Date.now() - this.wsIdleTimeout
+    for (const b of this.bridges) {
+      if (b.lastActivity < limit) {
+        this.#log.info({ reqId: b.requestId, upstream: b.upstream, ms: this.wsIdleTimeout }, 'websocket idle: closing')
+        b.close(WsClose.GOING_AWAY, 'idle timeout')
+      }
+    }
+  }
+
+  /** Close every WebSocket with `code` (front shutdown: 1001 going away). */
+  closeWebSockets (code: number = WsClose.GOING_AWAY, reason = 'server shutting down'): void {
+    for (const b of [...this.bridges]) b.close(code, reason)
   }
 
   /**
@@ -135,6 +222,9 @@ export class Forwarder implements ExchangeHost {
   }
 
   close (): void {
+    this.closeWebSockets()
+    if (this.#wsSweep !== null) clearInterval(this.#wsSweep)
+    this.#wsSweep = null
     this.#closed = true
     if (this.#sweep !== null) clearInterval(this.#sweep)
     this.#sweep = null

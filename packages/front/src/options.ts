@@ -76,6 +76,12 @@ export interface FerryOptions {
   serverName?: string
   /** Re-resolve dns:// nodes every N ms (default 5000). */
   dnsInterval?: number
+  /** Accept WebSocket upgrades on forwarded routes (default true). */
+  websocket?: boolean
+  /** Largest WebSocket message either way, bytes (default 16 MiB); past it: close 1009. */
+  wsMaxMessage?: number
+  /** Close a WebSocket with no frame either way for this long, ms (default 0 = never). */
+  wsIdleTimeout?: number
 }
 
 export interface ResolvedRoute {
@@ -96,7 +102,8 @@ export const DEFAULTS = {
   maxWaiting: 1024,
   retryAfter: 1,
   dnsInterval: 5000,
-  maxBackoff: 2000
+  maxBackoff: 2000,
+  wsMaxMessage: 16 * 1024 * 1024
 } as const
 
 function positive (name: string, v: number | undefined, fallback: number, min = 0): number {
@@ -148,6 +155,9 @@ export interface Normalized {
   forwardedAllowIps: Set<string>
   serverName: string
   dnsInterval: number
+  websocket: boolean
+  wsMaxMessage: number
+  wsIdleTimeout: number
 }
 
 export function normalizeOptions (o: FerryOptions): Normalized {
@@ -216,6 +226,9 @@ export function normalizeOptions (o: FerryOptions): Normalized {
     accessLog: o.accessLog === true,
     forwardedAllowIps: new Set(o.forwardedAllowIps ?? []),
     serverName: o.serverName ?? '',
-    dnsInterval: positive('dnsInterval', o.dnsInterval, DEFAULTS.dnsInterval, 10)
+    dnsInterval: positive('dnsInterval', o.dnsInterval, DEFAULTS.dnsInterval, 10),
+    websocket: o.websocket !== false,
+    wsMaxMessage: positive('wsMaxMessage', o.wsMaxMessage, DEFAULTS.wsMaxMessage, 1),
+    wsIdleTimeout: positive('wsIdleTimeout', o.wsIdleTimeout, 0)
   }
 }

@@ -16,6 +16,7 @@ import fp from 'fastify-plugin'
 import type { Target } from './exchange.js'
 import { Forwarder } from './forwarder.js'
 import type { FerryOptions } from './options.js'
+import { listenForUpgrades } from './ws-upgrade.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -37,7 +38,13 @@ async function ferryPlugin (app: FastifyInstance, options: FerryOptions): Promis
   const fw = new Forwarder(options, app.log)
   const o = fw.options
   app.decorate('ferry', fw)
+  // WebSockets first: an upgraded socket would keep server.close() waiting.
+  app.addHook('preClose', (done) => { fw.closeWebSockets(); done() })
   app.addHook('onClose', async () => { fw.close() })
+  // WebSocket upgrades (HTTP/1.1): routed through fastify like any request; the forwarding
+  // routes carry them to the app tier (docs/protocol.md §7.1). HTTP/2 clients (RFC 8441
+  // extended CONNECT) are not supported: an h2 server emits no 'upgrade'.
+  if (o.websocket) listenForUpgrades(app.server, (req, res) => app.routing(req, res))
 
   await app.register(async function ferryRoutes (child) {
     child.removeAllContentTypeParsers()

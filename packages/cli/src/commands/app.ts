@@ -28,7 +28,9 @@ const FLAGS = {
   mount: { type: 'string', multiple: true, short: 'm' },
   middleware: { type: 'string', multiple: true },
   auth: { type: 'string' },
-  'uwsgi-allow': { type: 'string' }
+  'uwsgi-allow': { type: 'string' },
+  'max-websockets': { type: 'string' },
+  'ws-max-message': { type: 'string' }
 } as const
 
 type Raw = Record<string, unknown>
@@ -236,6 +238,16 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
     const list = Array.isArray(allow) ? allow.map(String) : String(allow).split(/[\s,]+/).filter(Boolean)
     if (list.length === 0) throw bad('uwsgi-allow must list addresses (or * for any)')
     o.uwsgiAllow = list
+  }
+  const maxWs = pick('max-websockets')
+  if (maxWs !== undefined) o.maxWebSockets = int('max-websockets', maxWs, 0)
+  const wsMax = pick('ws-max-message')
+  if (wsMax !== undefined) {
+    const m = /^(\d+)\s*([kmg]?)i?b?$/i.exec(String(wsMax).trim())
+    if (m === null) throw bad(`ws-max-message must be a size like 1048576, 512k, 16m; got ${JSON.stringify(wsMax)}`)
+    const unit = m[2]!.toLowerCase()
+    o.wsMaxMessage = Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1)
+    if (o.wsMaxMessage < 1) throw bad('ws-max-message must be at least 1 byte')
   }
   const level = pick('log-level')
   if (level !== undefined) {

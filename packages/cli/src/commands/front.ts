@@ -49,6 +49,9 @@ const FLAGS = {
   'tls-key': { type: 'string' },
   http2: { type: 'boolean' },
   'max-header-size': { type: 'string' },
+  'ws-max-message': { type: 'string' },
+  'ws-idle-timeout': { type: 'string' },
+  'no-websocket': { type: 'boolean' },
   'log-level': { type: 'string' }
 } as const
 
@@ -174,6 +177,9 @@ export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = p
   num('retry-after', 'retryAfter', parseCount)
   num('dns-interval', 'dnsInterval', parseDuration)
   num('max-header-size', 'maxHeaderSize', parseSize)
+  num('ws-max-message', 'wsMaxMessage', parseSize)
+  num('ws-idle-timeout', 'wsIdleTimeout', parseDuration)
+  if (flags['no-websocket'] === true) o.websocket = false
   if (flags['no-retry'] === true) o.retry = false
   if (flags['access-log'] === true) o.accessLog = true
   else if (flags['no-access-log'] === true) o.accessLog = false

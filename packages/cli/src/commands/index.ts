@@ -66,6 +66,14 @@ Limits and timeouts (each answer carries the request id in x-request-id):
                              (nginx: large_client_header_buffers)
   --retry-after <s>          Retry-After on 503 answers                       default 1
 
+WebSockets (HTTP/1.1 upgrades on forwarded routes, carried as streams to native nodes;
+a uwsgi node answers 501):
+  --ws-max-message <size>    largest message either way; past it close 1009   default 16m
+  --ws-idle-timeout <dur>    close (1001) a socket with no frame either way   default 0 = never
+                             (nginx: proxy_read_timeout also cuts WebSockets; ferry does not
+                             unless asked; pings count as traffic)
+  --no-websocket             no upgrades (Upgrade requests are served as plain requests)
+
 Trust:
   --forwarded-allow-ips <ip,…>  peers whose X-Forwarded-For/-Proto are believed ('*' = any);
                              from others those headers are dropped            default none
@@ -87,7 +95,8 @@ Every option can also come from the environment: FERRY_FRONT_<OPTION> (e.g.
 FERRY_FRONT_MAX_BODY=10m, FERRY_FRONT_UPSTREAM=unix:/a.sock,unix:/b.sock). Flags win over
 the environment, the environment over the config file.
 
-Signals: SIGHUP reload upstreams · SIGTERM/SIGINT finish requests in flight, then exit.
+Signals: SIGHUP reload upstreams · SIGTERM/SIGINT close WebSockets (1001), finish requests
+in flight, then exit.
 Sizes: 1048576, 512k, 10m, 1g. Durations: 500 (ms), 500ms, 5s, 2m.
 `
 
@@ -210,6 +219,15 @@ Lifecycle:
   SIGHUP                     reload the handler module into a fresh pool; new requests go to
                              it at once, the old pool drains: no request fails.
                              gunicorn: HUP · uWSGI: touch-chain-reload
+
+WebSockets (native connections only; context.upgradeWebSocket(request) in the handler):
+  --max-websockets <n>       most open WebSockets on this node; upgrades past it get 503
+                             (FERRY_ERR_APP_WS_LIMIT). They do not use up --concurrency.
+                                                                              default 10000
+  --ws-max-message <size>    largest message a handler receives; past it close 1009
+                                                                              default 16m
+  On SIGTERM, WebSockets stay open for the graceful timeout, then are closed with 1001
+  (going away) so clients reconnect to another node. Over uwsgi an upgrade gets 501.
 
 Security:
   --auth <secret>            shared secret for the native link: the HELLO runs an HMAC-SHA256
