@@ -6,11 +6,13 @@
  *   POST /echo        streams the request body back as it arrives
  *   GET  /stream      server-sent events: ?n=5 ticks, one every ?every=200 ms
  *   GET  /slow?ms=500 answers after a delay
+ *   GET  /ws          a WebSocket: echoes each message with the thread that answered
  */
 interface Context {
   requestId: string
   threadId: number
   log: { info (obj: object, msg: string): void }
+  upgradeWebSocket (request: Request): { socket: WebSocket, response: Response }
 }
 
 const encoder = new TextEncoder()
@@ -45,6 +47,13 @@ export default {
         return new Response(sse(Number(url.searchParams.get('n') ?? 5), Number(url.searchParams.get('every') ?? 200), request.signal), {
           headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }
         })
+      case '/ws': {
+        if (request.headers.get('upgrade')?.toLowerCase() !== 'websocket') return new Response('connect with a WebSocket client\n', { status: 426, headers: { upgrade: 'websocket' } })
+        const { socket, response } = context.upgradeWebSocket(request)
+        socket.onopen = () => socket.send(JSON.stringify({ hello: 'ferry', thread: context.threadId }))
+        socket.onmessage = (e) => socket.send(JSON.stringify({ echo: e.data, thread: context.threadId }))
+        return response
+      }
       case '/slow': {
         const ms = Math.min(Number(url.searchParams.get('ms') ?? 500), 60000)
         await new Promise((resolve) => setTimeout(resolve, ms))
