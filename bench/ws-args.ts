@@ -1,0 +1,81 @@
+/**
+ * Command line of the WebSocket bench:
+ *   node --import tsx bench/ws.ts [--quick] [--rounds N] [--duration S] [--clients N] [--size B]
+ *                                 [--out DIR] [--profile]
+ */
+import { resolve } from 'node:path'
+
+export interface WsArgs {
+  quick: boolean
+  /** Interleaved rounds; 0 = the default (5, --quick 2). */
+  rounds: number
+  /** Seconds measured per configuration per round; 0 = the default (5, --quick 2). */
+  duration: number
+  clients: number
+  /** Bytes per message. */
+  size: number
+  outDir: string
+  profile: boolean
+  help: boolean
+}
+
+export const WS_USAGE = `usage: node --import tsx bench/ws.ts [options]    (npm run bench:ws -- [options])
+
+Echo of one binary message per client in a closed loop, through a single-process ws server
+(the ceiling) and through ferry front → ferry app, interleaved; writes ws-latest.{json,md}.
+
+  --quick            2 rounds of 2 s (default 5 rounds of 5 s), 1 s warm-up (default 2 s)
+  --rounds N         interleaved rounds
+  --duration S       seconds measured per configuration per round
+  --clients N        WebSocket clients (default 100)
+  --size B           bytes per message (default 64)
+  --out DIR          where ws-latest.{json,md} go (default bench/results)
+  --profile          one round per configuration with --cpu-prof on the servers: prints each
+                     process's and worker thread's top functions by self time, keeps the
+                     .cpuprofile files in a temp dir, writes no results (--duration, default 5)
+  -h, --help         this text
+`
+
+export class WsArgsError extends Error {}
+
+function positiveInt (flag: string, v: string | undefined): number {
+  const n = Number(v)
+  if (v === undefined || !Number.isInteger(n) || n <= 0) throw new WsArgsError(`${flag} needs a positive integer, got ${v ?? 'nothing'}`)
+  return n
+}
+
+export function parseWsArgs (argv: readonly string[], root: string): WsArgs {
+  const out: WsArgs = {
+    quick: false,
+    rounds: 0,
+    duration: 0,
+    clients: 100,
+    size: 64,
+    outDir: resolve(root, 'bench/results'),
+    profile: false,
+    help: false
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
+    const value = (): string | undefined => inline ?? argv[++i]
+    switch (flag) {
+      case '--quick': out.quick = true; break
+      case '--profile': out.profile = true; break
+      case '--rounds': out.rounds = positiveInt(flag, value()); break
+      case '--duration': out.duration = positiveInt(flag, value()); break
+      case '--clients': out.clients = positiveInt(flag, value()); break
+      case '--size': out.size = positiveInt(flag, value()); break
+      case '--out': {
+        const v = value()
+        if (v === undefined || v === '') throw new WsArgsError('--out needs a directory')
+        out.outDir = resolve(v)
+        break
+      }
+      case '-h':
+      case '--help': out.help = true; break
+      default: throw new WsArgsError(`unknown argument ${a}`)
+    }
+  }
+  return out
+}
