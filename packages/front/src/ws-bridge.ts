@@ -7,9 +7,10 @@
  * Flow control both ways, so no side fills memory:
  *  - client → node: a record goes out with stream.write(); when that returns false the
  *    client's socket is paused (ws.pause()) until the stream drains.
- *  - node → client: the stream's credit for a record is returned only once the client's
- *    socket took the bytes (at once, or on the socket's 'drain'): a client that does not
- *    read stops the node after one stream window.
+ *  - node → client: the stream's credit for a chunk of records is returned only once the
+ *    client's socket took the bytes (at once, or on the socket's 'drain'): a client that
+ *    does not read stops the node after one stream window. Credit goes per chunk, not per
+ *    whole record, so a message larger than the window still arrives.
  *
  * Close: a client's close frame (or a dropped connection) becomes a close record and
  * END_STREAM (a dropped connection: RESET CANCEL, which the handler sees as 1006); a node's
@@ -20,7 +21,7 @@
 import type { Socket } from 'node:net'
 import {
   decodeWsClose, encodeWsClose, encodeWsRecord, type FerryError, isValidCloseCode, ResetCode, type Stream,
-  WS_RECORD_HEADER, WsClose, WsOp, WsRecordDecoder, wsRecordHeader
+  WsClose, WsOp, WsRecordDecoder, wsRecordHeader
 } from '@ferry/protocol'
 import type { WebSocket } from 'ws'
 import type { AccessLogger } from './exchange.js'
@@ -130,29 +131,31 @@ export class WsBridge {
       this.#closeClient(err.code === 'FERRY_ERR_WS_TOO_LARGE' ? WsClose.TOO_BIG : WsClose.INTERNAL_ERROR, err.code === 'FERRY_ERR_WS_TOO_LARGE' ? 'message too big' : 'bad record from the server')
       this.#clientDone = true
       this.#maybeDone()
+      return
     }
+    // Credit per chunk, not per record: a record larger than the stream window (up to
+    // --ws-max-message) must be able to arrive whole. The bytes of a record still being
+    // joined are held by the decoder (bounded by --ws-max-message), so their credit goes
+    // back at once unless the client's socket is backed up; then it waits for 'drain'.
+    const ws = this.ws
+    if (ws !== null && ws.readyState === OPEN && this.socket.writableNeedDrain) {
+      this.#owed += chunk.length
+      if (!this.#drainHooked) {
+        this.#drainHooked = true
+        this.socket.once('drain', () => this.#socketDrained())
+      }
+    } else this.stream.consume(chunk.length)
   }
 
   #onRecord (op: number, payload: Buffer): void {
     this.lastActivity = Date.now()
-    const n = WS_RECORD_HEADER + payload.length
     const ws = this.ws
-    if (ws === null || ws.readyState !== OPEN) {
-      this.stream.consume(n)
-      return
-    }
+    if (ws === null || ws.readyState !== OPEN) return
     switch (op) {
       case WsOp.TEXT:
       case WsOp.BINARY:
         this.messagesOut++
         ws.send(payload, { binary: op === WsOp.BINARY })
-        if (this.socket.writableNeedDrain) {
-          this.#owed += n
-          if (!this.#drainHooked) {
-            this.#drainHooked = true
-            this.socket.once('drain', () => this.#socketDrained())
-          }
-        } else this.stream.consume(n)
         return
       case WsOp.PING:
         ws.ping(payload)
@@ -167,7 +170,6 @@ export class WsBridge {
         break
       }
     }
-    this.stream.consume(n)
   }
 
   #socketDrained (): void {
