@@ -13,7 +13,7 @@
  *                                 [--size B] [--out DIR] [--profile]
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -79,6 +79,16 @@ const CONFIGS: WsConfig[] = [
   }
 ]
 
+/** read + write syscalls of a process so far (all its threads: /proc/<pid>/io of the leader sums them). */
+function syscalls (pid: number): number {
+  try {
+    const s = readFileSync(`/proc/${pid}/io`, 'utf8')
+    return Number(/syscr: (\d+)/.exec(s)?.[1] ?? 0) + Number(/syscw: (\d+)/.exec(s)?.[1] ?? 0)
+  } catch {
+    return Number.NaN
+  }
+}
+
 /** The generator child: spawn, wait for its clients, and hand back a typed message channel. */
 function startGenerator (url: string, clients: number, size: number): { child: ChildProcess, next: () => Promise<ChildMessage>, send: (m: ParentMessage) => void } {
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench/ws-client.ts'), url, String(clients), String(size)], {
@@ -130,9 +140,11 @@ async function measureOnce (cfg: WsConfig, a: Load, roundNo: number): Promise<Ws
     gen.send({ type: 'run' })
     await sleep(a.warmup * 1000)
     const before = usage([...procs, genProc])
+    const sysBefore = procs.map((p) => syscalls(p.pid))
     gen.send({ type: 'start' })
     await sleep(a.seconds * 1000)
     const delta = usageDelta(before, usage([...procs, genProc]))
+    const sysAfter = procs.map((p) => syscalls(p.pid))
     gen.send({ type: 'stop' })
     const r = (await gen.next()) as { type: 'result' } & WindowResult
     if (r.type !== 'result') throw new Error(`unexpected ${(r as ChildMessage).type} from the load generator`)
@@ -154,7 +166,8 @@ async function measureOnce (cfg: WsConfig, a: Load, roundNo: number): Promise<Ws
       firstError: r.firstError,
       cpuUs: perMsg(serverCpu),
       cpuUsByProc,
-      generatorCpuUs: perMsg(delta.get('generator')?.cpuS ?? 0)
+      generatorCpuUs: perMsg(delta.get('generator')?.cpuS ?? 0),
+      syscallsByProc: Object.fromEntries(procs.map((p, i) => [p.name, r.messages > 0 ? round((sysAfter[i]! - sysBefore[i]!) / r.messages, 2) : Number.NaN]))
     }
   } finally {
     if (gen !== null && gen.child.exitCode === null && gen.child.signalCode === null) {
@@ -186,8 +199,10 @@ function summarize (cfg: WsConfig, samples: WsSample[], skipped: string | null):
     cpuUs: round(m((s) => s.cpuUs), 1),
     cpuUsByProc: Object.fromEntries([...procs].map((p) => [p, round(m((s) => s.cpuUsByProc[p] ?? 0), 1)])),
     generatorCpuUs: round(m((s) => s.generatorCpuUs), 1),
+    syscallsByProc: Object.fromEntries([...procs].map((p) => [p, round(m((s) => s.syscallsByProc[p] ?? 0), 2)])),
     ratio: null,
-    roundRatios: []
+    roundRatios: [],
+    cpuRatio: null
   }
 }
 
@@ -203,7 +218,8 @@ async function profileOnce (a: WsArgs, seconds: number): Promise<void> {
       profiling.dir = null
     }
   }
-  console.log(`\n${profileReport(dir, 15)}\n\nprofiles (open in Chrome DevTools): ${dir}`)
+  for (const cfg of CONFIGS) console.log(`\n## ${cfg.name}: top self time (whole process life; busy = samples not idle)\n${profileReport(join(dir, cfg.name), 15)}`)
+  console.log(`\nprofiles (open in Chrome DevTools): ${dir}`)
 }
 
 async function main (): Promise<void> {
@@ -256,7 +272,7 @@ async function main (): Promise<void> {
           const s = await measureOnce(cfg, { clients: a.clients, size: a.size, seconds, warmup }, r)
           samples.get(cfg.name)!.push(s)
           const tiers = Object.entries(s.cpuUsByProc).map(([k, v]) => `${k} ${v}`).join(' + ')
-          console.log(`round ${r}/${rounds} ${cfg.name.padEnd(6)} ${String(Math.round(s.msgsPerS)).padStart(7)} msgs/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/msg (${tiers})  generator ${s.generatorCpuUs} µs/msg`)
+          console.log(`round ${r}/${rounds} ${cfg.name.padEnd(6)} ${String(Math.round(s.msgsPerS)).padStart(7)} msgs/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/msg (${tiers})  generator ${s.generatorCpuUs} µs/msg  syscalls/msg ${Object.entries(s.syscallsByProc).map(([k, v]) => `${k} ${v}`).join(' + ')}`)
         } catch (err) {
           const first = String((err as Error).message).split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(0, 3).join(' · ')
           skipped.set(cfg.name, `failed in round ${r}: ${first}`)
@@ -274,6 +290,8 @@ async function main (): Promise<void> {
         if (b !== undefined && b.msgsPerS > 0) ferry.roundRatios.push(round(s.msgsPerS / b.msgsPerS, 3))
       }
       base.ratio = 1
+      base.cpuRatio = 1
+      if (base.cpuUs > 0) ferry.cpuRatio = round(ferry.cpuUs / base.cpuUs, 2)
     }
     const results: WsResults = {
       date: new Date().toISOString(),
