@@ -23,8 +23,8 @@ class Client {
   readonly closed: Promise<Closed>
   readonly opened: Promise<void>
 
-  constructor (url: string) {
-    this.ws = new WebSocket(url)
+  constructor (url: string, protocols?: string[]) {
+    this.ws = new WebSocket(url, protocols)
     this.ws.on('message', (data: Buffer, isBinary: boolean) => {
       const m = { data, isBinary }
       const w = this.#waiters.shift()
@@ -57,22 +57,23 @@ describe('a Hono app with a WebSocket route through ferry front → ferry app', 
   let host: string
   const clients: Client[] = []
 
-  const connect = async (path: string): Promise<Client> => {
-    const c = new Client(`ws://${host}${path}`)
+  const connect = async (path: string, protocols?: string[]): Promise<Client> => {
+    const c = new Client(`ws://${host}${path}`, protocols)
     clients.push(c)
     await c.opened
     return c
   }
 
-  /** The closes the route has recorded, once there are at least `n`. */
-  const closes = async (n: number): Promise<{ code: number, reason: string, wasClean: boolean }[]> => {
+  /** The close the route recorded for the socket opened with ?name=`name`. */
+  const closeOf = async (name: string): Promise<{ name: string, code: number, reason: string, wasClean: boolean }> => {
     for (let i = 0; i < 100; i++) {
       const res = await fetch(`http://${host}/api/closes`)
-      const body = await res.json() as { closes: { code: number, reason: string, wasClean: boolean }[] }
-      if (body.closes.length >= n) return body.closes
+      const body = await res.json() as { closes: { name: string, code: number, reason: string, wasClean: boolean }[] }
+      const found = body.closes.find((c) => c.name === name)
+      if (found !== undefined) return found
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
-    throw new Error(`the route recorded fewer than ${n} closes`)
+    throw new Error(`the route recorded no close for ${name}`)
   }
 
   before(async () => {
@@ -108,7 +109,7 @@ describe('a Hono app with a WebSocket route through ferry front → ferry app', 
   })
 
   test('hello on open, text and binary echo, client close code reaches onClose', async () => {
-    const c = await connect('/ws')
+    const c = await connect('/ws?name=echo')
     const hello = await c.next()
     assert.equal(hello.isBinary, false)
     assert.equal(hello.data.toString(), 'hello')
@@ -132,28 +133,30 @@ describe('a Hono app with a WebSocket route through ferry front → ferry app', 
 
     c.ws.close(4100, 'client leaves')
     assert.deepEqual(await c.closed, { code: 4100, reason: 'client leaves' })
-    const seen = await closes(1)
-    assert.deepEqual(seen[0], { code: 4100, reason: 'client leaves', wasClean: true })
+    assert.deepEqual(await closeOf('echo'), { name: 'echo', code: 4100, reason: 'client leaves', wasClean: true })
   })
 
   test('the route\'s close (4002) reaches the client and its own onClose', async () => {
-    const before = (await closes(0)).length
-    const c = await connect('/ws')
+    const c = await connect('/ws?name=bye')
     assert.equal((await c.next()).data.toString(), 'hello')
     c.ws.send('bye')
     assert.deepEqual(await c.closed, { code: 4002, reason: 'server says bye' })
-    const seen = await closes(before + 1)
-    assert.equal(seen[before]!.code, 4002)
-    assert.equal(seen[before]!.reason, 'server says bye')
-    assert.equal(seen[before]!.wasClean, true)
+    assert.deepEqual(await closeOf('bye'), { name: 'bye', code: 4002, reason: 'server says bye', wasClean: true })
+  })
+
+  test('offered subprotocols: the helper selects the first, as Hono\'s Deno adapter does', async () => {
+    const c = await connect('/ws?name=proto', ['chat.v2', 'chat.v1'])
+    assert.equal(c.ws.protocol, 'chat.v2')
+    assert.equal((await c.next()).data.toString(), 'hello')
+    c.ws.close(1000)
+    assert.equal((await c.closed).code, 1000)
+    assert.equal((await closeOf('proto')).code, 1000)
   })
 
   test('a client that vanishes without a close frame shows in onClose as 1006, not clean', async () => {
-    const before = (await closes(0)).length
-    const c = await connect('/ws')
+    const c = await connect('/ws?name=vanish')
     assert.equal((await c.next()).data.toString(), 'hello')
     c.ws.terminate()
-    const seen = await closes(before + 1)
-    assert.deepEqual(seen[before], { code: 1006, reason: '', wasClean: false })
+    assert.deepEqual(await closeOf('vanish'), { name: 'vanish', code: 1006, reason: '', wasClean: false })
   })
 })
