@@ -211,7 +211,7 @@ Workers:
                              use context.waitUntil for work after the response) still ends
                              the thread. 0 = every uncaught exception ends its thread (Node's
                              default). --threads 0: the process's own handling applies.
-                                                                             default 100
+                                                                             default 1000
                              uWSGI/PHP-FPM: an error fails its request · gunicorn: max_requests
   --max-memory <MiB>         old-generation heap limit per thread; a thread that passes it
                              dies (its requests get 500) and is replaced. 0 = Node's default.
