@@ -1,7 +1,8 @@
 /**
  * Uncaught exceptions and unhandled rejections in worker threads: one raised by a request's
  * own async work fails that request (500 FERRY_ERR_APP_UNCAUGHT, or a reset after its head)
- * and the thread lives on with its other requests; one that belongs to no open request ends
+ * and the thread lives on with its other requests (also when it comes after a 504, its handler
+ * still running); one that belongs to no running request ends
  * the thread and the pool replaces it; --max-uncaught recycles a thread after n of them;
  * --max-uncaught 0 is Node's default (the thread dies).
  */
@@ -63,8 +64,8 @@ test('a throw in setImmediate or setTimeout, an unawaited rejection: 500 for tha
   assert.equal(event(text, 'recycled'), 0)
 })
 
-test('after the head the request is reset; after a complete response (waitUntil work) only logged; the thread stays', async (t) => {
-  const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--stats', 'tcp://127.0.0.1:0'])
+test('after the head the request is reset; after a complete response (waitUntil work) or after a 504 (handler still running) only logged; the thread stays', async (t) => {
+  const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--timeout', '0.3', '--stats', 'tcp://127.0.0.1:0'])
   t.after(() => app.stop())
   const s = await connect(app.addresses[0]!)
   t.after(() => s.destroy())
@@ -77,11 +78,17 @@ test('after the head the request is reset; after a complete response (waitUntil 
   assert.equal(w.body.toString(), `answered ${before}`)
   const late = await app.waitForLog((l) => l.reqId === 'wait-1' && l.code === 'FERRY_ERR_APP_UNCAUGHT')
   assert.equal(late.answered, 'response was complete')
+  const timedOut = await request(s, head('/late-throw', { requestId: 'late-1' }))
+  assert.equal(timedOut.status, 504)
+  const after = await app.waitForLog((l) => l.reqId === 'late-1' && l.code === 'FERRY_ERR_APP_UNCAUGHT')
+  assert.equal(after.answered, 'already answered')
   assert.equal((await request(s, head('/thread'))).body.toString(), before)
-  assert.equal(event(await metrics(app), 'uncaught'), 2)
+  const text = await metrics(app)
+  assert.equal(event(text, 'uncaught'), 3)
+  assert.equal(event(text, 'crashed'), 0)
 })
 
-test('an error no open request owns (a module-level timer, work a finished request left behind) still ends the thread; the pool replaces it', async (t) => {
+test('an error no running request owns (a module-level timer, work a settled request left behind) still ends the thread; the pool replaces it', async (t) => {
   const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--stats', 'tcp://127.0.0.1:0'])
   t.after(() => app.stop())
   const s = await connect(app.addresses[0]!)

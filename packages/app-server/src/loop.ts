@@ -55,7 +55,10 @@ interface Job {
   body: BodySource | null
   /** The main thread expects nothing more for this request (CANCEL, or failed by `uncaught`). */
   cancelled: boolean
+  /** Out of the loop's table (answered and settled, or cancelled). */
   done: boolean
+  /** Its handler (with the response body) and its waitUntil promises have settled. */
+  settled: boolean
   res: number
   /** waitUntil promises (the context's closure pushes to the same list). */
   pending: Promise<unknown>[]
@@ -222,7 +225,7 @@ export class WorkerLoop {
     const pending: Promise<unknown>[] = []
     const context = new Context(requestId, op[7] as string, op[8] as number, scriptName, bodyLength,
       scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers), this.#log, pending)
-    const job: Job = { rid, method, request, body, cancelled: false, done: false, res: Res.NONE, pending, credit: RESPONSE_WINDOW, creditWaiter: null, context }
+    const job: Job = { rid, method, request, body, cancelled: false, done: false, settled: false, res: Res.NONE, pending, credit: RESPONSE_WINDOW, creditWaiter: null, context }
     this.#jobs.set(rid, job)
     // One run() per request: everything the request's code schedules (timers, promises,
     // streams) carries the job. Arguments, not a closure: nothing allocated per request here.
@@ -236,18 +239,19 @@ export class WorkerLoop {
 
   /**
    * An uncaught exception or unhandled rejection in this thread (worker.ts's process
-   * listeners). It is the request's when its async context holds a job that is still open,
-   * or that the main thread already answered (cancelled: timed out, client gone) — its code
-   * is still running, and the error is its own. Then it is logged with the request id
-   * (FERRY_ERR_APP_UNCAUGHT), the request is answered 500 (or FAILed once its head went
-   * out; nothing if its response was complete or it was already answered), its signal
-   * aborts, the job leaves the loop, and the main thread is told (it counts them against
-   * --max-uncaught). Returns false when the error belongs to no open request (no context, or
-   * a request that finished normally, e.g. a timer it left behind): the caller ends the thread.
+   * listeners). It is the request's when its async context holds a job whose code is still
+   * running: its handler, response body or waitUntil promises have not settled — also after
+   * the main thread answered it (timed out, client gone): the error is still its own. Then
+   * it is logged with the request id (FERRY_ERR_APP_UNCAUGHT), the request is answered 500
+   * (or FAILed once its head went out; nothing if its response was complete or it was
+   * already answered), its signal aborts, the job leaves the loop, and the main thread is
+   * told (it counts them against --max-uncaught). Returns false when the error belongs to no
+   * running request (no context, or one that settled: a timer it left behind, a connection
+   * pool it happened to create): the caller ends the thread.
    */
   uncaught (err: unknown, origin: string): boolean {
     const job = jobContext.getStore()
-    if (job === undefined || (job.done && !job.cancelled)) return false
+    if (job === undefined || job.settled) return false
     this.#push([Op.UNCAUGHT, job.rid])
     const answered = job.cancelled ? 'already answered' : job.res === Res.NONE ? '500' : job.res === Res.HEAD ? 'failed after its head' : 'response was complete'
     job.context.log.error({ err, code: 'FERRY_ERR_APP_UNCAUGHT', origin, answered }, 'uncaught exception in a request: that request fails, the thread goes on')
@@ -325,11 +329,16 @@ export class WorkerLoop {
     } finally {
       job.body?.fail(new Error('response finished'))
       if (job.pending.length > 0) {
-        Promise.allSettled(job.pending).then(() => this.#finish(job))
+        Promise.allSettled(job.pending).then(() => this.#settle(job))
       } else {
-        this.#finish(job)
+        this.#settle(job)
       }
     }
+  }
+
+  #settle (job: Job): void {
+    job.settled = true
+    this.#finish(job)
   }
 
   async #pump (job: Job, stream: ReadableStream<Uint8Array>): Promise<void> {

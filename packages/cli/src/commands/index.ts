@@ -206,10 +206,10 @@ Workers:
                              the thread goes on with its other requests. Node calls resuming
                              after one unsafe, so after n of them a thread is recycled as
                              --max-requests does (in-flight requests finish, a fresh thread
-                             replaces it). One raised outside any open request (a
-                             module-level timer, work left behind by a finished request —
-                             use context.waitUntil for work after the response) still ends
-                             the thread. 0 = every uncaught exception ends its thread (Node's
+                             replaces it). One raised by no running request (a
+                             module-level timer, work left behind by a request whose handler
+                             has settled — use context.waitUntil for work after the
+                             response) still ends the thread. 0 = every uncaught exception ends its thread (Node's
                              default). --threads 0: the process's own handling applies.
                                                                              default 1000
                              uWSGI/PHP-FPM: an error fails its request · gunicorn: max_requests
