@@ -1,10 +1,10 @@
 /**
  * Uncaught exceptions and unhandled rejections in worker threads: one raised by a request's
  * own async work fails that request (500 FERRY_ERR_APP_UNCAUGHT, or a reset after its head)
- * and the thread lives on with its other requests (also when it comes after a 504, its handler
- * still running); one that belongs to no running request ends
- * the thread and the pool replaces it; --max-uncaught recycles a thread after n of them;
- * --max-uncaught 0 is Node's default (the thread dies).
+ * and the thread lives on with its other requests (also when it comes after a 504, its
+ * handler still running); one that belongs to no running request ends the thread and the
+ * pool replaces it; --max-uncaught recycles a thread after n of them; --max-uncaught 0 is
+ * Node's default (the thread dies).
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
