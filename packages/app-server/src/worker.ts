@@ -9,8 +9,8 @@
  * on — what an exception in one request does under uWSGI or PHP-FPM. Node warns that
  * resuming after an uncaught exception is unsafe (state the throw interrupted may be left
  * half-changed), so the pool retires a thread gracefully after --max-uncaught of them
- * (gunicorn's max_requests, applied to errors). An error that belongs to no open request
- * (module-level timers, work a finished request left behind) ends the thread as before.
+ * (gunicorn's max_requests, applied to errors). An error that belongs to no running request
+ * (module-level timers, work a settled request left behind) ends the thread as before.
  */
 import type { MessagePort } from 'node:worker_threads'
 import { threadId } from 'node:worker_threads'
@@ -35,9 +35,12 @@ let listening = false
 
 function onError (err: unknown, origin: string): void {
   if (current?.uncaught(err, origin) === true) return
-  log!.error({ err, origin, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'uncaught exception outside any open request: the thread ends (the pool replaces it)')
+  log!.error({ err, origin, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'uncaught exception outside any running request: the thread ends (the pool replaces it)')
   // answers already made for other requests still go out; the rest the pool re-dispatches or fails
   current?.flush()
+  // the logger writes asynchronously: what it still holds would be lost with the thread
+  const stream = (log as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym]
+  try { stream?.flushSync?.() } catch {}
   process.exit(1)
 }
 
