@@ -69,7 +69,7 @@ test('bad options exit 2 with a coded message; --help documents every flag', () 
   assert.equal(unknown.status, 2)
   const help = execFileSync(process.execPath, [BIN, 'app', '--help'], { encoding: 'utf8' })
   for (const flag of ['--listen', '--socket-mode', '--threads', '--concurrency', '--max-queue', '--timeout', '--max-requests',
-    '--max-requests-jitter', '--max-memory', '--graceful-timeout', '--stats', '--log-level', '--config', 'harakiri', 'FERRY_APP_']) {
+    '--max-requests-jitter', '--max-uncaught', '--max-memory', '--graceful-timeout', '--stats', '--log-level', '--config', 'harakiri', 'FERRY_APP_']) {
     assert.ok(help.includes(flag), flag)
   }
 })

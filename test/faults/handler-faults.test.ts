@@ -1,6 +1,8 @@
 /**
  * Fault scenario 4 at test scale (8 connections, 3 s with faults after 3 s without):
  * exactly the injected faults fail, with 500 / 504 / 500, and the pool regains its size.
+ * The injected crashes are uncaught exceptions of their own requests: each is answered
+ * FERRY_ERR_APP_UNCAUGHT and no thread dies.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
@@ -11,4 +13,7 @@ test('throw 5% / hang 1% / crash 1%: exactly those fail (500/504/500), the rest 
   assert.ok((r.byKind.none ?? 0) > 100 && (r.byKind.throw ?? 0) > 0 && (r.byKind.hang ?? 0) > 0 && (r.byKind.crash ?? 0) > 0, `every kind ran: ${JSON.stringify(r.byKind)}`)
   assert.deepEqual(r.unexpected, {}, 'every request got the status of its kind')
   assert.equal(r.threadsAfter, FAULTS_SMALL.threads, 'ferry_app_threads is back to --threads')
+  assert.deepEqual(Object.keys(r.crashCodes), ['FERRY_ERR_APP_UNCAUGHT'], 'every crash request failed alone, with its own code')
+  assert.equal(r.events.uncaught, r.byKind.crash, 'each crash counted once')
+  assert.equal(r.events.crashed, 0, 'no thread died')
 })

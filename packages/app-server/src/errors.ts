@@ -13,6 +13,7 @@ export const APP_SERVER_ERRORS = {
   FERRY_ERR_APP_HANDLER_SHAPE: info('the handler module has no fetch handler (default export with fetch(), or a function)', 500),
   FERRY_ERR_APP_HANDLER_THREW: info('the handler threw', 500),
   FERRY_ERR_APP_HANDLER_RESULT: info('the handler did not return a Response', 500),
+  FERRY_ERR_APP_UNCAUGHT: info('an uncaught exception or unhandled rejection in the request\'s async work', 500),
   FERRY_ERR_APP_RESPONSE_BODY: info('reading the response body failed', 500),
   FERRY_ERR_APP_QUEUE_FULL: info('request queue is full', 503),
   FERRY_ERR_APP_TIMEOUT: info('the handler did not answer in time', 504),

@@ -2,7 +2,12 @@
  * The worker loop: serves a stream of batches from the main thread on one port, running the
  * handler for every request. Used in a piscina worker (worker.ts) and, with an in-process
  * port, on the main thread for --threads 0. One postMessage per event-loop turn goes back.
+ *
+ * In a worker thread each request runs inside an AsyncLocalStorage context holding its job,
+ * so an uncaught exception or unhandled rejection can be traced to the request whose async
+ * work raised it (see `uncaught`): that request fails, the thread goes on.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { threadId } from 'node:worker_threads'
 import { FerryError } from '@ferry/protocol'
 import type { Logger } from 'pino'
@@ -43,13 +48,30 @@ export interface HandlerContext {
 
 const kJob = Symbol('ferry.job')
 
+/** How far a job's response got (Job.res). */
+const Res = {
+  /** nothing sent: an error can still be a 500 answer */
+  NONE: 0,
+  /** the head went out, the body is streaming: an error is a FAIL (the front resets) */
+  HEAD: 1,
+  /** the response is complete (the job may still wait for waitUntil promises) */
+  DONE: 2
+} as const
+
 interface Job {
   rid: number
   method: string
   request: Request
   body: BodySource | null
+  /** The main thread expects nothing more for this request (CANCEL, or failed by `uncaught`). */
   cancelled: boolean
+  /** Out of the loop's table (answered and settled, or cancelled). */
   done: boolean
+  /** Its handler (with the response body) and its waitUntil promises have settled. */
+  settled: boolean
+  res: number
+  /** waitUntil promises (the context's closure pushes to the same list). */
+  pending: Promise<unknown>[]
   credit: number
   creditWaiter: (() => void) | null
   context: HandlerContext
@@ -117,10 +139,18 @@ class Context implements HandlerContext {
   }
 }
 
+/**
+ * The request a piece of async work belongs to. One instance per thread; it is only entered
+ * (and Node's async hooks only enabled) when the loop attributes errors: not on the main
+ * thread (--threads 0), where the process's own handling of uncaught exceptions applies.
+ */
+const jobContext = new AsyncLocalStorage<Job>()
+
 export class WorkerLoop {
   #port: Port
   #handler: FetchHandler
   #log: Logger
+  #attribute: boolean
   /** Not a Map: one insert and one delete per request would churn it (see IdTable). */
   #jobs = new IdTable<Job>()
   #out: unknown[] = []
@@ -137,13 +167,15 @@ export class WorkerLoop {
   /**
    * `started` (shared with the main thread) counts the requests this loop has begun: if the
    * thread dies or gets stuck, the main thread re-dispatches the ones past it, which never ran.
+   * `attribute`: run each request in its job's async context, so `uncaught` can find it.
    */
-  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, wsMaxMessage: number) {
+  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, attribute = false, wsMaxMessage = 16 * 1024 * 1024) {
     this.#port = port
     this.#wsMaxMessage = wsMaxMessage
     this.#started = started
     this.#handler = handler
     this.#log = log
+    this.#attribute = attribute
     this.stopped = new Promise((resolve) => { this.#resolveStopped = resolve })
     port.on('message', (msg) => this.#onBatch(msg))
     this.#push([Op.READY, threadId])
@@ -155,6 +187,11 @@ export class WorkerLoop {
       this.#flushScheduled = true
       setImmediate(this.#flush)
     }
+  }
+
+  /** Post what is waiting now (before the thread ends: answers already made still go out). */
+  flush (): void {
+    this.#flush()
   }
 
   #flush = (): void => {
@@ -227,18 +264,55 @@ export class WorkerLoop {
     const pending: Promise<unknown>[] = []
     const context = new Context(requestId, op[7] as string, op[8] as number, scriptName, bodyLength,
       scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers), this.#log, pending)
-    const job: Job = { rid, method, request, body, cancelled: false, done: false, credit: RESPONSE_WINDOW, creditWaiter: null, context, ws: null }
+    const job: Job = { rid, method, request, body, cancelled: false, done: false, settled: false, res: Res.NONE, pending, credit: RESPONSE_WINDOW, creditWaiter: null, context, ws: null }
     if (upgradable) context[kJob] = job
     this.#jobs.set(rid, job)
-    this.#run(job, pending)
+    // One run() per request: everything the request's code schedules (timers, promises,
+    // streams) carries the job. Arguments, not a closure: nothing allocated per request here.
+    if (this.#attribute) jobContext.run(job, WorkerLoop.#runJob, this, job)
+    else this.#run(job)
+  }
+
+  static #runJob (loop: WorkerLoop, job: Job): void {
+    loop.#run(job)
+  }
+
+  /**
+   * An uncaught exception or unhandled rejection in this thread (worker.ts's process
+   * listeners). It is the request's when its async context holds a job whose code is still
+   * running: its handler, response body or waitUntil promises have not settled — also after
+   * the main thread answered it (timed out, client gone): the error is still its own. Then
+   * it is logged with the request id (FERRY_ERR_APP_UNCAUGHT), the request is answered 500
+   * (or FAILed once its head went out; nothing if its response was complete or it was
+   * already answered), its signal aborts, the job leaves the loop, and the main thread is
+   * told (it counts them against --max-uncaught). Returns false when the error belongs to no
+   * running request (no context, or one that settled: a timer it left behind, a connection
+   * pool it happened to create): the caller ends the thread.
+   */
+  uncaught (err: unknown, origin: string): boolean {
+    const job = jobContext.getStore()
+    if (job === undefined || job.settled) return false
+    this.#push([Op.UNCAUGHT, job.rid])
+    const answered = job.cancelled ? 'already answered' : job.res === Res.NONE ? '500' : job.res === Res.HEAD ? 'failed after its head' : 'response was complete'
+    job.context.log.error({ err, code: 'FERRY_ERR_APP_UNCAUGHT', origin, answered }, 'uncaught exception in a request: that request fails, the thread goes on')
+    if (job.cancelled) return true
+    if (job.res === Res.NONE) this.#sendError(job, 500, 'FERRY_ERR_APP_UNCAUGHT')
+    else if (job.res === Res.HEAD) this.#push([Op.FAIL, job.rid, 500, 'FERRY_ERR_APP_UNCAUGHT', String((err as Error)?.message ?? err)])
+    this.#abandon(job, 'The request failed (uncaught exception)')
+    return true
   }
 
   #cancel (rid: number): void {
     const job = this.#jobs.get(rid)
     if (job === undefined) return
+    this.#abandon(job, 'The request was cancelled')
+  }
+
+  /** Nothing more goes out for this job: abort its request, stop its body and its pump, drop it. */
+  #abandon (job: Job, why: string): void {
     job.cancelled = true
-    job.body?.fail(new Error('request cancelled'))
-    abortRequest(job.request, new DOMException('The request was cancelled', 'AbortError'))
+    job.body?.fail(new Error(why))
+    abortRequest(job.request, new DOMException(why, 'AbortError'))
     const w = job.creditWaiter
     if (w !== null) {
       job.creditWaiter = null
@@ -256,15 +330,14 @@ export class WorkerLoop {
     this.#maybeStopped()
   }
 
-  async #run (job: Job, pending: Promise<unknown>[]): Promise<void> {
-    let headSent = false
+  async #run (job: Job): Promise<void> {
     try {
       const res = await this.#handler(job.request, job.context, { waitUntil: job.context.waitUntil, passThroughOnException () {}, props: {} })
       if (job.cancelled) return
       if (job.ws !== null) {
         const wsHeaders = upgradeHeaders(res)
         if (wsHeaders !== null) {
-          headSent = true
+          job.res = Res.HEAD
           await this.#runWebSocket(job, job.ws, wsHeaders)
           return
         }
@@ -281,21 +354,23 @@ export class WorkerLoop {
         const bytes = u.bytes
         const len = bytes === null ? 0 : bytes.byteLength
         if (bytes !== null && !hasHeader(u.headers, 'content-length')) u.headers.push('content-length', String(len))
-        headSent = true
+        job.res = Res.DONE
         this.#push([Op.HEAD, job.rid, u.status, u.headers, isHead ? 0 : len, isHead || len === 0 || bytes === null ? null : own(bytes), true])
         return
       }
       const declared = contentLength(u.headers)
-      headSent = true
       if (isHead) {
+        job.res = Res.DONE
         this.#push([Op.HEAD, job.rid, u.status, u.headers, 0, null, true])
         u.stream.cancel().catch(() => {})
         return
       }
+      job.res = Res.HEAD
       this.#push([Op.HEAD, job.rid, u.status, u.headers, declared, null, false])
       await this.#pump(job, u.stream)
     } catch (err) {
       if (job.cancelled) return
+      const headSent = job.res !== Res.NONE
       if (!headSent && err instanceof FerryError && err.code === 'FERRY_ERR_APP_WS_UNSUPPORTED') {
         job.context.log.warn({ code: err.code }, err.message)
         this.#sendError(job, 501, err.code)
@@ -307,10 +382,10 @@ export class WorkerLoop {
       else this.#sendError(job, 500, code)
     } finally {
       job.body?.fail(new Error('response finished'))
-      if (pending.length > 0) {
-        Promise.allSettled(pending).then(() => this.#finish(job))
+      if (job.pending.length > 0) {
+        Promise.allSettled(job.pending).then(() => this.#settle(job))
       } else {
-        this.#finish(job)
+        this.#settle(job)
       }
     }
   }
@@ -326,7 +401,14 @@ export class WorkerLoop {
       }
     })
     await ws.run(job.body!, this.#wsMaxMessage)
-    if (!job.cancelled) this.#push([Op.END, job.rid])
+    if (job.cancelled) return
+    job.res = Res.DONE
+    this.#push([Op.END, job.rid])
+  }
+
+  #settle (job: Job): void {
+    job.settled = true
+    this.#finish(job)
   }
 
   async #pump (job: Job, stream: ReadableStream<Uint8Array>): Promise<void> {
@@ -355,6 +437,7 @@ export class WorkerLoop {
         job.credit -= chunk.byteLength
         this.#push([Op.CHUNK, job.rid, own(chunk)])
       }
+      job.res = Res.DONE
       this.#push([Op.END, job.rid])
     } finally {
       reader.releaseLock()
@@ -362,6 +445,7 @@ export class WorkerLoop {
   }
 
   #sendError (job: Job, status: number, code: string): void {
+    job.res = Res.DONE
     const body = `${status === 500 ? 'Internal Server Error' : status === 501 ? 'Not Implemented' : 'Error'} (request id ${job.context.requestId})\n`
     const bytes = Buffer.from(body)
     this.#push([Op.HEAD, job.rid, status, [

@@ -29,6 +29,9 @@
  *   [END, rid]                 response complete
  *   [CONSUMED, rid, n]         the handler took n request-body bytes: return credit upstream
  *   [FAIL, rid, status, code, message]  the request failed after or before its head
+ *   [UNCAUGHT, rid]            an uncaught exception / unhandled rejection was attributed to
+ *                              this request (its 500 or FAIL follows unless it was answered);
+ *                              the thread lives on, the pool counts it (--max-uncaught)
  *   [PONG, seq]
  */
 export const Op = {
@@ -49,7 +52,8 @@ export const Op = {
   END: 14,
   CONSUMED: 15,
   FAIL: 16,
-  PONG: 17
+  PONG: 17,
+  UNCAUGHT: 18
 } as const
 
 /** Response-body bytes a worker may send before it waits for CREDIT. */
@@ -67,6 +71,11 @@ export interface LoopOptions {
   generation: number
   /** Largest WebSocket message the handler receives, bytes (close 1009 past it). */
   wsMaxMessage: number
+  /**
+   * --max-uncaught: > 0 attributes uncaught exceptions to their request (the thread lives);
+   * 0 leaves them fatal to the thread (Node's default).
+   */
+  maxUncaught: number
 }
 
 /** The minimal port both a MessagePort and the inline pair implement. */

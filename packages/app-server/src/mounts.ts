@@ -30,6 +30,7 @@ export interface MountOptions {
   timeout?: number
   maxRequests?: number
   maxRequestsJitter?: number
+  maxUncaught?: number
   maxMemory?: number
   /** Middleware for this mount, run after the server-wide ones. */
   middleware?: MiddlewareSpec[]

@@ -3,7 +3,7 @@
  * (worker.ts), fed through its own MessagePort with one batched message per event-loop turn.
  * It keeps per-worker in-flight counts (least-loaded worker first), a bounded queue, the
  * per-request timeout with harakiri (a worker that does not answer a heartbeat after a timeout
- * is terminated and replaced), recycling after max-requests, crash recovery, and growing /
+ * is terminated and replaced), recycling after max-requests or max-uncaught, crash recovery, and growing /
  * shrinking between min and max threads. `threads.max === 0` runs the loop on the main thread.
  */
 import { MessageChannel } from 'node:worker_threads'
@@ -30,6 +30,11 @@ export interface PoolSettings {
   timeout: number
   maxRequests: number
   maxRequestsJitter: number
+  /**
+   * Uncaught exceptions a thread survives (each fails only its request) before it is
+   * recycled as max-requests recycles; 0 = the first one ends the thread (Node's default).
+   */
+  maxUncaught: number
   /** MiB of old-generation heap per worker; 0 = Node's default. */
   maxMemory: number
   /** ms a thread above the minimum may sit idle before it is retired. */
@@ -123,6 +128,8 @@ interface Slot {
   suspects: number
   served: number
   maxServed: number
+  /** Uncaught exceptions its loop attributed to a request (and survived). */
+  uncaught: number
   out: unknown[]
   transfer: ArrayBuffer[]
   seq: number
@@ -169,7 +176,7 @@ export class Pool {
   #readyWaiters: { resolve: () => void, reject: (e: Error) => void }[] = []
   #startError: Error | null = null
   /** Counters for stats. */
-  readonly counters = { crashed: 0, replaced: 0, recycled: 0, timedOut: 0, rejected: 0, redispatched: 0 }
+  readonly counters = { crashed: 0, replaced: 0, recycled: 0, timedOut: 0, rejected: 0, redispatched: 0, uncaught: 0 }
 
   constructor (options: PoolOptions) {
     this.#o = options
@@ -226,7 +233,7 @@ export class Pool {
     if (this.#piscina !== null) {
       const ch = new MessageChannel()
       port = ch.port1 as unknown as Port
-      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, middleware: o.middleware, logLevel: o.logLevel, generation: o.generation, wsMaxMessage: o.wsMaxMessage }, {
+      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, middleware: o.middleware, logLevel: o.logLevel, generation: o.generation, wsMaxMessage: o.wsMaxMessage, maxUncaught: o.maxUncaught }, {
         transferList: [ch.port2],
         signal: abort.signal
       })
@@ -236,14 +243,14 @@ export class Pool {
       task = (async () => {
         installLightResponse()
         const handler = await loadStack(o.handlerUrl, o.middleware, o.generation)
-        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, o.wsMaxMessage)
+        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, false, o.wsMaxMessage)
         abort.signal.addEventListener('abort', () => worker.close())
         await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
       })()
     }
     const slot: Slot = {
       id: ++this.#slotSeq, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
-      inflight: 0, wsOpen: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0,
+      inflight: 0, wsOpen: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0, uncaught: 0,
       out: [], transfer: [], seq: 0, sent: 0, started, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
     }
     this.#slots.add(slot)
@@ -411,7 +418,7 @@ export class Pool {
     linkCall(slot, call)
     if (call.strikes > 0) slot.suspects++
     slot.served++
-    if (slot.maxServed > 0 && slot.served >= slot.maxServed) this.#retire(slot)
+    if (slot.maxServed > 0 && slot.served >= slot.maxServed) this.#retire(slot, 'max-requests')
     const h = call.ex.head
     const prefix = this.#o.prefix
     const req = call.ex.upgrade === true ? Op.REQ_WS : Op.REQ
@@ -443,11 +450,12 @@ export class Pool {
     if (this.#closing) this.#checkDrained()
   }
 
-  #retire (slot: Slot): void {
+  /** Recycle a thread: no new requests, the ones it has finish, a replacement starts now. */
+  #retire (slot: Slot, why: 'max-requests' | 'max-uncaught'): void {
     if (slot.retiring) return
     slot.retiring = true
     this.counters.recycled++
-    this.#o.log.info({ threadId: slot.threadId, served: slot.served }, 'recycling worker (max-requests)')
+    this.#o.log.info({ threadId: slot.threadId, served: slot.served, uncaught: slot.uncaught }, `recycling worker (${why})`)
     this.#refill()
     this.#maybeRetired(slot)
   }
@@ -619,6 +627,13 @@ export class Pool {
           const call = this.#calls.get(op[1] as number)
           if (call === undefined) break
           this.#fail(call, appError(op[3] as 'FERRY_ERR_APP_RESPONSE_BODY', op[4] as string))
+          break
+        }
+        case Op.UNCAUGHT: {
+          // the loop failed that request itself (its 500 or FAIL follows); the thread lives
+          this.counters.uncaught++
+          slot.uncaught++
+          if (this.#o.maxUncaught > 0 && slot.uncaught >= this.#o.maxUncaught) this.#retire(slot, 'max-uncaught')
           break
         }
       }

@@ -5,9 +5,11 @@
  * (--stats ferry_app_threads). Good-request throughput is compared with a fault-free run
  * of the same length (reported, not asserted: the shared box cannot hold it steady).
  * Threads run many requests at once (the default --concurrency 64): an async hang holds only
- * its own slot until --timeout, and a worker crash fails only the request that caused it —
- * the others on that thread are re-dispatched (not begun, or idempotent and begun: once, as
- * suspects; see Pool #orphan), and the crashing request fails when it kills a second thread.
+ * its own slot until --timeout, and the injected "crash" (an uncaught exception thrown from
+ * the request's setImmediate) is attributed to its request by the worker's async context:
+ * that request gets 500 FERRY_ERR_APP_UNCAUGHT and the thread goes on (--max-uncaught
+ * recycles it gracefully after enough of them), so no thread dies and no other request on it
+ * is touched. (Before, each crash ended its thread and the others were re-dispatched.)
  */
 import { join } from 'node:path'
 import { makeTempDir, removeDir } from '../../helpers/tmp.ts'
@@ -31,14 +33,12 @@ export function faultOf (i: number): string {
 export const EXPECTED: Record<string, number> = { throw: 500, hang: 504, crash: 500, none: 200 }
 
 /**
- * Whether an outcome is the one its kind calls for. A hang may also end in 500
- * FERRY_ERR_APP_WORKER_CRASHED: hung for up to --timeout beside crash requests, it can be on
- * a thread that dies, re-run as a suspect, and be on the second thread one dies too — by
- * the crash-isolation rule it then fails as the poison would (it fails either way).
+ * Whether an outcome is the one its kind calls for. (A hang answered 500
+ * FERRY_ERR_APP_WORKER_CRASHED was tolerated while crashes killed threads: a hang could sit
+ * on two dying threads. No thread dies now, so a hang must end in 504.)
  */
 export function asExpected (o: Outcome): boolean {
-  if (o.status === EXPECTED[o.kind]) return true
-  return o.kind === 'hang' && o.status === 500 && o.headers['x-ferry-error'] === 'FERRY_ERR_APP_WORKER_CRASHED'
+  return o.status === EXPECTED[o.kind]
 }
 
 export interface FaultResult {
@@ -48,12 +48,16 @@ export interface FaultResult {
   byKind: Record<string, number>
   /** Hangs answered 500 (second crash) instead of 504. */
   hangCrashed: number
+  /** x-ferry-error of the crash requests' answers → count. */
+  crashCodes: Record<string, number>
+  /** ferry_app_workers_events_total after the faulty run, by event. */
+  events: Record<string, number>
   threadsAfter: number
   goodPerSecond: number
   goodPerSecondFaultFree: number
 }
 
-async function run (scale: FaultScale, withFaults: boolean): Promise<{ outcomes: Outcome[], seconds: number, threadsAfter: number, rss: RssSampler, sent: number }> {
+async function run (scale: FaultScale, withFaults: boolean): Promise<{ outcomes: Outcome[], seconds: number, threadsAfter: number, rss: RssSampler, sent: number, events: Record<string, number> }> {
   const c = cleanup()
   const dir = makeTempDir('ferry-f4-')
   c.add(() => removeDir(dir))
@@ -75,12 +79,16 @@ async function run (scale: FaultScale, withFaults: boolean): Promise<{ outcomes:
     const res = await load.stop()
     // The pool replaces crashed and stuck workers: wait (bounded) for its full size.
     let threadsAfter = 0
+    let text = ''
     for (let k = 0; k < 50; k++) {
-      threadsAfter = metric(await getUnix(stats, '/metrics'), 'ferry_app_threads')
+      text = await getUnix(stats, '/metrics')
+      threadsAfter = metric(text, 'ferry_app_threads')
       if (threadsAfter === scale.threads) break
       await sleep(100)
     }
-    return { outcomes: res.outcomes, seconds: res.seconds, threadsAfter, rss, sent: res.sent }
+    const events: Record<string, number> = {}
+    for (const m of text.matchAll(/^ferry_app_workers_events_total\{event="(\w+)"\} (\d+)$/gm)) events[m[1]!] = Number(m[2])
+    return { outcomes: res.outcomes, seconds: res.seconds, threadsAfter, rss, sent: res.sent, events }
   } finally {
     await c.run()
   }
@@ -103,10 +111,18 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
   const goodPerSecondFaultFree = good(clean)
   const failed = (o: Outcome): boolean => !asExpected(o)
   const hangCrashed = faulty.outcomes.filter((o) => o.kind === 'hang' && o.status === 500).length
+  const crashCodes: Record<string, number> = {}
+  for (const o of faulty.outcomes) {
+    if (o.kind !== 'crash') continue
+    const code = String(o.headers['x-ferry-error'] ?? o.error ?? o.status)
+    crashCodes[code] = (crashCodes[code] ?? 0) + 1
+  }
+  const ev = faulty.events
   const report = summarize('4 handler faults (5% throw, 1% hang, 1% crash)', `GET, ${scale.connections} conns, ${scale.durationMs / 1000} s, ${scale.threads} threads × concurrency 64, --timeout 1`,
     { outcomes: faulty.outcomes, sent: faulty.sent, seconds: faulty.seconds }, failed, faulty.rss,
-    [`by kind: ${JSON.stringify(byKind)}`, `good req/s ${goodPerSecond} vs fault-free ${goodPerSecondFaultFree}`, `threads after: ${faulty.threadsAfter}/${scale.threads}`, `hangs answered 500 (second crash): ${hangCrashed}`],
+    [`by kind: ${JSON.stringify(byKind)}`, `good req/s ${goodPerSecond} vs fault-free ${goodPerSecondFaultFree}`, `threads after: ${faulty.threadsAfter}/${scale.threads}`, `hangs answered 500 (second crash): ${hangCrashed}`,
+      `crash answers: ${JSON.stringify(crashCodes)}`, `worker events: uncaught ${ev.uncaught ?? 0}, crashed ${ev.crashed ?? 0}, recycled ${ev.recycled ?? 0}, timed out ${ev.timedOut ?? 0}`],
     (o) => o.kind === 'none')
   report.failed = faulty.outcomes.filter((o) => o.status !== 200).length
-  return { report, unexpected, byKind, hangCrashed, threadsAfter: faulty.threadsAfter, goodPerSecond, goodPerSecondFaultFree }
+  return { report, unexpected, byKind, hangCrashed, crashCodes, events: ev, threadsAfter: faulty.threadsAfter, goodPerSecond, goodPerSecondFaultFree }
 }

@@ -20,6 +20,7 @@ const FLAGS = {
   timeout: { type: 'string' },
   'max-requests': { type: 'string' },
   'max-requests-jitter': { type: 'string' },
+  'max-uncaught': { type: 'string' },
   'max-memory': { type: 'string' },
   'graceful-timeout': { type: 'string' },
   stats: { type: 'string' },
@@ -138,7 +139,7 @@ function mountFlag (v: string): MountOptions {
   return target.startsWith('cgi:') ? { prefix, handler: null, cgi: target.slice(4) } : { prefix, handler: target, cgi: null }
 }
 
-const MOUNT_KEYS = ['prefix', 'handler', 'cgi', 'threads', 'concurrency', 'maxQueue', 'timeout', 'maxRequests', 'maxRequestsJitter', 'maxMemory', 'middleware']
+const MOUNT_KEYS = ['prefix', 'handler', 'cgi', 'threads', 'concurrency', 'maxQueue', 'timeout', 'maxRequests', 'maxRequestsJitter', 'maxUncaught', 'maxMemory', 'middleware']
 
 /** A mount from the config file: {"prefix":"/api","handler":"./api.ts","threads":"1:4","timeout":5,…} */
 function mountConfig (v: unknown): MountOptions {
@@ -155,13 +156,14 @@ function mountConfig (v: unknown): MountOptions {
   if (c.timeout !== undefined) m.timeout = Math.round(num(`${where}: timeout`, c.timeout) * 1000)
   if (c.maxRequests !== undefined) m.maxRequests = int(`${where}: maxRequests`, c.maxRequests, 0)
   if (c.maxRequestsJitter !== undefined) m.maxRequestsJitter = int(`${where}: maxRequestsJitter`, c.maxRequestsJitter, 0)
+  if (c.maxUncaught !== undefined) m.maxUncaught = int(`${where}: maxUncaught`, c.maxUncaught, 0)
   if (c.maxMemory !== undefined) m.maxMemory = int(`${where}: maxMemory`, c.maxMemory, 0)
   if (c.middleware !== undefined) {
     if (m.cgi !== null) throw bad(`${where}: CGI mounts take no middleware (middleware runs in the worker threads; CGI programs do not)`)
     m.middleware = middlewareList(c.middleware)
   }
   if (m.cgi !== null) {
-    for (const k of ['threads', 'maxRequests', 'maxRequestsJitter', 'maxMemory']) {
+    for (const k of ['threads', 'maxRequests', 'maxRequestsJitter', 'maxUncaught', 'maxMemory']) {
       if (c[k] !== undefined) throw bad(`${where}: ${k} is a worker-pool setting; a CGI mount runs a process per request (use concurrency, maxQueue, timeout)`)
     }
   }
@@ -216,7 +218,7 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
   const t = pick('threads')
   if (t !== undefined) [o.threadsMin, o.threadsMax] = threads(t)
   else o.threadsMin = o.threadsMax = availableParallelism()
-  const setInt = (flag: keyof typeof FLAGS, key: 'concurrency' | 'maxQueue' | 'maxRequests' | 'maxRequestsJitter' | 'maxMemory', min: number): void => {
+  const setInt = (flag: keyof typeof FLAGS, key: 'concurrency' | 'maxQueue' | 'maxRequests' | 'maxRequestsJitter' | 'maxUncaught' | 'maxMemory', min: number): void => {
     const v = pick(flag)
     if (v !== undefined) o[key] = int(flag, v, min)
   }
@@ -224,6 +226,7 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
   setInt('max-queue', 'maxQueue', 0)
   setInt('max-requests', 'maxRequests', 0)
   setInt('max-requests-jitter', 'maxRequestsJitter', 0)
+  setInt('max-uncaught', 'maxUncaught', 0)
   setInt('max-memory', 'maxMemory', 0)
   const timeout = pick('timeout')
   if (timeout !== undefined) o.timeout = Math.round(num('timeout', timeout) * 1000)

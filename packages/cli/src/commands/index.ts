@@ -136,8 +136,8 @@ Mounts (several applications in one app-server):
                                     stderr is logged with reqId; concurrency = programs at once
                                     (default 16), past it a bounded queue, then 503.
                                     Apache: ScriptAlias · nginx+fcgiwrap
-  Per-mount settings (threads, concurrency, maxQueue, timeout, maxRequests, maxMemory,
-  middleware) go in the config file: {"mounts":[{"prefix":"/api","handler":"./api.ts",
+  Per-mount settings (threads, concurrency, maxQueue, timeout, maxRequests, maxUncaught,
+  maxMemory, middleware) go in the config file: {"mounts":[{"prefix":"/api","handler":"./api.ts",
   "threads":"1:4","timeout":5,"middleware":["compress"]},{"prefix":"/cgi-bin","cgi":"./cgi-bin"}]}.
   Anything a mount does not set comes from the flags. SIGHUP reloads every mount.
 
@@ -189,7 +189,8 @@ Workers:
                              answer to a heartbeat) is terminated and replaced; requests it
                              had not started go to other workers. 0 = no limit.  default 30
                              uWSGI: harakiri · gunicorn: timeout · PHP-FPM: request_terminate_timeout
-  Crash isolation            a thread that dies (uncaught exception, process.exit, --max-memory)
+  Crash isolation            a thread that dies (an uncaught exception no request owns,
+                             process.exit, --max-memory)
                              or is terminated as stuck harms only the request that caused it,
                              as far as it can be known: its requests that sent no response
                              head yet and whose body is still held (≤ 64 KiB) are re-dispatched
@@ -207,6 +208,20 @@ Workers:
   --max-requests-jitter <n>  add 0..n at random per thread, so threads do not recycle at
                              once                                            default 0
                              gunicorn: max_requests_jitter
+  --max-uncaught <n>         an uncaught exception or unhandled rejection raised by a
+                             request's own async work (a throw in its setTimeout, an
+                             unawaited rejected promise) fails that request alone: 500
+                             FERRY_ERR_APP_UNCAUGHT (or a reset once its head went out), and
+                             the thread goes on with its other requests. Node calls resuming
+                             after one unsafe, so after n of them a thread is recycled as
+                             --max-requests does (in-flight requests finish, a fresh thread
+                             replaces it). One raised by no running request (a
+                             module-level timer, work left behind by a request whose handler
+                             has settled — use context.waitUntil for work after the
+                             response) still ends the thread. 0 = every uncaught exception ends its thread (Node's
+                             default). --threads 0: the process's own handling applies.
+                                                                             default 1000
+                             uWSGI/PHP-FPM: an error fails its request · gunicorn: max_requests
   --max-memory <MiB>         old-generation heap limit per thread; a thread that passes it
                              dies (its requests get 500) and is replaced. 0 = Node's default.
                              uWSGI: reload-on-rss / limit-as
