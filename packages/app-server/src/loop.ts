@@ -77,6 +77,8 @@ interface Job {
   context: HandlerContext
   /** The socket upgradeWebSocket() made for this request (its response may not be returned). */
   ws: FerryWebSocket | null
+  /** The response body's reader while #pump runs (cancelled when the job is abandoned). */
+  reader: ReadableStreamDefaultReader<Uint8Array> | null
 }
 
 /**
@@ -264,7 +266,7 @@ export class WorkerLoop {
     const pending: Promise<unknown>[] = []
     const context = new Context(requestId, op[7] as string, op[8] as number, scriptName, bodyLength,
       scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers), this.#log, pending)
-    const job: Job = { rid, method, request, body, cancelled: false, done: false, settled: false, res: Res.NONE, pending, credit: RESPONSE_WINDOW, creditWaiter: null, context, ws: null }
+    const job: Job = { rid, method, request, body, cancelled: false, done: false, settled: false, res: Res.NONE, pending, credit: RESPONSE_WINDOW, creditWaiter: null, context, ws: null, reader: null }
     if (upgradable) context[kJob] = job
     this.#jobs.set(rid, job)
     // One run() per request: everything the request's code schedules (timers, promises,
@@ -312,6 +314,9 @@ export class WorkerLoop {
   #abandon (job: Job, why: string): void {
     job.cancelled = true
     job.body?.fail(new Error(why))
+    // a body stream that went silent is waiting in read(): cancel it, so its cancel() runs
+    // (timers and subscriptions it holds end) and the pending read settles
+    job.reader?.cancel(new DOMException(why, 'AbortError')).catch(() => {})
     abortRequest(job.request, new DOMException(why, 'AbortError'))
     const w = job.creditWaiter
     if (w !== null) {
@@ -413,6 +418,7 @@ export class WorkerLoop {
 
   async #pump (job: Job, stream: ReadableStream<Uint8Array>): Promise<void> {
     const reader = stream.getReader()
+    job.reader = reader
     try {
       for (;;) {
         while (job.credit <= 0 && !job.cancelled) {
@@ -423,11 +429,11 @@ export class WorkerLoop {
           return
         }
         const { done, value } = await reader.read()
-        if (done) break
         if (job.cancelled) {
           reader.cancel().catch(() => {})
           return
         }
+        if (done) break
         let chunk: Uint8Array
         if (typeof value === 'string') chunk = Buffer.from(value as string)
         else if (value instanceof Uint8Array) chunk = value
@@ -440,6 +446,7 @@ export class WorkerLoop {
       job.res = Res.DONE
       this.#push([Op.END, job.rid])
     } finally {
+      job.reader = null
       reader.releaseLock()
     }
   }

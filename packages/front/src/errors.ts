@@ -12,6 +12,7 @@ export const FRONT_ERRORS = {
   FERRY_ERR_FRONT_UPSTREAM_RESET: info('upstream closed or reset the stream before the response was complete', 502),
   FERRY_ERR_FRONT_UPSTREAM_PROTOCOL: info('upstream broke the protocol', 502),
   FERRY_ERR_FRONT_UPSTREAM_TIMEOUT: info('upstream did not answer in time', 504),
+  FERRY_ERR_FRONT_CLIENT_TIMEOUT: info('the client took no response bytes for the idle timeout (nginx send_timeout)', 408),
   FERRY_ERR_FRONT_NO_HEALTHY_NODE: info('no healthy upstream node', 503),
   FERRY_ERR_FRONT_OVERLOADED: info('front is overloaded: too many requests waiting for an upstream', 503),
   FERRY_ERR_FRONT_BODY_TOO_LARGE: info('request body exceeds the configured maximum', 413),

@@ -319,6 +319,7 @@ export class Exchange implements Waiter {
     const n = this.unconsumed
     if (n === 0) return
     this.unconsumed = 0
+    this.deadline = Date.now() + this.target.idleTimeout
     if (this.stream !== null) this.stream.consume(n)
     else if (this.uwsgi !== null) this.uwsgi.resume()
   }
@@ -371,9 +372,18 @@ export class Exchange implements Waiter {
       return
     }
     const node = this.node
+    if (this.state === State.RESPONDING && this.unconsumed > 0) {
+      // The node is waiting on us: the client has not taken what it was sent (nginx
+      // send_timeout). Not the node's failure.
+      this.#cancelUpstream(ResetCode.CANCEL)
+      this.fail(frontError('FERRY_ERR_FRONT_CLIENT_TIMEOUT', `client took nothing for ${this.target.idleTimeout} ms`))
+      return
+    }
     const what = this.state === State.SENT ? `no response head within ${this.target.timeout} ms` : `idle for ${this.target.idleTimeout} ms`
     this.#cancelUpstream(ResetCode.TIMEOUT)
-    if (node !== null) node.fail(Date.now(), 'timeout')
+    // Only a node that never answered counts as failed (nginx: max_fails counts errors before
+    // the response header); a response that went quiet midway is cut, the node stays in.
+    if (node !== null && this.state === State.SENT) node.fail(Date.now(), 'timeout')
     this.fail(frontError('FERRY_ERR_FRONT_UPSTREAM_TIMEOUT', `${node?.name ?? ''}: ${what}`))
   }
 
