@@ -1,7 +1,8 @@
 /**
  * How WebSockets end: the front's --ws-idle-timeout (1001 'idle timeout'; pings count as
- * traffic), a node killed with SIGKILL (1012), a handler crashing its thread (1011, the node
- * keeps serving), and the front shutting down (1001 to every client).
+ * traffic), a node killed with SIGKILL (1012), a handler throwing in its async work (1011 for
+ * that socket only; with --max-uncaught 0 the thread dies and takes its sockets), and the
+ * front shutting down (1001 to every client).
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
@@ -43,22 +44,44 @@ test('the app node killed with SIGKILL: the client socket closes with 1012', { t
   for (const c of clients) assert.deepEqual(await c.closed, { code: 1012, reason: 'service restart' })
 })
 
-test("a handler crashing its thread: that client gets 1011, the node goes on serving", { timeout: 30000 }, async (t) => {
+test('a WebSocket handler throwing in its async work: that client gets 1011, the thread and its other sockets go on', { timeout: 30000 }, async (t) => {
   const pair = await pairFor(t)
   const bystander = await connect(`ws://${pair.host}/echo`)
   const c = await connect(`ws://${pair.host}/crash`)
   c.ws.send('boom')
   assert.deepEqual(await c.closed, { code: 1011, reason: 'server error' })
-  // a new socket echoes (a fresh thread) and the node process is alive
+  // --max-uncaught (default on): the throw is the socket's request's, it alone fails
+  const line = await pair.app.waitForLog((l) => l.code === 'FERRY_ERR_APP_UNCAUGHT')
+  assert.equal((line.err as { message: string }).message, 'injected crash in a WebSocket handler')
+  // the other socket on the same (only) thread is unaffected, and new sockets echo
+  bystander.ws.send('still here')
+  assert.equal((await bystander.next()).data.toString(), 'still here')
   const d = await connect(`ws://${pair.host}/echo`)
+  assert.equal(d.headers['x-thread'], bystander.headers['x-thread'], 'the same thread serves it')
   d.ws.send('after the crash')
   assert.equal((await d.next()).data.toString(), 'after the crash')
+  for (const x of [bystander, d]) {
+    x.ws.close(1000)
+    assert.deepEqual(await x.closed, { code: 1000, reason: '' })
+  }
   assert.equal(pair.app.proc.exitCode, null)
+})
+
+test('--max-uncaught 0: the throw ends the thread, its sockets get 1011, a fresh thread serves new sockets', { timeout: 30000 }, async (t) => {
+  const pair = await pairFor(t, { app: ['--max-uncaught', '0'] })
+  const bystander = await connect(`ws://${pair.host}/echo`)
+  const c = await connect(`ws://${pair.host}/crash`)
+  c.ws.send('boom')
+  assert.deepEqual(await c.closed, { code: 1011, reason: 'server error' })
+  // the socket on the dead thread (--threads 1: the same thread) went with it
+  assert.deepEqual(await bystander.closed, { code: 1011, reason: 'server error' })
+  const d = await connect(`ws://${pair.host}/echo`)
+  assert.notEqual(d.headers['x-thread'], bystander.headers['x-thread'], 'a new thread')
+  d.ws.send('after the crash')
+  assert.equal((await d.next()).data.toString(), 'after the crash')
   d.ws.close(1000)
   assert.deepEqual(await d.closed, { code: 1000, reason: '' })
-  // the socket on the crashed thread (--threads 1: the same thread) went with it
-  const b = await bystander.closed
-  assert.equal(b.code, 1011)
+  assert.equal(pair.app.proc.exitCode, null)
 })
 
 test('the front SIGTERMed: every client gets 1001, the front exits 0', { timeout: 30000 }, async (t) => {

@@ -24,7 +24,7 @@ test('rolling restart: sockets on the SIGTERMed node get 1001 after the grace pe
     procs.push(p)
     return p
   }
-  const [n1] = await Promise.all([node('n1'), node('n2')])
+  const [n1, n2] = await Promise.all([node('n1'), node('n2')])
   const front = await startFerry(['front', '--listen', '127.0.0.1:0', '--upstream', `unix:${join(tmp.dir, 'n1.sock')}`, '--upstream', `unix:${join(tmp.dir, 'n2.sock')}`, '--no-access-log'])
   procs.push(front)
   const url = `ws://${front.addresses[0]!.replace('tcp://', '')}/echo`
@@ -84,7 +84,7 @@ test('rolling restart: sockets on the SIGTERMed node get 1001 after the grace pe
   for (const c of on2) assert.equal(c.ws.readyState, 1)
   // nothing crashed: the front and n2 still run, and no one logged a fatal line
   assert.equal(front.proc.exitCode, null)
-  assert.equal(procs[1]!.proc.exitCode, null)
+  assert.equal(n2.proc.exitCode, null)
   for (const p of procs) assert.equal(p.logs.filter((l) => (l.level ?? 0) >= 60).length, 0)
   for (const c of [...on2, ...again]) {
     c.ws.close(1000)
