@@ -44,7 +44,7 @@ export const USAGE = `usage: npm run bench -- [codec|e2e|all] [options]
 
 export class ArgsError extends Error {}
 
-function positiveInt (flag: string, v: string | undefined): number {
+export function positiveInt (flag: string, v: string | undefined): number {
   const n = Number(v)
   if (v === undefined || !Number.isInteger(n) || n <= 0) throw new ArgsError(`${flag} needs a positive integer, got ${v ?? 'nothing'}`)
   return n

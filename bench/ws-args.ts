@@ -4,6 +4,7 @@
  *                                 [--out DIR] [--profile]
  */
 import { resolve } from 'node:path'
+import { ArgsError, positiveInt } from './args.ts'
 
 export interface WsArgs {
   quick: boolean
@@ -36,13 +37,8 @@ Echo of one binary message per client in a closed loop, through a single-process
   -h, --help         this text
 `
 
-export class WsArgsError extends Error {}
-
-function positiveInt (flag: string, v: string | undefined): number {
-  const n = Number(v)
-  if (v === undefined || !Number.isInteger(n) || n <= 0) throw new WsArgsError(`${flag} needs a positive integer, got ${v ?? 'nothing'}`)
-  return n
-}
+/** The e2e bench's argument error: bench/ws.ts prints its message with the usage. */
+export { ArgsError as WsArgsError } from './args.ts'
 
 export function parseWsArgs (argv: readonly string[], root: string): WsArgs {
   const out: WsArgs = {
@@ -68,13 +64,13 @@ export function parseWsArgs (argv: readonly string[], root: string): WsArgs {
       case '--size': out.size = positiveInt(flag, value()); break
       case '--out': {
         const v = value()
-        if (v === undefined || v === '') throw new WsArgsError('--out needs a directory')
+        if (v === undefined || v === '') throw new ArgsError('--out needs a directory')
         out.outDir = resolve(v)
         break
       }
       case '-h':
       case '--help': out.help = true; break
-      default: throw new WsArgsError(`unknown argument ${a}`)
+      default: throw new ArgsError(`unknown argument ${a}`)
     }
   }
   return out
