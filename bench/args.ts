@@ -8,20 +8,13 @@ import { resolve } from 'node:path'
 export const SUBCOMMANDS = ['all', 'codec', 'e2e'] as const
 export type Subcommand = (typeof SUBCOMMANDS)[number]
 
-export interface BenchArgs {
+export interface BenchArgs extends RunArgs {
   command: Subcommand
-  quick: boolean
-  rounds: number
-  /** Seconds of load per configuration per round. */
-  duration: number
   connections: number
   /** Configuration names to run (e2e); empty = all. */
   only: string[]
   outDir: string
   loadgen: 'auto' | 'wrk' | 'autocannon'
-  /** Run the Node servers with --cpu-prof and summarize where their CPU goes. */
-  profile: boolean
-  help: boolean
 }
 
 export const USAGE = `usage: npm run bench -- [codec|e2e|all] [options]
@@ -50,6 +43,48 @@ export function positiveInt (flag: string, v: string | undefined): number {
   return n
 }
 
+/** The options every bench command has. */
+export interface RunArgs {
+  quick: boolean
+  /** Interleaved rounds; 0 = the command's default. */
+  rounds: number
+  /** Seconds of load per configuration per round; 0 = the command's default. */
+  duration: number
+  outDir: string
+  /** Run the Node servers with --cpu-prof and summarize where their CPU goes. */
+  profile: boolean
+  help: boolean
+}
+
+/**
+ * Walks argv (`--flag value` or `--flag=value`), filling the shared RunArgs options of `out`;
+ * `extra` takes every other argument and returns false for one it does not know.
+ */
+export function parseRunArgs<T extends RunArgs> (argv: readonly string[], out: T, extra: (flag: string, value: () => string | undefined, raw: string) => boolean): T {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
+    const value = (): string | undefined => inline ?? argv[++i]
+    switch (flag) {
+      case '--quick': out.quick = true; break
+      case '--profile': out.profile = true; break
+      case '--rounds': out.rounds = positiveInt(flag, value()); break
+      case '--duration': out.duration = positiveInt(flag, value()); break
+      case '--out': {
+        const v = value()
+        if (v === undefined || v === '') throw new ArgsError('--out needs a directory')
+        out.outDir = resolve(v)
+        break
+      }
+      case '-h':
+      case '--help': out.help = true; break
+      default:
+        if (!extra(flag, value, a)) throw new ArgsError(`unknown argument ${a}`)
+    }
+  }
+  return out
+}
+
 export function parseArgs (argv: readonly string[], root: string): BenchArgs {
   const out: BenchArgs = {
     command: 'all',
@@ -64,39 +99,20 @@ export function parseArgs (argv: readonly string[], root: string): BenchArgs {
     help: false
   }
   let commandSeen = false
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
-    const value = (): string | undefined => inline ?? argv[++i]
+  return parseRunArgs(argv, out, (flag, value, raw) => {
     switch (flag) {
-      case '--quick': out.quick = true; break
-      case '--profile': out.profile = true; break
-      case '--rounds': out.rounds = positiveInt(flag, value()); break
-      case '--duration': out.duration = positiveInt(flag, value()); break
-      case '--connections': out.connections = positiveInt(flag, value()); break
-      case '--only': out.only = (value() ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''); break
-      case '--out': {
-        const v = value()
-        if (v === undefined || v === '') throw new ArgsError('--out needs a directory')
-        out.outDir = resolve(v)
-        break
-      }
+      case '--connections': out.connections = positiveInt(flag, value()); return true
+      case '--only': out.only = (value() ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''); return true
       case '--loadgen': {
         const v = value()
         if (v !== 'wrk' && v !== 'autocannon') throw new ArgsError(`--loadgen is wrk or autocannon, got ${v ?? 'nothing'}`)
         out.loadgen = v
-        break
+        return true
       }
-      case '-h':
-      case '--help': out.help = true; break
-      default:
-        if (!commandSeen && (SUBCOMMANDS as readonly string[]).includes(a)) {
-          out.command = a as Subcommand
-          commandSeen = true
-        } else {
-          throw new ArgsError(`unknown argument ${a}`)
-        }
     }
-  }
-  return out
+    if (commandSeen || !(SUBCOMMANDS as readonly string[]).includes(raw)) return false
+    out.command = raw as Subcommand
+    commandSeen = true
+    return true
+  })
 }

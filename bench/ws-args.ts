@@ -4,10 +4,9 @@
  *                                 [--out DIR] [--profile]
  */
 import { resolve } from 'node:path'
-import { ArgsError, positiveInt } from './args.ts'
+import { parseRunArgs, positiveInt, type RunArgs } from './args.ts'
 
-export interface WsArgs {
-  quick: boolean
+export interface WsArgs extends RunArgs {
   /** Interleaved rounds; 0 = the default (5, --quick 2). */
   rounds: number
   /** Seconds measured per configuration per round; 0 = the default (5, --quick 2). */
@@ -15,9 +14,6 @@ export interface WsArgs {
   clients: number
   /** Bytes per message. */
   size: number
-  outDir: string
-  profile: boolean
-  help: boolean
 }
 
 export const WS_USAGE = `usage: node --import tsx bench/ws.ts [options]    (npm run bench:ws -- [options])
@@ -51,27 +47,11 @@ export function parseWsArgs (argv: readonly string[], root: string): WsArgs {
     profile: false,
     help: false
   }
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
-    const value = (): string | undefined => inline ?? argv[++i]
+  return parseRunArgs(argv, out, (flag, value) => {
     switch (flag) {
-      case '--quick': out.quick = true; break
-      case '--profile': out.profile = true; break
-      case '--rounds': out.rounds = positiveInt(flag, value()); break
-      case '--duration': out.duration = positiveInt(flag, value()); break
-      case '--clients': out.clients = positiveInt(flag, value()); break
-      case '--size': out.size = positiveInt(flag, value()); break
-      case '--out': {
-        const v = value()
-        if (v === undefined || v === '') throw new ArgsError('--out needs a directory')
-        out.outDir = resolve(v)
-        break
-      }
-      case '-h':
-      case '--help': out.help = true; break
-      default: throw new ArgsError(`unknown argument ${a}`)
+      case '--clients': out.clients = positiveInt(flag, value()); return true
+      case '--size': out.size = positiveInt(flag, value()); return true
+      default: return false
     }
-  }
-  return out
+  })
 }

@@ -16,7 +16,11 @@ export function bytewise (buf: Buffer): Buffer[] {
  * accept too.
  */
 export function splitAtWrapped (buf: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((x, y) => x - y)
+  return cutAt(buf, [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((x, y) => x - y))
+}
+
+/** The pieces of `buf` between ascending offsets in [0, length] (0 or length give an empty piece). */
+export function cutAt (buf: Buffer, points: readonly number[]): Buffer[] {
   const out: Buffer[] = []
   let prev = 0
   for (const p of points) {

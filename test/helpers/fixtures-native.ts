@@ -14,6 +14,7 @@ import {
   type ResponseHead, Session, type SessionOptions
 } from '@ferry/protocol'
 import { ferry } from '../../packages/protocol/gen/ferry.js'
+import { cutAt } from './chunks.ts'
 
 export interface DecodedFrame {
   type: number
@@ -127,15 +128,7 @@ export function decodeChunks (chunks: Buffer[], maxFramePayload = 65536): { fram
 
 /** Splits `bytes` at the given offsets (any order, duplicates and out-of-range ones ignored). */
 export function splitAt (bytes: Buffer, points: number[]): Buffer[] {
-  const cuts = [...new Set(points.filter((p) => p > 0 && p < bytes.length))].sort((a, b) => a - b)
-  const out: Buffer[] = []
-  let prev = 0
-  for (const c of cuts) {
-    out.push(bytes.subarray(prev, c))
-    prev = c
-  }
-  out.push(bytes.subarray(prev))
-  return out
+  return cutAt(bytes, [...new Set(points.filter((p) => p > 0 && p < bytes.length))].sort((a, b) => a - b))
 }
 
 /** xorshift32: a tiny deterministic PRNG so a fuzz failure replays from its seed. */

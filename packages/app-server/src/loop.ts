@@ -8,8 +8,9 @@
  * work raised it (see `uncaught`): that request fails, the thread goes on.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { STATUS_CODES } from 'node:http'
 import { threadId } from 'node:worker_threads'
-import { FerryError } from '@ferry/protocol'
+import { DEFAULT_WS_MAX_MESSAGE, FerryError } from '@ferry/protocol'
 import type { Logger } from 'pino'
 import { APP_SERVER_ERRORS, appError } from './errors.js'
 import type { FetchHandler } from './handler.js'
@@ -171,7 +172,7 @@ export class WorkerLoop {
    * thread dies or gets stuck, the main thread re-dispatches the ones past it, which never ran.
    * `attribute`: run each request in its job's async context, so `uncaught` can find it.
    */
-  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, attribute = false, wsMaxMessage = 16 * 1024 * 1024) {
+  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, attribute = false, wsMaxMessage = DEFAULT_WS_MAX_MESSAGE) {
     this.#port = port
     this.#wsMaxMessage = wsMaxMessage
     this.#started = started
@@ -453,7 +454,7 @@ export class WorkerLoop {
 
   #sendError (job: Job, status: number, code: string): void {
     job.res = Res.DONE
-    const body = `${status === 500 ? 'Internal Server Error' : status === 501 ? 'Not Implemented' : 'Error'} (request id ${job.context.requestId})\n`
+    const body = `${STATUS_CODES[status] ?? 'Error'} (request id ${job.context.requestId})\n`
     const bytes = Buffer.from(body)
     this.#push([Op.HEAD, job.rid, status, [
       'content-type', 'text/plain; charset=utf-8',

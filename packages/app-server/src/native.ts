@@ -183,7 +183,8 @@ export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost
       ex.onFail(appError('FERRY_ERR_APP_NO_MOUNT', stream.head!.path))
       return
     }
-    if (isWebSocketUpgrade(ex.head.headers)) {
+    // the front sends upgrades as a GET with a streamed body: only those are scanned
+    if (ex.head.bodyLength === -1 && ex.head.method === 'GET' && isWebSocketUpgrade(ex.head.headers)) {
       if (host.webSockets >= host.maxWebSockets) {
         log.warn({ reqId: ex.head.requestId, code: 'FERRY_ERR_APP_WS_LIMIT', open: host.webSockets }, 'WebSocket refused: --max-websockets reached')
         ex.onFail(appError('FERRY_ERR_APP_WS_LIMIT', `${host.webSockets} open`))

@@ -702,9 +702,6 @@ export class Pool {
 
   // ── lifecycle ──────────────────────────────────────────────────────────────
 
-  /** Open WebSockets (answered 101, not yet closed). */
-  get webSockets (): number { let n = 0; for (const s of this.#slots) n += s.wsOpen; return n }
-
   /** Ask every open WebSocket's handler side to close with `code` (shutdown: 1001). */
   closeWebSockets (code: number, reason: string): number {
     let n = 0

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { type FerryError, formatAddress, parseAddress, type Session, WsClose } from '@ferry/protocol'
+import { DEFAULT_WS_MAX_MESSAGE, type FerryError, formatAddress, parseAddress, type Session, WsClose } from '@ferry/protocol'
 import type { Logger } from 'pino'
 import { appError } from './errors.js'
 import { type BoundListener, closeListener, type ConnectionKind, listen } from './listener.js'
@@ -67,12 +67,23 @@ export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
   logLevel: 'info',
   auth: null,
   uwsgiAllow: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
-  wsMaxMessage: 16 * 1024 * 1024,
+  wsMaxMessage: DEFAULT_WS_MAX_MESSAGE,
   maxWebSockets: 10000
 }
 
 /** After the grace period, how long WebSockets closed with 1001 get for their close handshake, ms. */
 const WS_CLOSE_GRACE = 2000
+
+/** True when every pool drained within `ms`. */
+async function drainWithin (pools: { drain (): Promise<void> }[], ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const drained = await Promise.race([
+    Promise.all(pools.map((p) => p.drain())).then(() => true),
+    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms) })
+  ])
+  clearTimeout(timer)
+  return drained
+}
 
 /** Default number of CGI programs one mount runs at once. */
 export const CGI_CONCURRENCY = 16
@@ -302,12 +313,7 @@ export class AppServer implements ConnectionHost {
       new Promise((resolve) => setTimeout(resolve, Math.min(2000, this.options.gracefulTimeout)).unref())
     ])
     const pools: { drain (): Promise<void> }[] = [...this.#pools(), ...this.#draining, ...this.#cgis()]
-    let timer: NodeJS.Timeout | undefined
-    let drained = await Promise.race([
-      Promise.all(pools.map((p) => p.drain())).then(() => true),
-      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), this.options.gracefulTimeout) })
-    ])
-    clearTimeout(timer)
+    let drained = await drainWithin(pools, this.options.gracefulTimeout)
     if (!drained) {
       // WebSockets do not end by themselves: after the grace period they are closed with
       // 1001 (going away), so clients reconnect elsewhere; their close handshakes get a
@@ -316,12 +322,7 @@ export class AppServer implements ConnectionHost {
       for (const p of [...this.#pools(), ...this.#draining]) sockets += p.closeWebSockets(WsClose.GOING_AWAY, 'server shutting down')
       if (sockets > 0) {
         this.log.info({ webSockets: sockets }, 'graceful timeout passed: closing WebSockets (1001)')
-        let t2: NodeJS.Timeout | undefined
-        drained = await Promise.race([
-          Promise.all(pools.map((p) => p.drain())).then(() => true),
-          new Promise<boolean>((resolve) => { t2 = setTimeout(() => resolve(false), WS_CLOSE_GRACE) })
-        ])
-        clearTimeout(t2)
+        drained = await drainWithin(pools, WS_CLOSE_GRACE)
       }
       if (!drained) this.log.warn({ code: 'FERRY_ERR_APP_SHUTTING_DOWN' }, 'graceful timeout passed; failing the requests still running')
     }

@@ -13,7 +13,7 @@
  */
 import {
   decodeWsClose, encodeWsClose, encodeWsRecord, type FerryError, isValidCloseCode, WsClose, WsOp, WsRecordDecoder,
-  wsRecordHeader
+  wsRecordPieces
 } from '@ferry/protocol'
 import type { BodySource } from './request.js'
 
@@ -36,7 +36,6 @@ const CONNECTING = 0
 const OPEN = 1
 const CLOSING = 2
 const CLOSED = 3
-const COPY_BELOW = 4096
 
 export class CloseEvent extends Event {
   readonly code: number
@@ -163,16 +162,12 @@ export class FerryWebSocket extends EventTarget {
   #sendClose (code: number, reason: string): void {
     if (this.#closeSent) return
     this.#closeSent = true
-    this.#out(code === WsClose.NO_STATUS ? encodeWsRecord(WsOp.CLOSE) : encodeWsClose(code, reason))
+    this.#out(encodeWsClose(code, reason))
   }
 
   #record (op: number, payload: Uint8Array | string): void {
-    const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload
-    if (bytes.byteLength < COPY_BELOW) this.#out(encodeWsRecord(op, bytes))
-    else {
-      this.#out(wsRecordHeader(op, bytes.byteLength))
-      this.#out(bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice())
-    }
+    // a view is copied into a buffer of its own where it goes out (the loop's own())
+    for (const piece of wsRecordPieces(op, typeof payload === 'string' ? Buffer.from(payload) : payload)) this.#out(piece)
   }
 
   #out (bytes: Uint8Array): void {

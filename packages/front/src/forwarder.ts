@@ -87,7 +87,7 @@ export class Forwarder implements ExchangeHost, BridgeHost {
   upgraded (ex: Exchange, stream: Stream, head: ResponseHead): void {
     const up = ex.upgrade!
     const req = ex.req as IncomingMessage & { [upgradeChoice]?: UpgradeChoice }
-    const bridge = new WsBridge(this, stream, up.socket, ex.head.requestId, ex.node?.name ?? ex.excluded?.name ?? '', ex.log)
+    const bridge = new WsBridge(this, stream, up.socket, ex.head.requestId, ex.node?.name ?? '', ex.log)
     req[upgradeChoice] = choiceFrom(head, ex.log, ex.head.requestId)
     let attached = false
     this.#server().handleUpgrade(req, up.socket, up.head, (ws) => {

@@ -3,7 +3,7 @@
  * operators know from nginx (max_fails, fail_timeout, proxy_read_timeout,
  * client_max_body_size) and gunicorn (forwarded_allow_ips).
  */
-import { parseNodeAddress } from '@ferry/protocol'
+import { DEFAULT_WS_MAX_MESSAGE, parseNodeAddress } from '@ferry/protocol'
 import { frontError } from './errors.js'
 
 /** A named pool of upstream nodes; node options left out take the top-level values. */
@@ -103,7 +103,7 @@ export const DEFAULTS = {
   retryAfter: 1,
   dnsInterval: 5000,
   maxBackoff: 2000,
-  wsMaxMessage: 16 * 1024 * 1024
+  wsMaxMessage: DEFAULT_WS_MAX_MESSAGE
 } as const
 
 function positive (name: string, v: number | undefined, fallback: number, min = 0): number {

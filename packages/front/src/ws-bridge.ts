@@ -20,8 +20,8 @@
  */
 import type { Socket } from 'node:net'
 import {
-  decodeWsClose, encodeWsClose, encodeWsRecord, type FerryError, isValidCloseCode, ResetCode, type Stream,
-  WsClose, WsOp, WsRecordDecoder, wsRecordHeader
+  decodeWsClose, encodeWsClose, type FerryError, isValidCloseCode, ResetCode, type Stream, WsClose, WsOp,
+  WsRecordDecoder, wsRecordPieces
 } from '@ferry/protocol'
 import type { WebSocket } from 'ws'
 import type { AccessLogger } from './exchange.js'
@@ -32,8 +32,6 @@ export interface BridgeHost {
   bridgeClosed (b: WsBridge): void
 }
 
-/** Records up to this size are copied into one buffer with their header (one DATA frame). */
-const COPY_BELOW = 4096
 const OPEN = 1
 
 export class WsBridge {
@@ -53,9 +51,6 @@ export class WsBridge {
   /** Node → client bytes written to a backed-up client socket, credit not yet returned. */
   #owed = 0
   #drainHooked = false
-  readonly start = performance.now()
-  messagesIn = 0
-  messagesOut = 0
 
   constructor (host: BridgeHost, stream: Stream, socket: Socket, requestId: string, upstream: string, log: AccessLogger) {
     this.#host = host
@@ -76,10 +71,7 @@ export class WsBridge {
   /** The client's handshake completed: wire the client's events. */
   attach (ws: WebSocket): void {
     this.ws = ws
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      this.messagesIn++
-      this.#toNode(isBinary ? WsOp.BINARY : WsOp.TEXT, data)
-    })
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.#toNode(isBinary ? WsOp.BINARY : WsOp.TEXT, data))
     ws.on('ping', (data: Buffer) => this.#toNode(WsOp.PING, data))
     ws.on('pong', (data: Buffer) => this.#toNode(WsOp.PONG, data))
     ws.on('close', (code: number, reason: Buffer) => this.#clientClosed(code, reason))
@@ -94,12 +86,8 @@ export class WsBridge {
     this.lastActivity = Date.now()
     const s = this.stream
     if (s.closed || s.localEnded) return
-    let ok: boolean
-    if (payload.length < COPY_BELOW) ok = s.write(encodeWsRecord(op, payload))
-    else {
-      ok = s.write(wsRecordHeader(op, payload.length))
-      ok = s.write(payload) && ok
-    }
+    let ok = true
+    for (const piece of wsRecordPieces(op, payload)) ok = s.write(piece) && ok
     if (!ok) this.ws?.pause()
   }
 
@@ -107,15 +95,10 @@ export class WsBridge {
     if (this.#clientDone) return
     this.#clientDone = true
     const s = this.stream
-    if (!s.closed && !s.localEnded) {
-      if (code === WsClose.ABNORMAL) {
-        // no close frame: the connection dropped; the handler sees 1006
-        s.reset(ResetCode.CANCEL, 'client connection lost')
-      } else {
-        s.write(code === WsClose.NO_STATUS ? encodeWsRecord(WsOp.CLOSE) : encodeWsClose(code, reason.toString()))
-        s.end()
-      }
-    }
+    // no close frame: the connection dropped; the handler sees 1006
+    if (code === WsClose.ABNORMAL) {
+      if (!s.closed && !s.localEnded) s.reset(ResetCode.CANCEL, 'client connection lost')
+    } else this.#closeNode(code, reason.toString())
     this.#maybeDone()
   }
 
@@ -154,7 +137,6 @@ export class WsBridge {
     switch (op) {
       case WsOp.TEXT:
       case WsOp.BINARY:
-        this.messagesOut++
         ws.send(payload, { binary: op === WsOp.BINARY })
         return
       case WsOp.PING:
@@ -217,14 +199,18 @@ export class WsBridge {
    */
   close (code: number, reason: string): void {
     if (this.#done) return
-    const s = this.stream
-    if (!s.closed && !s.localEnded) {
-      s.write(encodeWsClose(code, reason))
-      s.end()
-    }
+    this.#closeNode(code, reason)
     this.#clientDone = true
     this.#closeClient(code, reason)
     this.#maybeDone()
+  }
+
+  /** Our close record and END_STREAM to the node (unless our side of the stream is over). */
+  #closeNode (code: number, reason: string): void {
+    const s = this.stream
+    if (s.closed || s.localEnded) return
+    s.write(encodeWsClose(code, reason))
+    s.end()
   }
 
   #maybeDone (): void {
@@ -232,11 +218,6 @@ export class WsBridge {
     if (!this.stream.closed && !this.stream.remoteEnded) return
     this.#done = true
     this.#host.bridgeClosed(this)
-  }
-
-  /** The stream is gone for good (closed, reset): forget the bridge even if the client lingers. */
-  get finished (): boolean {
-    return this.#done
   }
 }
 

@@ -24,6 +24,12 @@ export const WsOp = {
 
 export const WS_RECORD_HEADER = 5
 
+/** Default largest WebSocket message, bytes (front and app-server --ws-max-message). */
+export const DEFAULT_WS_MAX_MESSAGE = 16 * 1024 * 1024
+
+/** Payloads below this go out copied behind their header, as one buffer (one DATA frame). */
+const COPY_BELOW = 4096
+
 /** Close codes ferry uses (RFC 6455 §7.4.1). */
 export const WsClose = {
   NORMAL: 1000,
@@ -57,8 +63,21 @@ export function encodeWsRecord (opcode: number, payload: Uint8Array | string = '
   return out
 }
 
-/** A close record's payload: code + reason (reason cut to fit a control frame, 123 bytes). */
+/**
+ * The buffers that carry one record: the whole record in one buffer for a small payload, or
+ * its header and then the payload itself, uncopied.
+ */
+export function wsRecordPieces (opcode: number, payload: Uint8Array): Uint8Array[] {
+  if (payload.byteLength < COPY_BELOW) return [encodeWsRecord(opcode, payload)]
+  return [wsRecordHeader(opcode, payload.byteLength), payload]
+}
+
+/**
+ * A close record: code + reason (reason cut to fit a control frame, 123 bytes); code 1005
+ * (no status) is the empty close record.
+ */
 export function encodeWsClose (code: number, reason = ''): Buffer {
+  if (code === WsClose.NO_STATUS) return encodeWsRecord(WsOp.CLOSE)
   let r = Buffer.from(reason)
   if (r.length > 123) r = r.subarray(0, 123)
   const out = Buffer.allocUnsafe(WS_RECORD_HEADER + 2 + r.length)
