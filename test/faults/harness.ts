@@ -4,9 +4,10 @@
  * every outcome and latency, and sample each process's peak RSS. Scenarios (scenarios/*.ts)
  * use it at a small scale from the tests and at the issue's scale from report.ts.
  */
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Pool } from 'undici'
-import { type FerryProcess, rssKiB, startFerry } from '../helpers/proc.ts'
+import { type FerryProcess, rssKiB, startFerry, tempDir } from '../helpers/proc.ts'
 
 export const FAULT_APP = new URL('./fixtures/fault-app.ts', import.meta.url).pathname
 
@@ -36,7 +37,8 @@ export function sleep (ms: number): Promise<void> {
 export async function startNode (c: Cleanup, dir: string, name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, handler = FAULT_APP): Promise<FerryProcess> {
   const p = await startFerry(['app', handler, '--listen', `unix:${join(dir, `${name}.sock`)}`, '--log-level', 'warn', ...extra], {
     env: { FERRY_FAULT_NODE: name, ...env },
-    ready: (l) => l.msg === 'listening'
+    ready: (l) => l.msg === 'listening',
+    logFile: join(dir, `${name}.log`)
   })
   c.add(() => p.stop(3000))
   return p
@@ -45,7 +47,9 @@ export async function startNode (c: Cleanup, dir: string, name: string, extra: s
 export async function startFront (c: Cleanup, upstreams: string[], extra: string[] = []): Promise<FerryProcess> {
   const args = ['front', '--listen', '127.0.0.1:0', '--no-access-log']
   for (const u of upstreams) args.push('--upstream', u)
-  const p = await startFerry([...args, ...extra])
+  const logs = tempDir('ferry-front-log-')
+  c.add(() => logs.cleanup())
+  const p = await startFerry([...args, ...extra], { logFile: join(logs.dir, 'front.log') })
   c.add(() => p.stop(3000))
   return p
 }
@@ -135,6 +139,12 @@ export class Load {
     await this.#side?.close()
     return { outcomes: this.outcomes, sent: this.outcomes.length, seconds }
   }
+}
+
+/** CPU time (user + system, all threads) of a process so far, µs (/proc/<pid>/stat; USER_HZ 100). */
+export function cpuUs (pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(f[11]) + Number(f[12])) * 10000
 }
 
 export function percentile (values: number[], p: number): number {

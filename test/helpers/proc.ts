@@ -6,7 +6,7 @@
  * it with t.after / after so nothing outlives the test.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -44,20 +44,27 @@ export interface StartOptions {
   cwd?: string
   /** Which line means "up" (default msg === 'listening'). */
   ready?: (l: LogLine) => boolean
+  /**
+   * Send stdout to this file instead of a pipe, as an operator's log file: the test process
+   * then parses log lines only when it looks at them (`logs`, `waitForLog`), not as they are
+   * written — under load a pipe would make the test's own event loop (which may be the load
+   * generator) parse every line the server logs.
+   */
+  logFile?: string
 }
 
 export function startFerry (args: string[], options: StartOptions = {}): Promise<FerryProcess> {
+  let logFd = options.logFile === undefined ? null : openSync(options.logFile, 'w+')
   const proc = spawn(process.execPath, [BIN, ...args], {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe']
+    stdio: ['ignore', logFd ?? 'pipe', 'pipe']
   })
   const logs: LogLine[] = []
   const waiters: { pred: (l: LogLine) => boolean, resolve: (l: LogLine) => void }[] = []
   let stderr = ''
   let buf = ''
-  proc.stdout!.setEncoding('utf8')
-  proc.stdout!.on('data', (chunk: string) => {
+  const take = (chunk: string): void => {
     buf += chunk
     let nl: number
     while ((nl = buf.indexOf('\n')) >= 0) {
@@ -78,19 +85,62 @@ export function startFerry (args: string[], options: StartOptions = {}): Promise
         }
       }
     }
-  })
+  }
+  // From a log file: read what is new since the last look (while someone waits, every 25 ms).
+  let fileOffset = 0
+  let poller: NodeJS.Timeout | null = null
+  const readFile = (): void => {
+    if (logFd === null) return
+    const chunk = Buffer.allocUnsafe(1 << 16)
+    let n: number
+    while ((n = readSync(logFd, chunk, 0, chunk.length, fileOffset)) > 0) {
+      fileOffset += n
+      take(chunk.toString('utf8', 0, n))
+    }
+    if (waiters.length === 0 && poller !== null) {
+      clearInterval(poller)
+      poller = null
+    }
+  }
+  const watch = (): void => {
+    if (logFd !== null && poller === null) poller = setInterval(readFile, 25)
+  }
+  if (logFd === null) {
+    proc.stdout!.setEncoding('utf8')
+    proc.stdout!.on('data', take)
+  }
   proc.stderr!.setEncoding('utf8')
   proc.stderr!.on('data', (c: string) => { stderr += c })
   const exited = new Promise<number | string>((resolve) => {
-    proc.on('exit', (code, signal) => resolve(code ?? signal ?? -1))
+    proc.on('exit', (code, signal) => {
+      if (logFd !== null) {
+        readFile()
+        if (poller !== null) clearInterval(poller)
+        poller = null
+        closeSync(logFd)
+        logFd = null
+      }
+      resolve(code ?? signal ?? -1)
+    })
   })
   const waitForLog = (pred: (l: LogLine) => boolean, ms = 10000): Promise<LogLine> => {
+    readFile()
     const found = logs.find(pred)
     if (found !== undefined) return Promise.resolve(found)
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching log line within ${ms} ms; stderr: ${stderr.slice(-2000)}`)), ms)
-      waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l) } })
+      const waiter = { pred, resolve: (l: LogLine) => { clearTimeout(timer); resolve(l) } }
+      const drop = (): void => {
+        const i = waiters.indexOf(waiter)
+        if (i >= 0) waiters.splice(i, 1)
+      }
+      const timer = setTimeout(() => {
+        drop()
+        reject(new Error(`no matching log line within ${ms} ms; stderr: ${stderr.slice(-2000)}`))
+      }, ms)
+      waiters.push(waiter)
+      watch()
       exited.then((code) => {
+        drop()
         clearTimeout(timer)
         reject(new Error(`ferry exited (${code}) before the expected log line; stderr: ${stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`))
       })
@@ -112,7 +162,10 @@ export function startFerry (args: string[], options: StartOptions = {}): Promise
     listening,
     proc,
     pid: proc.pid!,
-    logs,
+    get logs () {
+      readFile()
+      return logs
+    },
     stderr: () => stderr,
     waitForLog,
     exited,

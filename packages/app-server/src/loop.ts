@@ -12,11 +12,12 @@ import { STATUS_CODES } from 'node:http'
 import { threadId } from 'node:worker_threads'
 import { DEFAULT_WS_MAX_MESSAGE, FerryError } from '@ferry/protocol'
 import type { Logger } from 'pino'
+import { DEFAULT_LOG_STACK_INTERVAL, ErrorLog } from './error-log.js'
 import { APP_SERVER_ERRORS, appError } from './errors.js'
 import type { FetchHandler } from './handler.js'
 import { IdTable } from './id-table.js'
 import { Op, type Port, RESPONSE_WINDOW } from './messages.js'
-import { abortRequest, BodySource, createRequest, requestUrl } from './request.js'
+import { abortError, abortRequest, BodySource, createRequest, requestUrl } from './request.js'
 import { unpackResponse } from './response.js'
 import { FerryWebSocket, type UpgradeOptions, upgradeHeaders, upgradeResponse } from './ws-socket.js'
 
@@ -166,14 +167,16 @@ export class WorkerLoop {
   #started: Int32Array
   #startedCount = 0
   #wsMaxMessage: number
+  #errors: ErrorLog
 
   /**
    * `started` (shared with the main thread) counts the requests this loop has begun: if the
    * thread dies or gets stuck, the main thread re-dispatches the ones past it, which never ran.
    * `attribute`: run each request in its job's async context, so `uncaught` can find it.
    */
-  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, attribute = false, wsMaxMessage = DEFAULT_WS_MAX_MESSAGE) {
+  constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, attribute = false, wsMaxMessage = DEFAULT_WS_MAX_MESSAGE, stackIntervalMs = DEFAULT_LOG_STACK_INTERVAL) {
     this.#port = port
+    this.#errors = new ErrorLog(stackIntervalMs)
     this.#wsMaxMessage = wsMaxMessage
     this.#started = started
     this.#handler = handler
@@ -297,7 +300,7 @@ export class WorkerLoop {
     if (job === undefined || job.settled) return false
     this.#push([Op.UNCAUGHT, job.rid])
     const answered = job.cancelled ? 'already answered' : job.res === Res.NONE ? '500' : job.res === Res.HEAD ? 'failed after its head' : 'response was complete'
-    job.context.log.error({ err, code: 'FERRY_ERR_APP_UNCAUGHT', origin, answered }, 'uncaught exception in a request: that request fails, the thread goes on')
+    job.context.log.error({ err: this.#errors.err(err, job.context.requestId), code: 'FERRY_ERR_APP_UNCAUGHT', origin, answered }, 'uncaught exception in a request: that request fails, the thread goes on')
     if (job.cancelled) return true
     if (job.res === Res.NONE) this.#sendError(job, 500, 'FERRY_ERR_APP_UNCAUGHT')
     else if (job.res === Res.HEAD) this.#push([Op.FAIL, job.rid, 500, 'FERRY_ERR_APP_UNCAUGHT', String((err as Error)?.message ?? err)])
@@ -317,8 +320,8 @@ export class WorkerLoop {
     job.body?.fail(new Error(why))
     // a body stream that went silent is waiting in read(): cancel it, so its cancel() runs
     // (timers and subscriptions it holds end) and the pending read settles
-    job.reader?.cancel(new DOMException(why, 'AbortError')).catch(() => {})
-    abortRequest(job.request, new DOMException(why, 'AbortError'))
+    job.reader?.cancel(abortError(why)).catch(() => {})
+    abortRequest(job.request, why)
     const w = job.creditWaiter
     if (w !== null) {
       job.creditWaiter = null
@@ -383,7 +386,7 @@ export class WorkerLoop {
         return
       }
       const code = headSent ? 'FERRY_ERR_APP_RESPONSE_BODY' : 'FERRY_ERR_APP_HANDLER_THREW'
-      job.context.log.error({ err, code }, headSent ? 'response body stream failed' : 'handler threw')
+      job.context.log.error({ err: this.#errors.err(err, job.context.requestId), code }, headSent ? 'response body stream failed' : 'handler threw')
       if (headSent) this.#push([Op.FAIL, job.rid, 500, code, String((err as Error)?.message ?? err)])
       else this.#sendError(job, 500, code)
     } finally {

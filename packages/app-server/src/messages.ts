@@ -68,6 +68,8 @@ export interface LoopOptions {
   /** Middleware around the handler, outermost first. */
   middleware: MiddlewareSpec[]
   logLevel: string
+  /** ms: the same error logs its stack once per interval per thread (error-log.ts); 0 = always. */
+  logStackInterval: number
   generation: number
   /** Largest WebSocket message the handler receives, bytes (close 1009 past it). */
   wsMaxMessage: number

@@ -40,6 +40,8 @@ export interface PoolSettings {
   /** ms a thread above the minimum may sit idle before it is retired. */
   idleTimeout: number
   logLevel: string
+  /** ms: the same error logs its stack once per interval per thread; 0 = every time. */
+  logStackInterval: number
   /** Largest WebSocket message a handler receives, bytes. */
   wsMaxMessage: number
 }
@@ -233,7 +235,7 @@ export class Pool {
     if (this.#piscina !== null) {
       const ch = new MessageChannel()
       port = ch.port1 as unknown as Port
-      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, middleware: o.middleware, logLevel: o.logLevel, generation: o.generation, wsMaxMessage: o.wsMaxMessage, maxUncaught: o.maxUncaught }, {
+      task = this.#piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, middleware: o.middleware, logLevel: o.logLevel, logStackInterval: o.logStackInterval, generation: o.generation, wsMaxMessage: o.wsMaxMessage, maxUncaught: o.maxUncaught }, {
         transferList: [ch.port2],
         signal: abort.signal
       })
@@ -243,7 +245,7 @@ export class Pool {
       task = (async () => {
         installLightResponse()
         const handler = await loadStack(o.handlerUrl, o.middleware, o.generation)
-        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, false, o.wsMaxMessage)
+        const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, false, o.wsMaxMessage, o.logStackInterval)
         abort.signal.addEventListener('abort', () => worker.close())
         await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
       })()

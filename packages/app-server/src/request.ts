@@ -97,6 +97,8 @@ const kReal = Symbol('ferry.realRequest')
 const kHeaders = Symbol('ferry.headers')
 const kBody = Symbol('ferry.body')
 const kAbort = Symbol('ferry.abort')
+/** Why the request was aborted before anyone read its signal. */
+const kAborted = Symbol('ferry.aborted')
 
 export interface RequestState {
   method: string
@@ -112,6 +114,7 @@ interface LazyRequest {
   [kHeaders]?: Headers
   [kBody]?: ReadableStream<Uint8Array> | null
   [kAbort]?: AbortController
+  [kAborted]?: string
 }
 
 const textDecoder = new TextDecoder()
@@ -133,7 +136,11 @@ function headersOf (self: LazyRequest): Headers {
 
 function abortOf (self: LazyRequest): AbortController {
   let a = self[kAbort]
-  if (a === undefined) a = self[kAbort] = new AbortController()
+  if (a === undefined) {
+    a = self[kAbort] = new AbortController()
+    const why = self[kAborted]
+    if (why !== undefined) a.abort(abortError(why))
+  }
   return a
 }
 
@@ -229,10 +236,29 @@ export function createRequest (state: RequestState): Request {
   return req as unknown as Request
 }
 
-/** Abort request.signal (client went away or the request timed out). */
-export function abortRequest (req: Request, reason: unknown): void {
+/**
+ * Abort request.signal (client went away or the request timed out). `why` becomes an
+ * AbortError DOMException, made only if the handler ever looks at the signal (a signal
+ * nobody read is made already aborted on first read): creating the exception and an
+ * AbortController costs more than a whole hello-world request, and a storm of cancels is
+ * when the thread needs its time.
+ */
+export function abortRequest (req: Request, why: string): void {
   const self = req as unknown as LazyRequest
-  abortOf(self).abort(reason)
+  const a = self[kAbort]
+  if (a !== undefined) a.abort(abortError(why))
+  else self[kAborted] = why
+}
+
+/** An AbortError without a stack trace (it would point into ferry, not the handler). */
+export function abortError (why: string): DOMException {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return new DOMException(why, 'AbortError')
+  } finally {
+    Error.stackTraceLimit = limit
+  }
 }
 
 /** The URL a handler sees: scheme://authority/path, percent-encoded where the path is not ASCII. */

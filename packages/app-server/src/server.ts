@@ -9,6 +9,7 @@ import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { DEFAULT_WS_MAX_MESSAGE, type FerryError, formatAddress, parseAddress, type Session, WsClose } from '@ferry/protocol'
 import type { Logger } from 'pino'
+import { DEFAULT_LOG_STACK_INTERVAL } from './error-log.js'
 import { appError } from './errors.js'
 import { type BoundListener, closeListener, type ConnectionKind, listen } from './listener.js'
 import { Metrics } from './metrics.js'
@@ -65,6 +66,7 @@ export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
   idleTimeout: 10000,
   stats: null,
   logLevel: 'info',
+  logStackInterval: DEFAULT_LOG_STACK_INTERVAL,
   auth: null,
   uwsgiAllow: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
   wsMaxMessage: DEFAULT_WS_MAX_MESSAGE,
@@ -210,6 +212,7 @@ export class AppServer implements ConnectionHost {
       maxMemory: m.maxMemory ?? o.maxMemory,
       idleTimeout: o.idleTimeout,
       logLevel: o.logLevel,
+      logStackInterval: o.logStackInterval,
       wsMaxMessage: o.wsMaxMessage,
       log: this.#root.child(o.mounts.length === 0 ? { component: 'pool', generation: this.#generation } : { component: 'pool', mount: m.prefix === '' ? '/' : m.prefix, generation: this.#generation })
     }

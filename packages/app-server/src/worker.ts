@@ -64,7 +64,7 @@ export default async function loopTask (task: LoopTask): Promise<void> {
   const port = task.port as unknown as Port
   const attribute = task.maxUncaught > 0
   if (attribute) listen()
-  const loop = new WorkerLoop(port, handler, log, task.started, attribute, task.wsMaxMessage)
+  const loop = new WorkerLoop(port, handler, log, task.started, attribute, task.wsMaxMessage, task.logStackInterval)
   current = loop
   await loop.stopped
   task.port.close()

@@ -25,6 +25,7 @@ const FLAGS = {
   'graceful-timeout': { type: 'string' },
   stats: { type: 'string' },
   'log-level': { type: 'string' },
+  'log-stack-interval': { type: 'string' },
   config: { type: 'string', short: 'c' },
   mount: { type: 'string', multiple: true, short: 'm' },
   middleware: { type: 'string', multiple: true },
@@ -257,6 +258,8 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
     if (!LEVELS.has(String(level))) throw bad(`log-level must be one of ${[...LEVELS].join(', ')}`)
     o.logLevel = String(level)
   }
+  const stackEvery = pick('log-stack-interval')
+  if (stackEvery !== undefined) o.logStackInterval = Math.round(num('log-stack-interval', stackEvery) * 1000)
   return o
 }
 

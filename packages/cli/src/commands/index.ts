@@ -264,6 +264,11 @@ Observability:
   --log-level <level>        fatal, error, warn, info, debug, trace, silent  default info
                              Logs are JSON lines (pino) on stdout; request lines carry reqId.
                              On start one line has "msg":"listening" and "addresses":[…].
+  --log-stack-interval <s>   a request's error is always logged (reqId, code, message); the
+                             same error (name + message) logs its full stack once per
+                             interval per thread, repeats point at the request whose line
+                             has it: formatting stacks is costly in an error storm.
+                             0 = every stack                                  default 1
 
 Configuration:
   --config, -c <file.json>   the same settings as camelCase keys, e.g.
