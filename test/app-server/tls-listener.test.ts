@@ -82,7 +82,7 @@ describe('a tls:// listener', { skip }, () => {
   test('uwsgi over TLS with a client certificate from the CA is served (the certificate stands in for --uwsgi-allow)', async () => {
     const s = await connectTls(app.addresses[0]!, { cert: c.clientCert, key: c.clientKey })
     const r = await uwsgiOver(s, '/text')
-    assert.match(r.bytes.toString('latin1'), /^HTTP\/1\.1 200 [^]*\r\n\r\nGET $/)
+    assert.match(r.bytes.toString('latin1'), /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nGET $/)
     assert.equal(app.logs.filter((l) => l.code === 'FERRY_ERR_APP_UWSGI_REFUSED').length, 0)
   })
 
@@ -149,6 +149,11 @@ describe('start-up errors (exit 1, FERRY_ERR_APP_OPTIONS)', { skip }, () => {
     assert.equal(line.code, 'FERRY_ERR_APP_OPTIONS')
     assert.match(line.msg, message)
   }
+
+  test('--help lists the TLS options and the tls:// address form', () => {
+    const help = spawnSync(process.execPath, [BIN, 'app', '--help'], { encoding: 'utf8' }).stdout
+    for (const s of ['tls://', '--tls-cert', '--tls-key', '--tls-client-ca', 'FERRY_ERR_APP_TLS_HANDSHAKE']) assert.ok(help.includes(s), s)
+  })
 
   test('a tls:// listener without --tls-cert/--tls-key', () => {
     appFails(['--listen', 'tls://127.0.0.1:0'], /needs --tls-cert <file> and --tls-key/)

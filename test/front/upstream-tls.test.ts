@@ -172,6 +172,11 @@ describe('front startup errors: no option parsed and ignored', { skip }, () => {
     assert.match(r.stderr, message)
   }
 
+  test('--help lists the upstream TLS options and address forms', () => {
+    const help = spawnSync(process.execPath, [BIN, 'front', '--help'], { encoding: 'utf8' }).stdout
+    for (const s of ['tls://', 'uwsgi+tls://', '--upstream-tls-ca', '--upstream-tls-cert', '--upstream-tls-key', '--upstream-tls-servername', 'FERRY_ERR_FRONT_UPSTREAM_TLS']) assert.ok(help.includes(s), s)
+  })
+
   test('--upstream-tls-* with no tls:// upstream', () => {
     frontFails(['--upstream', 'tcp://127.0.0.1:1', '--upstream-tls-ca', c.ca], /no upstream is tls:\/\//)
     frontFails(['--upstream', 'tcp://127.0.0.1:1', '--upstream-tls-servername', 'x'], /no upstream is tls:\/\//)
