@@ -8,6 +8,8 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { type CertFiles, makeCerts } from '../helpers/certs.ts'
 import { type FerryProcess, startFerry, tempDir } from '../helpers/proc.ts'
@@ -102,6 +104,21 @@ describe('front → app over TLS with client certificates', { skip }, () => {
   test('--upstream-tls-servername localhost (a DNS name in the node certificate) works', async () => {
     const f = await front(node.addresses[0]!, [...GOOD(), '--upstream-tls-servername', 'localhost'])
     assert.equal((await call(f, '/text')).status, 200)
+  })
+
+  test('config files: the app\'s tlsCert/tlsKey/tlsClientCa, the front\'s upstreamTls (paths relative to the file)', async () => {
+    const appConfig = join(tmp.dir, 'app.json')
+    writeFileSync(appConfig, JSON.stringify({ handler: HANDLER, listen: ['tls://127.0.0.1:0'], threads: '1', tlsCert: c.serverCert, tlsKey: c.serverKey, tlsClientCa: c.ca }))
+    const app = await start(['app', '--config', appConfig])
+    const frontConfig = join(tmp.dir, 'front.json')
+    writeFileSync(frontConfig, JSON.stringify({ upstreams: [app.addresses[0]], upstreamTls: { ca: 'ca.pem', cert: 'client.pem', key: 'client.key', servername: 'localhost' } }))
+    const f = await start(['front', '--listen', '127.0.0.1:0', '--no-access-log', '--config', frontConfig])
+    assert.equal((await call(f, '/text')).body.toString(), 'GET ')
+    // without the client certificate in the file, the node refuses the front
+    const noCert = join(tmp.dir, 'front-nocert.json')
+    writeFileSync(noCert, JSON.stringify({ upstreams: [app.addresses[0]], upstreamTls: { ca: 'ca.pem' } }))
+    await refused(await start(['front', '--listen', '127.0.0.1:0', '--no-access-log', '--config', noCert]), /CLOSED_AFTER_HANDSHAKE/)
+    await app.waitForLog((l) => l.code === 'FERRY_ERR_APP_TLS_HANDSHAKE' && l.reason === 'PEER_DID_NOT_RETURN_A_CERTIFICATE')
   })
 
   test('--auth on top of TLS: the same secret works; a wrong one still fails with FERRY_ERR_AUTH', async () => {
