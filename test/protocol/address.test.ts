@@ -46,6 +46,16 @@ describe('parseAddress', () => {
     assert.deepEqual(parseAddress('[fe80::1%eth0]:9000'), { kind: 'tcp', host: 'fe80::1%eth0', port: 9000 })
   })
 
+  test('tls:// is tcp with tls: true (IPv4, names, IPv6 in brackets); other forms carry no tls key', () => {
+    assert.deepEqual(parseAddress('tls://127.0.0.1:8443'), { kind: 'tcp', host: '127.0.0.1', port: 8443, tls: true })
+    assert.deepEqual(parseAddress('tls://app-1.internal:9000/'), { kind: 'tcp', host: 'app-1.internal', port: 9000, tls: true })
+    assert.deepEqual(parseAddress('tls://[::1]:8443'), { kind: 'tcp', host: '::1', port: 8443, tls: true })
+    assert.deepEqual(parseAddress('tls://:8443'), { kind: 'tcp', host: '0.0.0.0', port: 8443, tls: true })
+    assert.equal('tls' in parseAddress('tcp://127.0.0.1:1'), false)
+    assert.equal('tls' in parseAddress('127.0.0.1:1'), false)
+    for (const input of ['tls://', 'tls://host', 'tls://[::1]', 'tls:host:1', 'tls://host:65536']) invalid(input)
+  })
+
   test('bad inputs → FERRY_ERR_ADDRESS_INVALID', () => {
     for (const input of [
       '', '   ', 'unix:', 'unix://', 'localhost', 'tcp://', 'tcp://host', 'host:', 'host:abc', 'host:-1', 'host:65536',
@@ -67,6 +77,13 @@ describe('parseNodeAddress', () => {
     assert.deepEqual(parseNodeAddress('uwsgi+[::1]:3031'), { codec: 'uwsgi', address: { kind: 'tcp', host: '::1', port: 3031 } })
   })
 
+  test('tls:// nodes: native, and uwsgi+tls:// (nginx suwsgi://)', () => {
+    assert.deepEqual(parseNodeAddress('tls://10.0.0.5:8001'), { codec: 'native', address: { kind: 'tcp', host: '10.0.0.5', port: 8001, tls: true } })
+    assert.deepEqual(parseNodeAddress('native+tls://h:1'), { codec: 'native', address: { kind: 'tcp', host: 'h', port: 1, tls: true } })
+    assert.deepEqual(parseNodeAddress('uwsgi+tls://[::1]:3031'), { codec: 'uwsgi', address: { kind: 'tcp', host: '::1', port: 3031, tls: true } })
+    assert.equal(formatNodeAddress(parseNodeAddress('uwsgi+tls://h:3031')), 'uwsgi+tls://h:3031')
+  })
+
   test('bad node addresses → FERRY_ERR_ADDRESS_INVALID', () => {
     for (const input of ['uwsgi+', 'uwsgi+unix:', 'native+host', 'fastcgi+h:1', 'uwsgi:h:1']) {
       assert.throws(() => parseNodeAddress(input), { code: 'FERRY_ERR_ADDRESS_INVALID' }, input)
@@ -81,7 +98,10 @@ describe('formatAddress', () => {
       ['127.0.0.1:80', 'tcp://127.0.0.1:80'],
       [':80', 'tcp://0.0.0.0:80'],
       ['[::1]:80', 'tcp://[::1]:80'],
-      ['tcp://[fe80::1%eth0]:1', 'tcp://[fe80::1%eth0]:1']
+      ['tcp://[fe80::1%eth0]:1', 'tcp://[fe80::1%eth0]:1'],
+      ['tls://127.0.0.1:443', 'tls://127.0.0.1:443'],
+      ['tls://[::1]:443', 'tls://[::1]:443'],
+      ['tls://:443', 'tls://0.0.0.0:443']
     ]
     for (const [input, canonical] of cases) {
       const a = parseAddress(input)

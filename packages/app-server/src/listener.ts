@@ -1,12 +1,17 @@
 /**
- * Listeners: one net.Server per address (unix or tcp). A stale unix socket file (nobody
- * accepting: ECONNREFUSED) is removed and replaced; a live one is an error, never a takeover.
- * Each connection is sniffed by its first byte: 0x89 (the native preface) or uwsgi.
+ * Listeners: one net.Server per address (unix or tcp; a tls.Server for tls://). A stale unix
+ * socket file (nobody accepting: ECONNREFUSED) is removed and replaced; a live one is an
+ * error, never a takeover. Each connection is sniffed by its first byte: 0x89 (the native
+ * preface) or uwsgi — on a tls:// listener the first decrypted byte, so both codecs work
+ * over TLS. A TLS connection that fails its handshake or the client-certificate check is
+ * closed before anything is read from it, and reported through `onRefused`.
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
 import net from 'node:net'
+import tls from 'node:tls'
 import { type Address, formatAddress, PREFACE } from '@ferry/protocol'
 import { appError } from './errors.js'
+import { handshakeRefusal, type ListenerTls, refusal, type TlsRefusal } from './tls.js'
 
 export interface BoundListener {
   address: Address
@@ -40,9 +45,20 @@ async function clearStaleSocket (path: string): Promise<void> {
 
 export type ConnectionKind = 'native' | 'uwsgi'
 
-export async function listen (address: Address, socketMode: number | null, onConnection: (socket: net.Socket, first: Buffer, kind: ConnectionKind) => void): Promise<BoundListener> {
+export interface ListenOptions {
+  /** e.g. 0o660 for unix sockets; null leaves the umask's mode. */
+  socketMode: number | null
+  /** Certificates for tls:// addresses (required for them). */
+  tls: ListenerTls | null
+  onConnection (socket: net.Socket, first: Buffer, kind: ConnectionKind): void
+  /** A TLS connection refused (handshake or client certificate); it is closed already. */
+  onRefused (r: TlsRefusal): void
+}
+
+export async function listen (address: Address, options: ListenOptions): Promise<BoundListener> {
+  const { onConnection } = options
   if (address.kind === 'unix') await clearStaleSocket(address.path)
-  const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+  const accept = (socket: net.Socket): void => {
     // A peer that half-closes before sending a byte has nothing to serve: close our side
     // too (allowHalfOpen would otherwise keep the socket open for good).
     const onEmptyEnd = (): void => { socket.destroy() }
@@ -52,7 +68,39 @@ export async function listen (address: Address, socketMode: number | null, onCon
       onConnection(socket, first, first[0] === PREFACE[0] ? 'native' : 'uwsgi')
     })
     socket.on('error', () => {}) // the session / uwsgi handler log what matters
-  })
+  }
+  let server: net.Server
+  let text = formatAddress(address) // the real port once bound
+  if (address.kind === 'tcp' && address.tls === true) {
+    const t = options.tls
+    if (t === null) throw appError('FERRY_ERR_APP_OPTIONS', `${formatAddress(address)} needs --tls-cert and --tls-key`)
+    const secure = tls.createServer({
+      noDelay: true,
+      allowHalfOpen: true,
+      cert: t.cert,
+      key: t.key,
+      ca: t.clientCa ?? undefined,
+      // Node checks the chain when the handshake ends; refusal() decides (and says why)
+      requestCert: t.clientCa !== null,
+      rejectUnauthorized: false,
+      handshakeTimeout: t.handshakeTimeout
+    }, (socket) => {
+      const refused = refusal(socket, t, text)
+      if (refused !== null) {
+        socket.destroy()
+        options.onRefused(refused)
+        return
+      }
+      accept(socket)
+    })
+    secure.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      socket.destroy()
+      options.onRefused(handshakeRefusal(err, socket, text))
+    })
+    server = secure
+  } else {
+    server = net.createServer({ noDelay: true, allowHalfOpen: true }, accept)
+  }
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       if (err.code === 'EADDRINUSE') reject(appError('FERRY_ERR_APP_ADDRESS_IN_USE', formatAddress(address), { cause: err }))
@@ -68,12 +116,13 @@ export async function listen (address: Address, socketMode: number | null, onCon
   })
   let bound: Address = address
   if (address.kind === 'unix') {
-    if (socketMode !== null) chmodSync(address.path, socketMode)
+    if (options.socketMode !== null) chmodSync(address.path, options.socketMode)
   } else {
     const a = server.address() as net.AddressInfo
-    bound = { kind: 'tcp', host: address.host, port: a.port }
+    bound = { ...address, port: a.port }
   }
-  return { address: bound, server, text: formatAddress(bound) }
+  text = formatAddress(bound)
+  return { address: bound, server, text }
 }
 
 /**

@@ -4,6 +4,7 @@
  * pool takes new requests at once while the old one drains).
  */
 import type { Socket } from 'node:net'
+import { TLSSocket } from 'node:tls'
 import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -19,9 +20,10 @@ import { validateMiddleware } from './middleware.js'
 import { type MiddlewareSpec, type Mount, type MountOptions, newMount, Router } from './mounts.js'
 import { Pool, type PoolOptions, type PoolSettings } from './pool.js'
 import { startStats, type StatsServer } from './stats.js'
+import { loadListenerTls, type TlsFiles, type TlsRefusal } from './tls.js'
 import { serveUwsgi } from './uwsgi-conn.js'
 
-export interface AppServerOptions extends PoolSettings {
+export interface AppServerOptions extends PoolSettings, TlsFiles {
   /** Path (or file: URL) of the handler module: the same as a mount at '/'; null with mounts only. */
   handler: string | null
   /** Applications by URL prefix (fetch handlers and CGI folders); see mounts.ts. */
@@ -46,6 +48,8 @@ export interface AppServerOptions extends PoolSettings {
   uwsgiAllow: string[]
   /** Most open WebSockets on this node; upgrades past it get 503 (FERRY_ERR_APP_WS_LIMIT). */
   maxWebSockets: number
+  // TlsFiles: tlsCert / tlsKey (PEM files, required by tls:// listeners) and tlsClientCa
+  // (clients must present a certificate it signed; a connection without one is refused).
 }
 
 export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
@@ -68,6 +72,9 @@ export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
   logLevel: 'info',
   logStackInterval: DEFAULT_LOG_STACK_INTERVAL,
   auth: null,
+  tlsCert: null,
+  tlsKey: null,
+  tlsClientCa: null,
   uwsgiAllow: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
   wsMaxMessage: DEFAULT_WS_MAX_MESSAGE,
   maxWebSockets: 10000
@@ -170,17 +177,30 @@ export class AppServer implements ConnectionHost {
   /** Load the handler into the pool, then listen. Rejects (and cleans up) on any failure. */
   static async start (options: AppServerOptions, log: Logger): Promise<AppServer> {
     const addresses = options.listen.map((a) => parseAddress(a))
+    const tls = loadListenerTls(options, addresses)
+    const statsAddress = options.stats === null ? null : parseAddress(options.stats)
+    if (statsAddress?.kind === 'tcp' && statsAddress.tls === true) throw appError('FERRY_ERR_APP_OPTIONS', '--stats serves plain HTTP: tls:// is for --listen (keep --stats on loopback or a private address)')
     const server = new AppServer(options, log)
     try {
       await Promise.all(server.#pools().map((p) => p.ready()))
+      const tlsLog = log.child({ component: 'tls' })
       for (const a of addresses) {
-        server.listeners.push(await listen(a, options.socketMode, (socket, first, kind) => server.#onConnection(socket, first, kind)))
+        server.listeners.push(await listen(a, {
+          socketMode: options.socketMode,
+          tls,
+          onConnection: (socket, first, kind) => server.#onConnection(socket, first, kind),
+          onRefused: (r: TlsRefusal) => tlsLog.warn({ code: 'FERRY_ERR_APP_TLS_HANDSHAKE', reason: r.reason, remoteAddress: r.remoteAddress, address: r.listener, err: r.message }, 'TLS connection refused')
+        }))
       }
-      if (options.stats !== null) server.stats = await startStats(parseAddress(options.stats), server)
+      if (statsAddress !== null) server.stats = await startStats(statsAddress, server)
       for (const a of addresses) {
-        if (a.kind === 'tcp' && !isLoopback(a.host) && options.auth === null) {
+        if (a.kind !== 'tcp' || isLoopback(a.host) || options.auth !== null) continue
+        if (a.tls !== true) {
           log.warn({ code: 'FERRY_ERR_APP_UNAUTHENTICATED', address: formatAddress(a) },
-            'listening on a non-loopback tcp address without --auth: any peer that reaches it can send requests; set a shared secret (FERRY_APP_AUTH) on this node and its fronts')
+            'listening on a non-loopback tcp address without --auth: any peer that reaches it can send requests; set a shared secret (FERRY_APP_AUTH) on this node and its fronts, or listen on tls:// with --tls-client-ca')
+        } else if (options.tlsClientCa === null) {
+          log.warn({ code: 'FERRY_ERR_APP_UNAUTHENTICATED', address: formatAddress(a) },
+            'listening on a non-loopback tls:// address without --tls-client-ca or --auth: the link is encrypted, but any peer that reaches it can send requests; require client certificates (--tls-client-ca) or a shared secret (FERRY_APP_AUTH)')
         }
       }
     } catch (err) {
@@ -237,7 +257,9 @@ export class AppServer implements ConnectionHost {
       socket.end()
       return
     }
-    if (kind === 'uwsgi' && !this.#uwsgiAllowed(socket.remoteAddress)) {
+    // A peer whose client certificate this node verified (--tls-client-ca) is authenticated:
+    // the address allow-list is for uwsgi's lack of authentication.
+    if (kind === 'uwsgi' && !(socket instanceof TLSSocket && socket.authorized) && !this.#uwsgiAllowed(socket.remoteAddress)) {
       this.log.warn({ code: 'FERRY_ERR_APP_UWSGI_REFUSED', remoteAddress: socket.remoteAddress }, 'uwsgi connection from an address not in --uwsgi-allow: closed')
       socket.destroy()
       return

@@ -9,6 +9,7 @@ export type FrontErrorInfo = CodeInfo
 
 export const FRONT_ERRORS = {
   FERRY_ERR_FRONT_UPSTREAM_CONNECT: info('upstream node unreachable', 502),
+  FERRY_ERR_FRONT_UPSTREAM_TLS: info('TLS with an upstream node failed (its certificate did not verify, or it refused ours)', 502),
   FERRY_ERR_FRONT_UPSTREAM_RESET: info('upstream closed or reset the stream before the response was complete', 502),
   FERRY_ERR_FRONT_UPSTREAM_PROTOCOL: info('upstream broke the protocol', 502),
   FERRY_ERR_FRONT_UPSTREAM_TIMEOUT: info('upstream did not answer in time', 504),

@@ -54,7 +54,7 @@ export class Forwarder implements ExchangeHost, BridgeHost {
     const plog = (level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void => { log[level](obj, msg) }
     for (const [name, p] of Object.entries(o.pools)) {
       const fixed = p.upstreams.filter((u) => !isDnsUpstream(u))
-      const pool = new UpstreamPool(name, fixed, { ...p, pingTimeout: Math.max(1000, p.connectTimeout), maxBackoff: DEFAULTS.maxBackoff }, plog)
+      const pool = new UpstreamPool(name, fixed, { ...p, pingTimeout: Math.max(1000, p.connectTimeout), maxBackoff: DEFAULTS.maxBackoff, tls: o.upstreamTls }, plog)
       this.pools.set(name, pool)
       const names = p.upstreams.filter(isDnsUpstream)
       if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, o.dnsInterval, plog))

@@ -11,12 +11,13 @@
  * sessions, a connect probe on uwsgi nodes) every `healthInterval` destroys connections that
  * stopped answering. A native node that reconnects (HELLO answered) is re-admitted at once.
  */
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import {
   type Address, type Codec, type FerryError, formatNodeAddress, type NodeAddress, ResetCode, Session
 } from '@ferry/protocol'
 import type { Pickable } from './balancer.js'
 import { frontError } from './errors.js'
+import { closedAfterHandshake, connectError, connectSocket, type Handshake, type UpstreamTls, watchHandshake } from './upstream-tls.js'
 
 export interface NodeOptions {
   /** Persistent connections per native node. */
@@ -29,6 +30,8 @@ export interface NodeOptions {
   /** Longest wait between reconnect attempts, ms. */
   maxBackoff: number
   pingTimeout: number
+  /** Secure context and name check for tls:// nodes (null when the pool has none). */
+  tls: UpstreamTls | null
 }
 
 /** What a node tells its pool. */
@@ -41,10 +44,6 @@ export interface NodeEvents {
 }
 
 const MIN_BACKOFF = 50
-
-export function connectSocket (address: Address): Socket {
-  return address.kind === 'unix' ? connect({ path: address.path }) : connect({ host: address.host, port: address.port })
-}
 
 export class UpstreamNode implements Pickable {
   readonly name: string
@@ -72,6 +71,10 @@ export class UpstreamNode implements Pickable {
   #events: NodeEvents
   /** Another node in the pool can take over when this one is ejected. */
   soleNode = false
+  /** tls:// node: the last TLS session, resumed by the next connection. */
+  #tlsSession: Buffer | undefined
+  /** tls:// node: the last TLS failure logged (one line per new reason, not per retry). */
+  #tlsLogged: string | null = null
 
   constructor (address: NodeAddress, options: NodeOptions, events: NodeEvents) {
     this.name = formatNodeAddress(address)
@@ -79,6 +82,28 @@ export class UpstreamNode implements Pickable {
     this.address = address.address
     this.#options = options
     this.#events = events
+  }
+
+  get tls (): boolean { return this.address.kind === 'tcp' && this.address.tls === true }
+
+  /**
+   * A connection to the node (a TLS one for tls://, resuming the last session) and, for
+   * tls://, how far its handshake got (null for plain sockets).
+   */
+  openSocket (): { socket: Socket, handshake: Handshake | null } {
+    const socket = connectSocket(this.address, this.#options.tls, this.#tlsSession)
+    if (!this.tls) return { socket, handshake: null }
+    socket.on('session', (session: Buffer) => { this.#tlsSession = session })
+    return { socket, handshake: watchHandshake(socket) }
+  }
+
+  /** Log a TLS failure once per new reason (reconnects retry every few seconds). */
+  tlsFailed (err: FerryError): void {
+    if (err.code !== 'FERRY_ERR_FRONT_UPSTREAM_TLS') return
+    this.#tlsSession = undefined
+    if (this.#tlsLogged === err.message) return
+    this.#tlsLogged = err.message
+    this.#events.log('warn', { node: this.name, code: err.code, err: err.message }, 'upstream TLS failed: node not used')
   }
 
   usable (now: number): boolean {
@@ -138,6 +163,7 @@ export class UpstreamNode implements Pickable {
   /** A request succeeded: the failure window starts over. */
   ok (): void {
     if (this.fails !== 0) this.fails = 0
+    this.#tlsLogged = null
   }
 
   #readmit (): void {
@@ -151,19 +177,22 @@ export class UpstreamNode implements Pickable {
   check (): void {
     if (this.removed) return
     if (this.codec === 'uwsgi') {
-      const socket = connectSocket(this.address)
+      const { socket, handshake } = this.openSocket()
       socket.setTimeout(this.#options.connectTimeout)
-      socket.once('connect', () => {
+      socket.once(handshake === null ? 'connect' : 'secureConnect', () => {
         socket.destroy()
+        this.#tlsLogged = null
         if (this.down) {
           this.down = false
           if (this.ejectedUntil !== 0) this.#readmit()
         }
       })
       socket.once('timeout', () => socket.destroy(new Error('connect timeout')))
-      socket.once('error', (err) => {
+      socket.once('error', (err: NodeJS.ErrnoException) => {
         this.down = true
-        this.fail(Date.now(), `health check: ${err.message}`)
+        const e = connectError(this.name, err, this.tls, handshake)
+        this.tlsFailed(e)
+        this.fail(Date.now(), `health check: ${e.message}`)
       })
       return
     }
@@ -212,7 +241,7 @@ export class UpstreamNode implements Pickable {
 
   #connect (): void {
     this.#connecting++
-    const socket = connectSocket(this.address)
+    const { socket, handshake } = this.openSocket()
     socket.setNoDelay?.(true)
     const session = new Session(socket, {
       role: 'client',
@@ -230,7 +259,7 @@ export class UpstreamNode implements Pickable {
     let lastError: FerryError | null = null
     session.on('error', (err: FerryError) => { lastError = err })
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (!settled) lastError = frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.name}: ${err.code ?? err.message}`, { cause: err })
+      if (!settled) lastError = connectError(this.name, err, this.tls, handshake)
     })
     session.once('ready', () => {
       settled = true
@@ -242,6 +271,7 @@ export class UpstreamNode implements Pickable {
       }
       this.sessions.push(session)
       this.#backoff = MIN_BACKOFF
+      this.#tlsLogged = null
       const wasDown = this.down
       this.down = false
       if (this.ejectedUntil !== 0) this.#readmit()
@@ -261,7 +291,10 @@ export class UpstreamNode implements Pickable {
         clearTimeout(timer)
         this.#connecting--
         this.down = true
-        const err = lastError ?? frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.name}: closed before HELLO`)
+        const err = lastError ?? (handshake?.secure === true
+          ? closedAfterHandshake(this.name)
+          : frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.name}: closed before HELLO`))
+        this.tlsFailed(err)
         this.fail(Date.now(), err.message)
         this.#events.connectFailed(this, err)
       }

@@ -5,6 +5,7 @@
  */
 import { DEFAULT_WS_MAX_MESSAGE, parseNodeAddress } from '@ferry/protocol'
 import { frontError } from './errors.js'
+import { defaultUpstreamTls, type UpstreamTls, type UpstreamTlsOptions, upstreamTls } from './upstream-tls.js'
 
 /** A named pool of upstream nodes; node options left out take the top-level values. */
 export interface PoolConfig {
@@ -37,7 +38,10 @@ export interface StaticConfig {
 }
 
 export interface FerryOptions {
-  /** Nodes of the 'default' pool: unix:/p, tcp://h:p, uwsgi+unix:/p, uwsgi+tcp://h:p, dns://name:port. */
+  /**
+   * Nodes of the 'default' pool: unix:/p, tcp://h:p, tls://h:p, uwsgi+unix:/p, uwsgi+tcp://h:p,
+   * uwsgi+tls://h:p, dns://name:port.
+   */
   upstreams?: string[]
   pools?: Record<string, PoolConfig>
   routes?: RouteConfig[]
@@ -70,6 +74,12 @@ export interface FerryOptions {
   accessLog?: boolean
   /** Token sent in HELLO. */
   auth?: string
+  /**
+   * TLS towards tls:// and uwsgi+tls:// nodes (every pool): the CA that signs their
+   * certificates (default Node's root CAs), a client certificate + key to present, the name
+   * to check (default the node's host). Given with no tls:// node: FERRY_ERR_FRONT_CONFIG.
+   */
+  upstreamTls?: UpstreamTlsOptions
   /** Peers whose X-Forwarded-* headers are believed ('*' = all). gunicorn forwarded_allow_ips. */
   forwardedAllowIps?: string[]
   /** SERVER_NAME for the app (default: the local address of the connection). */
@@ -158,6 +168,12 @@ export interface Normalized {
   websocket: boolean
   wsMaxMessage: number
   wsIdleTimeout: number
+  /** Shared by every pool's tls:// nodes; null when no node is tls://. */
+  upstreamTls: UpstreamTls | null
+}
+
+function isTlsUpstream (u: string): boolean {
+  return /^(uwsgi\+|native\+)?tls:\/\//.test(u.trim())
 }
 
 export function normalizeOptions (o: FerryOptions): Normalized {
@@ -191,6 +207,11 @@ export function normalizeOptions (o: FerryOptions): Normalized {
       auth: p.auth ?? o.auth
     }
   }
+  const anyTls = Object.values(pools).some((p) => p.upstreams.some(isTlsUpstream))
+  if (o.upstreamTls !== undefined && !anyTls) {
+    throw frontError('FERRY_ERR_FRONT_CONFIG', 'upstream TLS options (--upstream-tls-*) given but no upstream is tls://host:port or uwsgi+tls://host:port (they would protect nothing)')
+  }
+  const tls = anyTls ? (upstreamTls(o.upstreamTls) ?? defaultUpstreamTls()) : null
   const routes: ResolvedRoute[] = (o.routes ?? []).map((r, i) => {
     if (typeof r.prefix !== 'string' || !r.prefix.startsWith('/')) throw frontError('FERRY_ERR_FRONT_CONFIG', `routes[${i}].prefix must start with /`)
     if (pools[r.pool] === undefined) throw frontError('FERRY_ERR_FRONT_UNKNOWN_POOL', `routes[${i}] names pool ${JSON.stringify(r.pool)}`)
@@ -229,6 +250,7 @@ export function normalizeOptions (o: FerryOptions): Normalized {
     dnsInterval: positive('dnsInterval', o.dnsInterval, DEFAULTS.dnsInterval, 10),
     websocket: o.websocket !== false,
     wsMaxMessage: positive('wsMaxMessage', o.wsMaxMessage, DEFAULTS.wsMaxMessage, 1),
-    wsIdleTimeout: positive('wsIdleTimeout', o.wsIdleTimeout, 0)
+    wsIdleTimeout: positive('wsIdleTimeout', o.wsIdleTimeout, 0),
+    upstreamTls: tls
   }
 }

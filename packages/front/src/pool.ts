@@ -7,6 +7,7 @@ import { type FerryError, parseNodeAddress } from '@ferry/protocol'
 import { pick } from './balancer.js'
 import { frontError } from './errors.js'
 import { type NodeEvents, type NodeOptions, UpstreamNode } from './node.js'
+import { defaultUpstreamTls } from './upstream-tls.js'
 
 export interface PoolOptions extends NodeOptions {
   /** Active health check interval, ms (0 = off). */
@@ -127,6 +128,9 @@ export class UpstreamPool implements NodeEvents {
     const wanted = new Map<string, ReturnType<typeof parseNodeAddress>>()
     for (const u of upstreams) {
       const a = parseNodeAddress(u)
+      // a tls:// node added by a reload to a front started without any: Node's root CAs,
+      // as at start (the --upstream-tls-* files are read at start only)
+      if (a.address.kind === 'tcp' && a.address.tls === true && this.options.tls === null) this.options.tls = defaultUpstreamTls()
       const node = new UpstreamNode(a, this.options, this)
       wanted.set(node.name, a)
     }

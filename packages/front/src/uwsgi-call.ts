@@ -12,7 +12,8 @@ import type { Socket } from 'node:net'
 import { encodeUwsgiRequest, type FerryError, Http1ResponseParser, ResetCode } from '@ferry/protocol'
 import { frontError } from './errors.js'
 import type { Exchange, UpstreamCall } from './exchange.js'
-import { connectSocket, type UpstreamNode } from './node.js'
+import type { UpstreamNode } from './node.js'
+import { connectError } from './upstream-tls.js'
 
 const BUFFER_CAP = 64 * 1024 * 1024
 
@@ -61,18 +62,23 @@ export class UwsgiCall implements UpstreamCall {
         : e)
       return
     }
-    const socket = this.#socket = connectSocket(this.#node.address)
-    socket.on('connect', () => { this.#connected = true })
+    const node = this.#node
+    const { socket, handshake } = node.openSocket()
+    this.#socket = socket
+    socket.on(handshake === null ? 'connect' : 'secureConnect', () => { this.#connected = true })
     socket.on('data', (chunk: Buffer) => this.#parse(chunk))
     socket.on('end', () => this.#parse(null))
     socket.on('drain', () => this.#ex.req.resume())
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (this.#done) return
-      if (!this.#connected) {
-        this.#node.down = true
-        this.#node.fail(Date.now(), err.code ?? err.message)
-        // Nothing reached the node: as safe to retry as a refused stream.
-        this.#fail(frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.#node.name}: ${err.code ?? err.message}`, { cause: err, resetCode: ResetCode.REFUSED_STREAM }))
+      if (!this.#connected || (node.tls && err.code?.startsWith('ERR_SSL_') === true)) {
+        // Nothing reached the node (no connection, or TLS refused it before reading a byte):
+        // as safe to retry as a refused stream.
+        const e = connectError(node.name, err, node.tls, handshake, { resetCode: ResetCode.REFUSED_STREAM })
+        node.down = true
+        node.tlsFailed(e)
+        node.fail(Date.now(), e.message)
+        this.#fail(e)
       } else {
         this.#fail(frontError('FERRY_ERR_FRONT_UPSTREAM_RESET', `${this.#node.name}: ${err.code ?? err.message}`, { cause: err }))
       }

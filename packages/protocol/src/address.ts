@@ -4,13 +4,17 @@
  *   unix:/run/app.sock        a unix socket path
  *   tcp://127.0.0.1:8000      tcp (IPv6 as tcp://[::1]:8000)
  *   127.0.0.1:8000 | :8000    tcp, scheme omitted (":8000" binds 0.0.0.0)
- * Upstream nodes may add a codec prefix: uwsgi+unix:/path, uwsgi+tcp://host:port.
+ *   tls://10.0.0.5:8000       tcp carrying TLS (IPv6 as tls://[::1]:8000): the app's listener
+ *                             and the front's upstream link between tiers (not the front's own
+ *                             --listen, whose TLS is --tls-cert/--tls-key)
+ * Upstream nodes may add a codec prefix: uwsgi+unix:/path, uwsgi+tcp://host:port,
+ * uwsgi+tls://host:port (uwsgi over TLS: nginx's suwsgi://).
  */
 import { type FerryError, protocolError } from './errors.js'
 
 export type Address =
   | { kind: 'unix', path: string }
-  | { kind: 'tcp', host: string, port: number }
+  | { kind: 'tcp', host: string, port: number, tls?: true }
 
 export type Codec = 'native' | 'uwsgi'
 
@@ -37,7 +41,11 @@ export function parseAddress (input: string): Address {
     return { kind: 'unix', path }
   }
   let rest = s
-  if (rest.startsWith('tcp://')) rest = rest.slice(6)
+  let tls = false
+  if (rest.startsWith('tls://')) {
+    rest = rest.slice(6)
+    tls = true
+  } else if (rest.startsWith('tcp://')) rest = rest.slice(6)
   else if (rest.startsWith('tcp:')) rest = rest.slice(4)
   if (rest.endsWith('/')) rest = rest.slice(0, -1)
   let host: string
@@ -60,7 +68,7 @@ export function parseAddress (input: string): Address {
   const port = Number(portText)
   if (port > 65535) throw bad(input, 'port must be a number 0-65535')
   if (host === '' || host === '*') host = '0.0.0.0'
-  return { kind: 'tcp', host, port }
+  return tls ? { kind: 'tcp', host, port, tls: true } : { kind: 'tcp', host, port }
 }
 
 /** An upstream node: native by default, `uwsgi+` prefix for the uwsgi codec. */
@@ -71,10 +79,11 @@ export function parseNodeAddress (input: string): NodeAddress {
   return { codec: 'native', address: parseAddress(s) }
 }
 
-/** The canonical text form: `unix:/path` or `tcp://host:port` (`tcp://[v6]:port`). */
+/** The canonical text form: `unix:/path`, `tcp://host:port` (`tcp://[v6]:port`) or `tls://host:port`. */
 export function formatAddress (a: Address): string {
   if (a.kind === 'unix') return `unix:${a.path}`
-  return a.host.includes(':') ? `tcp://[${a.host}]:${a.port}` : `tcp://${a.host}:${a.port}`
+  const scheme = a.tls === true ? 'tls' : 'tcp'
+  return a.host.includes(':') ? `${scheme}://[${a.host}]:${a.port}` : `${scheme}://${a.host}:${a.port}`
 }
 
 export function formatNodeAddress (n: NodeAddress): string {

@@ -30,6 +30,9 @@ const FLAGS = {
   mount: { type: 'string', multiple: true, short: 'm' },
   middleware: { type: 'string', multiple: true },
   auth: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-client-ca': { type: 'string' },
   'uwsgi-allow': { type: 'string' },
   'max-websockets': { type: 'string' },
   'ws-max-message': { type: 'string' }
@@ -237,6 +240,12 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
   if (stats !== undefined) o.stats = String(stats)
   const auth = pick('auth')
   if (auth !== undefined && String(auth) !== '') o.auth = String(auth)
+  // PEM files for tls:// listeners; the server checks them against --listen (a tls:// address
+  // needs a cert and key; TLS files with no tls:// address are an error)
+  for (const [flag, key] of [['tls-cert', 'tlsCert'], ['tls-key', 'tlsKey'], ['tls-client-ca', 'tlsClientCa']] as const) {
+    const v = pick(flag)
+    if (v !== undefined && String(v) !== '') o[key] = String(v)
+  }
   const allow = pick('uwsgi-allow')
   if (allow !== undefined) {
     const list = Array.isArray(allow) ? allow.map(String) : String(allow).split(/[\s,]+/).filter(Boolean)

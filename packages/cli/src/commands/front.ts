@@ -12,10 +12,19 @@ import { createFront, type FerryOptions, type FrontOptions, type StaticConfig } 
 import { type Address, FerryError, formatAddress, parseAddress } from '@ferry/protocol'
 import pino from 'pino'
 
+/** TLS towards tls:// nodes as a config file says it: file names (relative to the file). */
+interface UpstreamTlsFiles {
+  ca?: string
+  cert?: string
+  key?: string
+  servername?: string
+}
+
 /** What a config file may say: everything the flags can, plus pools and prefix routes. */
-interface FrontConfig extends FerryOptions {
+interface FrontConfig extends Omit<FerryOptions, 'upstreamTls'> {
   listen?: string
   tls?: { cert: string, key: string }
+  upstreamTls?: UpstreamTlsFiles
   http2?: boolean
   maxHeaderSize?: number
   trustRequestId?: boolean
@@ -47,6 +56,10 @@ const FLAGS = {
   'dns-interval': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
+  'upstream-tls-ca': { type: 'string' },
+  'upstream-tls-cert': { type: 'string' },
+  'upstream-tls-key': { type: 'string' },
+  'upstream-tls-servername': { type: 'string' },
   http2: { type: 'boolean' },
   'max-header-size': { type: 'string' },
   'ws-max-message': { type: 'string' },
@@ -124,6 +137,12 @@ async function loadConfig (file: string): Promise<FrontConfig> {
   const base = dirname(path)
   if (Array.isArray(cfg.static)) cfg.static = cfg.static.map((s) => ({ ...s, dir: resolve(base, s.dir) }))
   if (cfg.tls !== undefined) cfg.tls = { cert: resolve(base, cfg.tls.cert), key: resolve(base, cfg.tls.key) }
+  const ut = cfg.upstreamTls
+  if (ut !== undefined) {
+    if (ut === null || typeof ut !== 'object') fail(`--config ${file}: upstreamTls must be an object {ca, cert, key, servername}`)
+    for (const k of Object.keys(ut)) if (!['ca', 'cert', 'key', 'servername'].includes(k)) fail(`--config ${file}: upstreamTls: unknown key ${JSON.stringify(k)} (known: ca, cert, key, servername)`)
+    for (const k of ['ca', 'cert', 'key'] as const) if (ut[k] !== undefined) ut[k] = resolve(base, ut[k])
+  }
   return cfg
 }
 
@@ -200,10 +219,36 @@ export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = p
       fail(`TLS: ${(err as Error).message}`)
     }
   } else delete o.tls
+  // TLS towards tls:// nodes: flags > environment > config file, per setting
+  const upstreamTls: UpstreamTlsFiles = { ...cfg.upstreamTls }
+  if (str('upstream-tls-ca') !== undefined) upstreamTls.ca = str('upstream-tls-ca')
+  if (str('upstream-tls-cert') !== undefined) upstreamTls.cert = str('upstream-tls-cert')
+  if (str('upstream-tls-key') !== undefined) upstreamTls.key = str('upstream-tls-key')
+  if (str('upstream-tls-servername') !== undefined) upstreamTls.servername = str('upstream-tls-servername')
+  if (Object.keys(upstreamTls).length === 0) delete o.upstreamTls
+  else {
+    const readPem = (flag: string, file: string | undefined): Buffer | undefined => {
+      if (file === undefined) return undefined
+      try {
+        return readFileSync(file)
+      } catch (err) {
+        fail(`--${flag} ${file}: ${(err as Error).message}`)
+      }
+    }
+    o.upstreamTls = {
+      ca: readPem('upstream-tls-ca', upstreamTls.ca),
+      cert: readPem('upstream-tls-cert', upstreamTls.cert),
+      key: readPem('upstream-tls-key', upstreamTls.key),
+      servername: upstreamTls.servername
+    }
+    for (const k of ['ca', 'cert', 'key', 'servername'] as const) if (o.upstreamTls[k] === undefined) delete o.upstreamTls[k]
+  }
   const listenText = str('listen') ?? cfg.listen ?? '127.0.0.1:8080'
   const hasUpstreams = (o.upstreams?.length ?? 0) > 0 || Object.keys(o.pools ?? {}).length > 0
   if (!hasUpstreams && (o.static?.length ?? 0) === 0) fail('nothing to serve: give --upstream <node> and/or --static <dir> (see ferry front --help)')
-  return { listen: parseAddress(listenText), options: o, configFile }
+  const listen = parseAddress(listenText)
+  if (listen.kind === 'tcp' && listen.tls === true) fail(`--listen ${listenText}: tls:// is for the link to app nodes; the front's own HTTPS is --tls-cert/--tls-key with --listen host:port`)
+  return { listen, options: o, configFile }
 }
 
 function removeStaleSocket (path: string): void {

@@ -24,6 +24,8 @@ Addresses:
   --upstream <node>          an app-server node of the default pool (repeatable):
                                unix:/run/app.sock, tcp://10.0.0.5:8001        ferry native (multiplexed)
                                uwsgi+unix:/run/uwsgi.sock, uwsgi+tcp://h:p    uwsgi (one connection per request)
+                               tls://10.0.0.5:8001, uwsgi+tls://h:p           the same over TLS (see below;
+                                                                              nginx: suwsgi://)
                                dns://app.internal:8001                        A/AAAA records, re-resolved
                              nginx: upstream { server …; }
   --static <dir>[:<prefix>]  serve files from <dir> under <prefix> (default /), with ETag,
@@ -80,6 +82,18 @@ Trust:
                              (gunicorn: forwarded_allow_ips)
   --trust-request-id         take the client's x-request-id as the request id
   --server-name <name>       SERVER_NAME passed to the app                    default local address
+
+TLS towards app nodes (tls:// and uwsgi+tls:// upstreams; given with none: an error):
+  --upstream-tls-ca <file>   PEM CA(s) the nodes' certificates must chain to
+                             (nginx: proxy_ssl_trusted_certificate)  default Node's root CAs
+  --upstream-tls-cert <file> client certificate shown to nodes (their --tls-client-ca)
+  --upstream-tls-key <file>  its key            (nginx: proxy_ssl_certificate[_key])
+  --upstream-tls-servername <name>  SNI and the name the node's certificate must carry
+                             (nginx: proxy_ssl_name)                 default the address's host
+                             The node's certificate is always verified; one that fails
+                             (or a node that refuses ours) is not used: 502
+                             FERRY_ERR_FRONT_UPSTREAM_TLS, logged with the reason.
+                             Config file: "upstreamTls": {"ca","cert","key","servername"}
 
 TLS and HTTP/2 towards clients:
   --tls-cert <file>          PEM certificate (nginx: ssl_certificate)
@@ -160,7 +174,8 @@ Middleware (PEP 3333 middleware; connect/Koa style):
 
 Sockets:
   --listen, -l <addr>        where to accept connections (repeatable): unix:/run/app.sock,
-                             tcp://127.0.0.1:8001, 127.0.0.1:8001; port 0 = any free port
+                             tcp://127.0.0.1:8001, 127.0.0.1:8001, tls://10.0.0.5:8001
+                             (TLS: see Security); port 0 = any free port
                              (the "listening" log line has the real one).
                              default tcp://127.0.0.1:8001
                              uWSGI: socket · gunicorn: bind · PHP-FPM: listen
@@ -251,6 +266,16 @@ Security:
                              environment (FERRY_APP_AUTH): ps shows command lines. A tcp
                              listener on a non-loopback address without it logs a warning.
                              AJP: secret · the fronts' --auth must match
+  --tls-cert <file>          PEM certificate of this node, for tls:// listeners (required
+  --tls-key <file>           by them; given with no tls:// listener: an error). Both codecs
+                             work over TLS. uWSGI: ssl-socket · nginx: ssl_certificate[_key]
+  --tls-client-ca <file>     fronts must present a client certificate this CA signed; a
+                             connection without one (or failing its handshake) is closed
+                             unread and logged (FERRY_ERR_APP_TLS_HANDSHAKE with the reason).
+                             A verified certificate also admits uwsgi peers (--uwsgi-allow
+                             is for unauthenticated ones). Counts as authentication for the
+                             non-loopback warning. nginx: ssl_client_certificate +
+                             ssl_verify_client on. --auth and TLS combine.
   --uwsgi-allow <ip,…>       client addresses allowed to speak uwsgi over tcp ('*' = any);
                              uwsgi has no authentication. Unix sockets are always allowed
                              (guard them with --socket-mode).      default 127.0.0.1,::1
@@ -282,6 +307,7 @@ Configuration:
 Examples:
   ferry app examples/hello/app.ts --listen unix:/tmp/app.sock --listen 127.0.0.1:8001
   ferry app ./app.ts -l tcp://0.0.0.0:8001 --threads 2:8 --timeout 10 --max-requests 5000 --stats 127.0.0.1:9101
+  ferry app ./app.ts -l tls://10.0.0.5:8001 --tls-cert app1.pem --tls-key app1.key --tls-client-ca ca.pem
 `
 
 export const commands: Record<string, Command> = {
