@@ -26,7 +26,7 @@ export interface FaultScale {
 }
 
 export const FAULTS_SMALL: FaultScale = { connections: 8, roundMs: 1500, rounds: 2, threads: 4 }
-export const FAULTS_FULL: FaultScale = { connections: 32, roundMs: 2500, rounds: 4, threads: 4 }
+export const FAULTS_FULL: FaultScale = { connections: 32, roundMs: 2000, rounds: 7, threads: 4 }
 
 /** The fault of request i: 5 in 100 throw, 1 hangs, 1 crashes its worker. */
 export function faultOf (i: number): string {
