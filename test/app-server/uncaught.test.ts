@@ -64,6 +64,27 @@ test('a throw in setImmediate or setTimeout, an unawaited rejection: 500 for tha
   assert.equal(event(text, 'recycled'), 0)
 })
 
+test('a throw inside a queueMicrotask callback: 500 for that request only, the thread goes on; queued callbacks that do not throw run in order', async (t) => {
+  const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--stats', 'tcp://127.0.0.1:0'])
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  const before = (await request(s, head('/thread'))).body.toString()
+  const slow = request(s, head('/slow?ms=500', { requestId: 'slow-m' }))
+  const r = await request(s, head('/microtask', { requestId: 'micro-1' }))
+  assertUncaught(r, 'micro-1')
+  const line = await app.waitForLog((l) => l.reqId === 'micro-1' && l.code === 'FERRY_ERR_APP_UNCAUGHT')
+  assert.match(String((line.err as { message: string }).message), /thrown in queueMicrotask/)
+  assert.equal((await slow).body.toString(), `slow ${before}`, 'the other request on the thread finished')
+  const ok = await request(s, head('/microtask-ok'))
+  assert.equal(ok.status, 200)
+  assert.equal(ok.body.toString(), '1,2')
+  assert.equal((await request(s, head('/thread'))).body.toString(), before, 'the same thread serves on')
+  const text = await metrics(app)
+  assert.equal(event(text, 'uncaught'), 1)
+  assert.equal(event(text, 'crashed'), 0)
+})
+
 test('after the head the request is reset; after a complete response (waitUntil work) or after a 504 (handler still running) only logged; the thread stays', async (t) => {
   const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--timeout', '0.3', '--stats', 'tcp://127.0.0.1:0'])
   t.after(() => app.stop())

@@ -150,7 +150,15 @@ class Context implements HandlerContext {
  */
 const jobContext = new AsyncLocalStorage<Job>()
 
+/** The request whose code is running, as an opaque token (see WorkerLoop.request). */
+export type RequestToken = object
+
 export class WorkerLoop {
+  /** The request whose async context the caller runs in, if any (for errors reported later). */
+  static request (): RequestToken | undefined {
+    return jobContext.getStore()
+  }
+
   #port: Port
   #handler: FetchHandler
   #log: Logger
@@ -293,10 +301,11 @@ export class WorkerLoop {
    * already answered), its signal aborts, the job leaves the loop, and the main thread is
    * told (it counts them against --max-uncaught). Returns false when the error belongs to no
    * running request (no context, or one that settled: a timer it left behind, a connection
-   * pool it happened to create): the caller ends the thread.
+   * pool it happened to create): the caller ends the thread. `request` (from
+   * WorkerLoop.request()) names the request when the error is reported outside its context.
    */
-  uncaught (err: unknown, origin: string): boolean {
-    const job = jobContext.getStore()
+  uncaught (err: unknown, origin: string, request: RequestToken | undefined = jobContext.getStore()): boolean {
+    const job = request as Job | undefined
     if (job === undefined || job.settled) return false
     this.#push([Op.UNCAUGHT, job.rid])
     const answered = job.cancelled ? 'already answered' : job.res === Res.NONE ? '500' : job.res === Res.HEAD ? 'failed after its head' : 'response was complete'
