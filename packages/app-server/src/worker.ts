@@ -19,6 +19,7 @@ import type { FetchHandler } from './handler.js'
 import { WorkerLoop } from './loop.js'
 import type { LoopOptions, Port } from './messages.js'
 import { loadStack } from './middleware.js'
+import { logDestination } from './log-stream.js'
 import { installLightResponse } from './response.js'
 
 export interface LoopTask extends LoopOptions {
@@ -38,10 +39,14 @@ function onError (err: unknown, origin: string): void {
   log!.error({ err, origin, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'uncaught exception outside any running request: the thread ends (the pool replaces it)')
   // answers already made for other requests still go out; the rest the pool re-dispatches or fails
   current?.flush()
-  // the logger writes asynchronously: what it still holds would be lost with the thread
+  flushLog()
+  process.exit(1)
+}
+
+/** The logger writes asynchronously, in batches: what it still holds would be lost with the thread. */
+function flushLog (): void {
   const stream = (log as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym]
   try { stream?.flushSync?.() } catch {}
-  process.exit(1)
 }
 
 function listen (): void {
@@ -77,7 +82,7 @@ function attributeMicrotasks (): void {
 }
 
 export default async function loopTask (task: LoopTask): Promise<void> {
-  if (log === null) log = pino({ level: task.logLevel, base: { pid: process.pid, thread: threadId } }).child({ component: 'worker' })
+  if (log === null) log = pino({ level: task.logLevel, base: { pid: process.pid, thread: threadId } }, logDestination()).child({ component: 'worker' })
   installLightResponse()
   const key = task.middleware.length === 0 ? task.handlerUrl : `${task.handlerUrl} ${JSON.stringify(task.middleware)}`
   let h = handlers.get(key)
@@ -92,5 +97,6 @@ export default async function loopTask (task: LoopTask): Promise<void> {
   const loop = new WorkerLoop(port, handler, log, task.started, attribute, task.wsMaxMessage, task.logStackInterval)
   current = loop
   await loop.stopped
+  flushLog() // the thread may be ended once the task returns: batched lines go out now
   task.port.close()
 }

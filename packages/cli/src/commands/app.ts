@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { AppServer, type AppServerOptions, appError, BUILTIN_MIDDLEWARE, DEFAULT_OPTIONS, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
+import { AppServer, type AppServerOptions, appError, BUILTIN_MIDDLEWARE, DEFAULT_OPTIONS, logDestination, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
 import pino from 'pino'
 
 const FLAGS = {
@@ -274,7 +274,7 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
 
 export async function run (argv: string[]): Promise<number> {
   const options = resolveOptions(argv)
-  const log = pino({ level: options.logLevel, base: { pid: process.pid } })
+  const log = pino({ level: options.logLevel, base: { pid: process.pid } }, logDestination())
   let server: AppServer
   try {
     server = await AppServer.start(options, log)
@@ -288,6 +288,7 @@ export async function run (argv: string[]): Promise<number> {
   const announce = log.child({}, { level: 'info' })
   announce.info({ addresses: server.addresses, threads: options.threadsMax === 0 ? 'main' : `${options.threadsMin}:${options.threadsMax}` }, 'listening')
   if (server.stats !== null) announce.info({ address: server.stats.text }, 'stats listening')
+  log.flush() // lines are written in batches: the announcement goes out now
   return await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       process.off('SIGTERM', onTerm)

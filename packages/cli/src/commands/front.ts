@@ -8,6 +8,7 @@ import { existsSync, lstatSync, readFileSync, unlinkSync } from 'node:fs'
 import { dirname, extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
+import { logDestination } from '@ferry/app-server'
 import { createFront, type FerryOptions, type FrontOptions, type StaticConfig } from '@ferry/front'
 import { type Address, FerryError, formatAddress, parseAddress } from '@ferry/protocol'
 import pino from 'pino'
@@ -259,7 +260,7 @@ function removeStaleSocket (path: string): void {
 export async function run (argv: string[]): Promise<number | undefined> {
   const { listen, options, configFile } = await resolveOptions(argv)
   const { logLevel, ...frontOptions } = options
-  const log = pino({ level: logLevel, base: { pid: process.pid, name: 'ferry-front' } })
+  const log = pino({ level: logLevel, base: { pid: process.pid, name: 'ferry-front' } }, logDestination())
   const app = createFront({ ...frontOptions, logger: log })
   if (listen.kind === 'unix') {
     removeStaleSocket(listen.path)
@@ -272,6 +273,7 @@ export async function run (argv: string[]): Promise<number | undefined> {
     ? { kind: 'unix', path: listen.kind === 'unix' ? listen.path : String(a) }
     : { kind: 'tcp', host: a.address, port: a.port }
   log.info({ addresses: [formatAddress(bound)], upstreams: Object.fromEntries([...app.ferry.pools].map(([k, p]) => [k, p.nodes.map((n) => n.name)])) }, 'listening')
+  log.flush() // lines are written in batches: the announcement goes out now
 
   process.on('SIGHUP', () => {
     if (configFile === undefined) {
