@@ -186,6 +186,13 @@ describe('SIGHUP re-reads the TLS files of tls:// listeners', { skip }, () => {
     copyFileSync(c.otherServerCert, node.cert)
     assert.match(String((await hup(node, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /not usable/)
 
+    // a client CA that is no certificate (OpenSSL alone would skip it and trust nothing)
+    writeFileSync(node.cert, readFileSync(c.serverCert))
+    writeFileSync(node.clientCa, '-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n')
+    assert.match(String((await hup(node, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /not usable/)
+    writeFileSync(node.clientCa, 'no PEM at all\n')
+    assert.match(String((await hup(node, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /holds no PEM certificate/)
+
     const fresh = await connectTls(node, CLIENT1())
     assert.equal(fresh.getPeerCertificate().serialNumber, serial(c.serverCert), 'still the certificate of the start')
     assert.match(await uwsgiOver(fresh, '/text'), /^HTTP\/1\.1 200 [\s\S]*GET $/)
