@@ -8,6 +8,7 @@
  * Certificates are made at test time with the openssl CLI (skipped without it).
  */
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -19,6 +20,7 @@ import { type FerryProcess, type LogLine, startFerry, tempDir } from '../helpers
 import { head, request } from './client.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
+const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 const procs: FerryProcess[] = []
 const tmp = tempDir('ferry-tlsr-')
 const certs: CertFiles | null = makeCerts(tmp.dir)
@@ -199,5 +201,11 @@ describe('SIGHUP re-reads the TLS files of tls:// listeners', { skip }, () => {
     assert.equal((await request(old.session, head('/text'))).body.toString(), 'GET ')
     old.session.destroy()
     assert.equal(node.app.logs.filter(reloaded).length, 0)
+  })
+
+  test('--help says what SIGHUP does with the TLS files', () => {
+    const help = spawnSync(process.execPath, [BIN, 'app', '--help'], { encoding: 'utf8' }).stdout
+    assert.match(help, /SIGHUP[\s\S]*kill -HUP/)
+    assert.ok(help.includes('FERRY_ERR_APP_TLS_RELOAD'))
   })
 })

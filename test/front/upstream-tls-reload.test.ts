@@ -7,6 +7,7 @@
  * certificate with SIGHUP too. Certificates are made at test time with the openssl CLI.
  */
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
@@ -14,6 +15,7 @@ import { type CertFiles, makeCerts } from '../helpers/certs.ts'
 import { type FerryProcess, type LogLine, startFerry, tempDir } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
+const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 const procs: FerryProcess[] = []
 const tmp = tempDir('ferry-utlsr-')
 const certs: CertFiles | null = makeCerts(tmp.dir)
@@ -189,5 +191,11 @@ describe('SIGHUP re-reads the front\'s upstream TLS files', { skip }, () => {
     await served(f)
     await served(f)
     assert.equal(f.logs.filter(frontReloaded).length, 0)
+  })
+
+  test('--help says what SIGHUP does with the TLS files', () => {
+    const help = spawnSync(process.execPath, [BIN, 'front', '--help'], { encoding: 'utf8' }).stdout
+    assert.match(help, /SIGHUP[\s\S]*kill -HUP/)
+    assert.ok(help.includes('FERRY_ERR_FRONT_TLS_RELOAD'))
   })
 })
