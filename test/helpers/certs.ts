@@ -1,8 +1,8 @@
 /**
  * Test certificates made with the openssl CLI at test time (nothing secret is committed):
  * a CA, a server certificate for 127.0.0.1/localhost signed by it, a client certificate
- * signed by it, and an unrelated second CA with a client certificate of its own (the
- * "wrong CA" cases). `makeCerts(dir)` returns null when openssl is not installed.
+ * signed by it, and an unrelated second CA with a client certificate and a server certificate
+ * of its own (the "wrong CA" cases, and rotating to another CA). `makeCerts(dir)` returns null when openssl is not installed.
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
@@ -21,6 +21,9 @@ export interface CertFiles {
   otherCa: string
   otherClientCert: string
   otherClientKey: string
+  /** A server certificate for 127.0.0.1/localhost signed by the other CA. */
+  otherServerCert: string
+  otherServerKey: string
 }
 
 function openssl (dir: string, args: string[]): void {
@@ -49,6 +52,7 @@ export function makeCerts (dir: string): CertFiles | null {
   leaf(dir, 'ca', 'server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
   leaf(dir, 'ca', 'client', 'extendedKeyUsage=clientAuth\n')
   leaf(dir, 'other-ca', 'other-client', 'extendedKeyUsage=clientAuth\n')
+  leaf(dir, 'other-ca', 'other-server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
   const f = (n: string): string => join(dir, n)
   return {
     ca: f('ca.pem'),
@@ -58,6 +62,8 @@ export function makeCerts (dir: string): CertFiles | null {
     clientKey: f('client.key'),
     otherCa: f('other-ca.pem'),
     otherClientCert: f('other-client.pem'),
-    otherClientKey: f('other-client.key')
+    otherClientKey: f('other-client.key'),
+    otherServerCert: f('other-server.pem'),
+    otherServerKey: f('other-server.key')
   }
 }

@@ -23,6 +23,7 @@ export const APP_SERVER_ERRORS = {
   FERRY_ERR_APP_UWSGI_REFUSED: info('uwsgi connection from an address not in --uwsgi-allow', 403),
   FERRY_ERR_APP_UNAUTHENTICATED: info('a non-loopback tcp listener without --auth (or a tls:// one without --tls-client-ca or --auth): a warning at start', 500),
   FERRY_ERR_APP_TLS_HANDSHAKE: info('a connection to a tls:// listener was refused: the TLS handshake failed or the client certificate was missing or not signed by --tls-client-ca (closed, logged with the reason)', 403),
+  FERRY_ERR_APP_TLS_RELOAD: info('SIGHUP: the --tls-cert/--tls-key/--tls-client-ca files could not be read again or do not fit together (unreadable, bad PEM, key not matching the certificate); the running certificates stay in use', 500),
   FERRY_ERR_APP_NO_MOUNT: info('no mount serves this path', 404),
   FERRY_ERR_APP_MIDDLEWARE_LOAD: info('a middleware module could not be loaded', 500),
   FERRY_ERR_APP_BODY_TOO_LARGE: info('the request body is larger than this mount accepts', 413),

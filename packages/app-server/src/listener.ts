@@ -4,7 +4,9 @@
  * error, never a takeover. Each connection is sniffed by its first byte: 0x89 (the native
  * preface) or uwsgi — on a tls:// listener the first decrypted byte, so both codecs work
  * over TLS. A TLS connection that fails its handshake or the client-certificate check is
- * closed before anything is read from it, and reported through `onRefused`.
+ * closed before anything is read from it, and reported through `onRefused`. `setTls` swaps
+ * a tls:// listener's certificate, key and client CA for new connections (SIGHUP); open
+ * connections keep the context they were made with.
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
 import net from 'node:net'
@@ -18,6 +20,8 @@ export interface BoundListener {
   server: net.Server
   /** Canonical form with the real port. */
   text: string
+  /** tls:// only (else null): new connections get these certificates; open ones are untouched. */
+  setTls: ((t: ListenerTls) => void) | null
 }
 
 function probeUnix (path: string): Promise<boolean> {
@@ -71,9 +75,10 @@ export async function listen (address: Address, options: ListenOptions): Promise
   }
   let server: net.Server
   let text = formatAddress(address) // the real port once bound
+  let setTls: BoundListener['setTls'] = null
   if (address.kind === 'tcp' && address.tls === true) {
-    const t = options.tls
-    if (t === null) throw appError('FERRY_ERR_APP_OPTIONS', `${formatAddress(address)} needs --tls-cert and --tls-key`)
+    if (options.tls === null) throw appError('FERRY_ERR_APP_OPTIONS', `${formatAddress(address)} needs --tls-cert and --tls-key`)
+    let t: ListenerTls = options.tls
     const secure = tls.createServer({
       noDelay: true,
       allowHalfOpen: true,
@@ -97,6 +102,13 @@ export async function listen (address: Address, options: ListenOptions): Promise
       socket.destroy()
       options.onRefused(handshakeRefusal(err, socket, text))
     })
+    setTls = (next: ListenerTls): void => {
+      // a fresh context: new session-ticket keys too, so no session from the old one (whose
+      // client certificate the old CA verified) is resumed. requestCert stays as it was:
+      // the client CA file is the same path, so it is there or not for the listener's life.
+      secure.setSecureContext({ cert: next.cert, key: next.key, ca: next.clientCa ?? undefined })
+      t = next
+    }
     server = secure
   } else {
     server = net.createServer({ noDelay: true, allowHalfOpen: true }, accept)
@@ -122,7 +134,7 @@ export async function listen (address: Address, options: ListenOptions): Promise
     bound = { ...address, port: a.port }
   }
   text = formatAddress(bound)
-  return { address: bound, server, text }
+  return { address: bound, server, text, setTls }
 }
 
 /**

@@ -20,7 +20,7 @@ import { validateMiddleware } from './middleware.js'
 import { type MiddlewareSpec, type Mount, type MountOptions, newMount, Router } from './mounts.js'
 import { Pool, type PoolOptions, type PoolSettings } from './pool.js'
 import { startStats, type StatsServer } from './stats.js'
-import { loadListenerTls, type TlsFiles, type TlsRefusal } from './tls.js'
+import { type ListenerTls, loadListenerTls, reloadListenerTls, type TlsFiles, type TlsRefusal } from './tls.js'
 import { serveUwsgi } from './uwsgi-conn.js'
 
 export interface AppServerOptions extends PoolSettings, TlsFiles {
@@ -123,6 +123,8 @@ export class AppServer implements ConnectionHost {
   #draining = new Set<Pool>()
   #closing = false
   #reloading: Promise<void> | null = null
+  /** The certificates tls:// listeners hand to new connections (null: no tls:// listener). */
+  #tls: ListenerTls | null = null
 
   #root: Logger
 
@@ -181,6 +183,7 @@ export class AppServer implements ConnectionHost {
     const statsAddress = options.stats === null ? null : parseAddress(options.stats)
     if (statsAddress?.kind === 'tcp' && statsAddress.tls === true) throw appError('FERRY_ERR_APP_OPTIONS', '--stats serves plain HTTP: tls:// is for --listen (keep --stats on loopback or a private address)')
     const server = new AppServer(options, log)
+    server.#tls = tls
     try {
       await Promise.all(server.#pools().map((p) => p.ready()))
       const tlsLog = log.child({ component: 'tls' })
@@ -285,13 +288,42 @@ export class AppServer implements ConnectionHost {
   }
 
   /**
+   * SIGHUP, first part: read --tls-cert/--tls-key/--tls-client-ca again and give them to every
+   * tls:// listener for new connections (open ones keep theirs: nothing is dropped). Files
+   * that do not load (unreadable, bad PEM, key not matching) leave the running certificates
+   * in place: one FERRY_ERR_APP_TLS_RELOAD line, and false. True when reloaded; null when
+   * there is no tls:// listener.
+   */
+  reloadTls (): boolean | null {
+    if (this.#tls === null || this.#closing) return null
+    const log = this.#root.child({ component: 'tls' })
+    const o = this.options
+    const files = { cert: o.tlsCert, key: o.tlsKey, clientCa: o.tlsClientCa }
+    let next: ListenerTls
+    try {
+      next = reloadListenerTls(o)
+      for (const l of this.listeners) l.setTls?.(next)
+    } catch (err) {
+      const e = err as FerryError
+      log.error({ code: 'FERRY_ERR_APP_TLS_RELOAD', err: e.message, ...files }, 'TLS certificates not reloaded: keeping the running ones')
+      return false
+    }
+    this.#tls = next
+    log.info(files, 'TLS certificates reloaded: new connections use them')
+    return true
+  }
+
+  /**
    * SIGHUP: load every mount's handler module (and middleware) again into fresh pools. New
    * requests go to the new pools as soon as all of them are ready; the old pools finish what
    * they have, then their threads end. If any new code fails to load, every old pool keeps
    * serving (a reload is all or nothing). CGI mounts need nothing: each request runs the
-   * program from disk anyway.
+   * program from disk anyway. The TLS files are re-read first (reloadTls), at once and
+   * whatever the handler does: a certificate does not wait for threads to start, and a
+   * second SIGHUP during a slow handler reload still picks up files replaced since.
    */
   reload (): Promise<void> {
+    this.reloadTls()
     if (this.#reloading !== null) return this.#reloading
     this.#reloading = (async () => {
       this.#generation++

@@ -2,12 +2,16 @@
  * TLS on tls:// listeners (the link between tiers; nginx `ssl_certificate`,
  * `ssl_client_certificate` + `ssl_verify_client on`; uWSGI `--ssl-socket`).
  *
- * The files are read once at start. With a client CA, every peer must present a certificate
+ * The files are read at start, and again on SIGHUP (`reloadListenerTls`): the listeners then
+ * hand the new certificate, key and client CA to new connections (tls.Server
+ * setSecureContext) while open ones go on with the old; files that do not load leave the
+ * running context in place. With a client CA, every peer must present a certificate
  * that CA signed: Node verifies it when the handshake ends, and a connection that fails is
  * closed before a byte of it is read (no certificate, another CA, expired…), with one log
  * line naming the reason. A handshake that fails earlier (plain text on a TLS port, garbage,
  * no TLS version in common, too slow) is closed and logged the same way.
  */
+import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import { createSecureContext, type TLSSocket } from 'node:tls'
@@ -42,12 +46,40 @@ export interface TlsRefusal {
 
 const HANDSHAKE_TIMEOUT = 10000
 
-function read (flag: string, file: string): Buffer {
+type LoadCode = 'FERRY_ERR_APP_OPTIONS' | 'FERRY_ERR_APP_TLS_RELOAD'
+
+function read (flag: string, file: string, code: LoadCode): Buffer {
   try {
     return readFileSync(file)
   } catch (cause) {
-    throw appError('FERRY_ERR_APP_OPTIONS', `--${flag} ${file}: ${(cause as Error).message}`, { cause })
+    throw appError(code, `--${flag} ${file}: ${(cause as Error).message}`, { cause })
   }
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
+
+/**
+ * The client CA must hold at least one certificate, and each must parse: OpenSSL skips what
+ * it cannot read in a CA bundle, so a garbled file would otherwise refuse every client.
+ */
+function checkCa (ca: Buffer): void {
+  const blocks = ca.toString('latin1').match(PEM_CERT) ?? []
+  if (blocks.length === 0) throw new Error('the client CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
+  for (const b of blocks) new X509Certificate(b) // throws on a bad one
+}
+
+/** Read the three files and check they make a context (key matches cert, PEM parses). */
+function load (files: TlsFiles & { tlsCert: string, tlsKey: string }, code: LoadCode): ListenerTls {
+  const cert = read('tls-cert', files.tlsCert, code)
+  const key = read('tls-key', files.tlsKey, code)
+  const clientCa = files.tlsClientCa === null ? null : read('tls-client-ca', files.tlsClientCa, code)
+  try {
+    if (clientCa !== null) checkCa(clientCa)
+    createSecureContext({ cert, key, ca: clientCa ?? undefined }) // fail now, not per connection
+  } catch (cause) {
+    throw appError(code, `TLS certificate, key or client CA not usable: ${(cause as Error).message}`, { cause })
+  }
+  return { cert, key, clientCa, handshakeTimeout: HANDSHAKE_TIMEOUT }
 }
 
 /**
@@ -67,15 +99,17 @@ export function loadListenerTls (files: TlsFiles, addresses: Address[]): Listene
   if (files.tlsCert === null || files.tlsKey === null) {
     throw appError('FERRY_ERR_APP_OPTIONS', 'a tls:// listener needs --tls-cert <file> and --tls-key <file> (PEM)')
   }
-  const cert = read('tls-cert', files.tlsCert)
-  const key = read('tls-key', files.tlsKey)
-  const clientCa = files.tlsClientCa === null ? null : read('tls-client-ca', files.tlsClientCa)
-  try {
-    createSecureContext({ cert, key, ca: clientCa ?? undefined }) // fail at start, not per connection
-  } catch (cause) {
-    throw appError('FERRY_ERR_APP_OPTIONS', `TLS certificate, key or client CA not usable: ${(cause as Error).message}`, { cause })
-  }
-  return { cert, key, clientCa, handshakeTimeout: HANDSHAKE_TIMEOUT }
+  return load({ ...files, tlsCert: files.tlsCert, tlsKey: files.tlsKey }, 'FERRY_ERR_APP_OPTIONS')
+}
+
+/**
+ * SIGHUP: the same files read again (a rotated certificate, key or client CA). Throws
+ * FERRY_ERR_APP_TLS_RELOAD when one is unreadable or they do not make a context; the caller
+ * then keeps the running one.
+ */
+export function reloadListenerTls (files: TlsFiles): ListenerTls {
+  if (files.tlsCert === null || files.tlsKey === null) throw appError('FERRY_ERR_APP_TLS_RELOAD', 'no --tls-cert/--tls-key to re-read')
+  return load({ ...files, tlsCert: files.tlsCert, tlsKey: files.tlsKey }, 'FERRY_ERR_APP_TLS_RELOAD')
 }
 
 function flagName (k: keyof TlsFiles): string {

@@ -12,6 +12,8 @@ import { type AccessLogger, Exchange, type ExchangeHost, type Target, type Upgra
 import { buildRequestHead, type HeadOptions } from './head.js'
 import { DEFAULTS, type FerryOptions, isDnsUpstream, type Normalized, normalizeOptions } from './options.js'
 import { UpstreamPool } from './pool.js'
+import { frontError } from './errors.js'
+import { defaultUpstreamTls, type UpstreamTls, type UpstreamTlsOptions, upstreamTls } from './upstream-tls.js'
 import { type BridgeHost, WsBridge } from './ws-bridge.js'
 import { checkUpgrade, choiceFrom, forUpgrade, kUpgrade, type UpgradeChoice, upgradeChoice } from './ws-upgrade.js'
 
@@ -169,6 +171,25 @@ export class Forwarder implements ExchangeHost, BridgeHost {
       if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, this.options.dnsInterval, (l, o, m) => { this.#log[l](o, m) }))
       else pool.setNodes(fixed)
     }
+  }
+
+  /**
+   * New TLS settings towards tls:// nodes (SIGHUP: rotated CA, client certificate or key):
+   * every pool's new connections use them; open sessions go on as they are. Cached TLS
+   * sessions of the old settings are not resumed (node.ts), so each node is verified against
+   * the new CA on its next connection. No options: Node's root CAs, as at start. Throws
+   * FERRY_ERR_FRONT_TLS_RELOAD (and changes nothing) when the files' contents are not usable.
+   */
+  reloadTls (o: UpstreamTlsOptions | undefined): UpstreamTls {
+    let next: UpstreamTls
+    try {
+      next = upstreamTls(o) ?? defaultUpstreamTls()
+    } catch (cause) {
+      throw frontError('FERRY_ERR_FRONT_TLS_RELOAD', (cause as Error).message, { cause })
+    }
+    this.options.upstreamTls = next
+    for (const p of this.pools.values()) p.options.tls = next
+    return next
   }
 
   /**

@@ -71,8 +71,13 @@ export class UpstreamNode implements Pickable {
   #events: NodeEvents
   /** Another node in the pool can take over when this one is ejected. */
   soleNode = false
-  /** tls:// node: the last TLS session, resumed by the next connection. */
+  /**
+   * tls:// node: the last TLS session, resumed by the next connection — only while the
+   * settings it was made with are in force (a reload replaces `options.tls`: a session from
+   * the old ones is never offered, so the node is verified against the new CA).
+   */
   #tlsSession: Buffer | undefined
+  #tlsSessionFrom: UpstreamTls | null = null
   /** tls:// node: the last TLS failure logged (one line per new reason, not per retry). */
   #tlsLogged: string | null = null
 
@@ -91,9 +96,13 @@ export class UpstreamNode implements Pickable {
    * tls://, how far its handshake got (null for plain sockets).
    */
   openSocket (): { socket: Socket, handshake: Handshake | null } {
-    const socket = connectSocket(this.address, this.#options.tls, this.#tlsSession)
+    const tls = this.#options.tls
+    const socket = connectSocket(this.address, tls, this.#tlsSessionFrom === tls ? this.#tlsSession : undefined)
     if (!this.tls) return { socket, handshake: null }
-    socket.on('session', (session: Buffer) => { this.#tlsSession = session })
+    socket.on('session', (session: Buffer) => {
+      this.#tlsSession = session
+      this.#tlsSessionFrom = tls
+    })
     return { socket, handshake: watchHandshake(socket) }
   }
 

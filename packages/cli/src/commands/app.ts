@@ -309,7 +309,9 @@ export async function run (argv: string[]): Promise<number> {
     const onTerm = (): void => stop('SIGTERM')
     const onInt = (): void => stop('SIGINT')
     const onHup = (): void => {
-      log.info({ signal: 'SIGHUP' }, 'reloading the handler')
+      // the TLS files are re-read first, at once (logged by the server: reloaded, or
+      // FERRY_ERR_APP_TLS_RELOAD and the running certificates kept), then the handler
+      log.info({ signal: 'SIGHUP' }, options.tlsCert !== null ? 'reloading the TLS certificates and the handler' : 'reloading the handler')
       server.reload().catch((err: unknown) => log.error({ err }, 'reload failed'))
     }
     process.on('SIGTERM', onTerm)

@@ -2,16 +2,17 @@
  * `ferry front`: the front web server. Flags > FERRY_FRONT_* environment > config file >
  * defaults. Logs exactly one `"msg":"listening"` line with the bound addresses (a contract
  * scripts rely on). SIGHUP re-reads the config file's upstreams (new nodes connect, removed
- * ones drain); SIGTERM/SIGINT stop accepting, finish requests in flight, exit.
+ * ones drain) and the --upstream-tls-* files (new connections use them; with or without a
+ * config file); SIGTERM/SIGINT stop accepting, finish requests in flight, exit.
  */
 import { existsSync, lstatSync, readFileSync, unlinkSync } from 'node:fs'
 import { dirname, extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { logDestination } from '@ferry/app-server'
-import { createFront, type FerryOptions, type FrontOptions, type StaticConfig } from '@ferry/front'
+import { createFront, type FerryOptions, type Forwarder, type FrontOptions, type StaticConfig } from '@ferry/front'
 import { type Address, FerryError, formatAddress, parseAddress } from '@ferry/protocol'
-import pino from 'pino'
+import pino, { type Logger } from 'pino'
 
 /** TLS towards tls:// nodes as a config file says it: file names (relative to the file). */
 interface UpstreamTlsFiles {
@@ -164,9 +165,38 @@ export interface Resolved {
   listen: Address
   options: FrontOptions & { logLevel: string }
   configFile: string | undefined
+  /** Where the upstream TLS settings come from (flags > env > config); null: none given. */
+  upstreamTlsFiles: UpstreamTlsFiles | null
 }
 
-export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<Resolved> {
+type UpstreamTlsPem = NonNullable<FerryOptions['upstreamTls']>
+
+/** The PEM contents of the upstream TLS files. Throws FERRY_ERR_FRONT_CONFIG naming the file. */
+function readUpstreamTls (files: UpstreamTlsFiles): UpstreamTlsPem {
+  const readPem = (flag: string, file: string | undefined): Buffer | undefined => {
+    if (file === undefined) return undefined
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      fail(`--${flag} ${file}: ${(err as Error).message}`)
+    }
+  }
+  const out: UpstreamTlsPem = {
+    ca: readPem('upstream-tls-ca', files.ca),
+    cert: readPem('upstream-tls-cert', files.cert),
+    key: readPem('upstream-tls-key', files.key),
+    servername: files.servername
+  }
+  for (const k of ['ca', 'cert', 'key', 'servername'] as const) if (out[k] === undefined) delete out[k]
+  return out
+}
+
+/**
+ * `readUpstreamTls: false` (SIGHUP) leaves the upstream TLS files unread (`options.upstreamTls`
+ * unset; `upstreamTlsFiles` says where they are): bad TLS files then do not stop the upstream
+ * reload, and are reported on their own.
+ */
+export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process.env, readTls = true): Promise<Resolved> {
   let parsed: ReturnType<typeof parseArgs<{ options: typeof FLAGS, allowPositionals: false, strict: true }>>
   try {
     parsed = parseArgs({ args: argv, options: FLAGS, allowPositionals: false, strict: true })
@@ -226,30 +256,15 @@ export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = p
   if (str('upstream-tls-cert') !== undefined) upstreamTls.cert = str('upstream-tls-cert')
   if (str('upstream-tls-key') !== undefined) upstreamTls.key = str('upstream-tls-key')
   if (str('upstream-tls-servername') !== undefined) upstreamTls.servername = str('upstream-tls-servername')
-  if (Object.keys(upstreamTls).length === 0) delete o.upstreamTls
-  else {
-    const readPem = (flag: string, file: string | undefined): Buffer | undefined => {
-      if (file === undefined) return undefined
-      try {
-        return readFileSync(file)
-      } catch (err) {
-        fail(`--${flag} ${file}: ${(err as Error).message}`)
-      }
-    }
-    o.upstreamTls = {
-      ca: readPem('upstream-tls-ca', upstreamTls.ca),
-      cert: readPem('upstream-tls-cert', upstreamTls.cert),
-      key: readPem('upstream-tls-key', upstreamTls.key),
-      servername: upstreamTls.servername
-    }
-    for (const k of ['ca', 'cert', 'key', 'servername'] as const) if (o.upstreamTls[k] === undefined) delete o.upstreamTls[k]
-  }
+  const upstreamTlsFiles = Object.keys(upstreamTls).length === 0 ? null : upstreamTls
+  if (upstreamTlsFiles !== null && readTls) o.upstreamTls = readUpstreamTls(upstreamTlsFiles)
+  else delete o.upstreamTls
   const listenText = str('listen') ?? cfg.listen ?? '127.0.0.1:8080'
   const hasUpstreams = (o.upstreams?.length ?? 0) > 0 || Object.keys(o.pools ?? {}).length > 0
   if (!hasUpstreams && (o.static?.length ?? 0) === 0) fail('nothing to serve: give --upstream <node> and/or --static <dir> (see ferry front --help)')
   const listen = parseAddress(listenText)
   if (listen.kind === 'tcp' && listen.tls === true) fail(`--listen ${listenText}: tls:// is for the link to app nodes; the front's own HTTPS is --tls-cert/--tls-key with --listen host:port`)
-  return { listen, options: o, configFile }
+  return { listen, options: o, configFile, upstreamTlsFiles }
 }
 
 function removeStaleSocket (path: string): void {
@@ -257,8 +272,25 @@ function removeStaleSocket (path: string): void {
   if (lstatSync(path).isSocket()) unlinkSync(path)
 }
 
+/**
+ * SIGHUP's TLS part: read the upstream TLS files again (or, when the settings no longer
+ * name any, go back to Node's root CAs) for new connections to tls:// nodes. Bad files:
+ * FERRY_ERR_FRONT_TLS_RELOAD logged, the running settings kept. Returns the files now in force.
+ */
+function reloadUpstreamTls (ferry: Forwarder, before: UpstreamTlsFiles | null, files: UpstreamTlsFiles | null, log: Logger): UpstreamTlsFiles | null {
+  if (files === null && before === null) return null
+  try {
+    ferry.reloadTls(files === null ? undefined : readUpstreamTls(files))
+  } catch (err) {
+    log.error({ code: 'FERRY_ERR_FRONT_TLS_RELOAD', err: (err as Error).message, ...files }, 'SIGHUP: upstream TLS files not reloaded: keeping the running settings')
+    return before
+  }
+  log.info({ ...(files ?? {}) }, files === null ? 'upstream TLS reloaded: no files named any more, Node\'s root CAs verify nodes' : 'upstream TLS reloaded: new connections to tls:// nodes use these files')
+  return files
+}
+
 export async function run (argv: string[]): Promise<number | undefined> {
-  const { listen, options, configFile } = await resolveOptions(argv)
+  const { listen, options, configFile, upstreamTlsFiles } = await resolveOptions(argv)
   const { logLevel, ...frontOptions } = options
   const log = pino({ level: logLevel, base: { pid: process.pid, name: 'ferry-front' } }, logDestination())
   const app = createFront({ ...frontOptions, logger: log })
@@ -275,20 +307,35 @@ export async function run (argv: string[]): Promise<number | undefined> {
   log.info({ addresses: [formatAddress(bound)], upstreams: Object.fromEntries([...app.ferry.pools].map(([k, p]) => [k, p.nodes.map((n) => n.name)])) }, 'listening')
   log.flush() // lines are written in batches: the announcement goes out now
 
-  process.on('SIGHUP', () => {
+  let tlsFiles = upstreamTlsFiles
+  // One SIGHUP at a time: a second one while the config loads waits for the first.
+  let hup: Promise<void> = Promise.resolve()
+  const onHup = async (): Promise<void> => {
+    let files = tlsFiles
+    let lists: Record<string, string[]> | null = null
     if (configFile === undefined) {
-      log.warn('SIGHUP: no --config file to re-read')
-      return
+      log.warn(tlsFiles === null ? 'SIGHUP: no --config file to re-read' : 'SIGHUP: no --config file to re-read: upstreams unchanged (the upstream TLS files are re-read)')
+    } else {
+      try {
+        const next = await resolveOptions(argv, process.env, false)
+        lists = {}
+        if (next.options.upstreams !== undefined) lists.default = next.options.upstreams
+        for (const [name, p] of Object.entries(next.options.pools ?? {})) lists[name] = p.upstreams
+        files = next.upstreamTlsFiles
+      } catch (err) {
+        // the TLS files named at the last good load are still re-read below
+        log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded')
+      }
     }
-    resolveOptions(argv).then((next) => {
-      const lists: Record<string, string[]> = {}
-      if (next.options.upstreams !== undefined) lists.default = next.options.upstreams
-      for (const [name, p] of Object.entries(next.options.pools ?? {})) lists[name] = p.upstreams
+    // TLS first: nodes the new config adds connect with the new settings
+    tlsFiles = reloadUpstreamTls(app.ferry, tlsFiles, files, log)
+    if (lists !== null) {
       app.ferry.reload(lists)
       log.info({ config: configFile }, 'reloaded upstreams')
-    }, (err: Error) => {
-      log.error({ err: err.message }, 'SIGHUP: config not reloaded')
-    })
+    }
+  }
+  process.on('SIGHUP', () => {
+    hup = hup.then(onHup).catch((err: unknown) => { log.error({ err }, 'SIGHUP: reload failed') })
   })
   return await new Promise<number>((resolvePromise) => {
     let stopping = false

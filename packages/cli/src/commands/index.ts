@@ -94,6 +94,9 @@ TLS towards app nodes (tls:// and uwsgi+tls:// upstreams; given with none: an er
                              (or a node that refuses ours) is not used: 502
                              FERRY_ERR_FRONT_UPSTREAM_TLS, logged with the reason.
                              Config file: "upstreamTls": {"ca","cert","key","servername"}
+                             SIGHUP re-reads these files (with or without --config) for new
+                             connections; open sessions go on. Bad files: the running ones
+                             stay (FERRY_ERR_FRONT_TLS_RELOAD)
 
 TLS and HTTP/2 towards clients:
   --tls-cert <file>          PEM certificate (nginx: ssl_certificate)
@@ -109,8 +112,9 @@ Every option can also come from the environment: FERRY_FRONT_<OPTION> (e.g.
 FERRY_FRONT_MAX_BODY=10m, FERRY_FRONT_UPSTREAM=unix:/a.sock,unix:/b.sock). Flags win over
 the environment, the environment over the config file.
 
-Signals: SIGHUP reload upstreams · SIGTERM/SIGINT close WebSockets (1001), finish requests
-in flight, then exit.
+Signals: SIGHUP reload upstreams (--config) and the --upstream-tls-* files (rotate: replace
+the files, kill -HUP) · SIGTERM/SIGINT close WebSockets (1001), finish requests in flight,
+then exit.
 Sizes: 1048576, 512k, 10m, 1g. Durations: 500 (ms), 500ms, 5s, 2m.
 `
 
@@ -249,6 +253,10 @@ Lifecycle:
   SIGHUP                     reload the handler module into a fresh pool; new requests go to
                              it at once, the old pool drains: no request fails.
                              gunicorn: HUP · uWSGI: touch-chain-reload
+                             First it re-reads --tls-cert/--tls-key/--tls-client-ca: new
+                             connections get them, open ones are untouched (rotate: replace
+                             the files, kill -HUP; nginx does the same). Files that do not
+                             load: the running ones stay (FERRY_ERR_APP_TLS_RELOAD).
 
 WebSockets (native connections only; context.upgradeWebSocket(request) in the handler):
   --max-websockets <n>       most open WebSockets on this node; upgrades past it get 503
@@ -276,6 +284,7 @@ Security:
                              is for unauthenticated ones). Counts as authentication for the
                              non-loopback warning. nginx: ssl_client_certificate +
                              ssl_verify_client on. --auth and TLS combine.
+                             SIGHUP re-reads these three files (see SIGHUP below).
   --uwsgi-allow <ip,…>       client addresses allowed to speak uwsgi over tcp ('*' = any);
                              uwsgi has no authentication. Unix sockets are always allowed
                              (guard them with --socket-mode).      default 127.0.0.1,::1
