@@ -6,25 +6,13 @@
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { join } from 'node:path'
-import { after, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { emptyRequestHead, encodeUwsgiRequest, parseAddress } from '@ferry/protocol'
-import { type FerryProcess, startFerry, tempDir } from '../helpers/proc.ts'
+import { type FerryProcess, fileScope } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const SECRET = 's3cret-shared-between-tiers'
-const procs: FerryProcess[] = []
-const tmp = tempDir('ferry-security-')
-const dir = tmp.dir
-after(async () => {
-  await Promise.all(procs.map((p) => p.stop()))
-  tmp.cleanup()
-})
-
-async function start (args: string[], env: NodeJS.ProcessEnv = {}): Promise<FerryProcess> {
-  const p = await startFerry(args, { env })
-  procs.push(p)
-  return p
-}
+const { dir, start } = fileScope('ferry-security-')
 
 async function get (front: FerryProcess, path: string): Promise<{ status: number, body: string }> {
   const res = await fetch(`${front.addresses[0]!.replace('tcp://', 'http://')}${path}`)

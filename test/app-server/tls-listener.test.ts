@@ -11,34 +11,24 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
-import { after, before, describe, test } from 'node:test'
+import { before, describe, test } from 'node:test'
 import { emptyRequestHead, encodeUwsgiRequest, parseAddress, PREFACE } from '@ferry/protocol'
 import { type CertFiles, makeCerts } from '../helpers/certs.ts'
-import { type FerryProcess, startFerry, tempDir } from '../helpers/proc.ts'
+import { type FerryProcess, fileScope } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
-const procs: FerryProcess[] = []
-const tmp = tempDir('ferry-tlsl-')
-const certs: CertFiles | null = makeCerts(tmp.dir)
+const scope = fileScope('ferry-tlsl-')
+const start = (args: string[]): Promise<FerryProcess> => scope.start(args)
+const certs: CertFiles | null = makeCerts(scope.dir)
 if (certs === null) console.log('# openssl not installed: tls listener tests skipped')
 const skip = certs === null ? 'openssl not installed' : false
 let c: CertFiles
-
-after(async () => {
-  await Promise.all(procs.map((p) => p.stop()))
-  tmp.cleanup()
-})
 
 before(() => {
   if (certs !== null) c = certs
 })
 
-async function start (args: string[]): Promise<FerryProcess> {
-  const p = await startFerry(args)
-  procs.push(p)
-  return p
-}
 
 function tlsArgs (clientCa = true): string[] {
   return ['--tls-cert', c.serverCert, '--tls-key', c.serverKey, ...(clientCa ? ['--tls-client-ca', c.ca] : [])]
@@ -166,7 +156,7 @@ describe('start-up errors (exit 1, FERRY_ERR_APP_OPTIONS)', { skip }, () => {
   })
 
   test('an unreadable file, a key that does not match, a tls:// --stats', () => {
-    appFails(['--listen', 'tls://127.0.0.1:0', '--tls-cert', `${tmp.dir}/missing.pem`, '--tls-key', c.serverKey], /--tls-cert .*missing\.pem/)
+    appFails(['--listen', 'tls://127.0.0.1:0', '--tls-cert', `${scope.dir}/missing.pem`, '--tls-key', c.serverKey], /--tls-cert .*missing\.pem/)
     appFails(['--listen', 'tls://127.0.0.1:0', '--tls-cert', c.serverCert, '--tls-key', c.clientKey], /not usable/)
     appFails(['--listen', 'tls://127.0.0.1:0', ...tlsArgs(), '--stats', 'tls://127.0.0.1:0'], /--stats serves plain HTTP/)
   })

@@ -13,25 +13,19 @@ import { X509Certificate } from 'node:crypto'
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import tls from 'node:tls'
-import { after, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { encodeUwsgiRequest, emptyRequestHead, parseAddress, Session } from '@ferry/protocol'
 import { type CertFiles, makeCerts } from '../helpers/certs.ts'
-import { type FerryProcess, type LogLine, startFerry, tempDir } from '../helpers/proc.ts'
+import { type FerryProcess, type LogLine, fileScope, startFerry } from '../helpers/proc.ts'
 import { head, request } from './client.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
-const procs: FerryProcess[] = []
-const tmp = tempDir('ferry-tlsr-')
-const certs: CertFiles | null = makeCerts(tmp.dir)
+const scope = fileScope('ferry-tlsr-')
+const certs: CertFiles | null = makeCerts(scope.dir)
 if (certs === null) console.log('# openssl not installed: TLS reload tests skipped')
 const skip = certs === null ? 'openssl not installed' : false
 const c = certs as CertFiles
-
-after(async () => {
-  await Promise.all(procs.map((p) => p.stop()))
-  tmp.cleanup()
-})
 
 const serial = (file: string): string => new X509Certificate(readFileSync(file)).serialNumber
 
@@ -45,14 +39,14 @@ interface Node {
 
 let folders = 0
 async function startNode (): Promise<Node> {
-  const dir = join(tmp.dir, `node${folders++}`)
+  const dir = join(scope.dir, `node${folders++}`)
   mkdirSync(dir)
   const n = { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem'), clientCa: join(dir, 'client-ca.pem') }
   copyFileSync(c.serverCert, n.cert)
   copyFileSync(c.serverKey, n.key)
   copyFileSync(c.ca, n.clientCa)
   const app = await startFerry(['app', HANDLER, '--listen', 'tls://127.0.0.1:0', '--threads', '1', '--tls-cert', n.cert, '--tls-key', n.key, '--tls-client-ca', n.clientCa])
-  procs.push(app)
+  scope.procs.push(app)
   return { app, ...n }
 }
 

@@ -10,33 +10,23 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { type CertFiles, makeCerts } from '../helpers/certs.ts'
-import { type FerryProcess, type LogLine, startFerry, tempDir } from '../helpers/proc.ts'
+import { type FerryProcess, type LogLine, fileScope } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
-const procs: FerryProcess[] = []
-const tmp = tempDir('ferry-utlsr-')
-const certs: CertFiles | null = makeCerts(tmp.dir)
+const scope = fileScope('ferry-utlsr-')
+const start = (args: string[]): Promise<FerryProcess> => scope.start(args)
+const certs: CertFiles | null = makeCerts(scope.dir)
 if (certs === null) console.log('# openssl not installed: upstream TLS reload tests skipped')
 const skip = certs === null ? 'openssl not installed' : false
 const c = certs as CertFiles
 
-after(async () => {
-  await Promise.all(procs.map((p) => p.stop()))
-  tmp.cleanup()
-})
-
-async function start (args: string[]): Promise<FerryProcess> {
-  const p = await startFerry(args)
-  procs.push(p)
-  return p
-}
 
 let folders = 0
 function folder (): string {
-  const dir = join(tmp.dir, `f${folders++}`)
+  const dir = join(scope.dir, `f${folders++}`)
   mkdirSync(dir)
   return dir
 }

@@ -10,32 +10,21 @@ import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { before, describe, test } from 'node:test'
 import { type CertFiles, makeCerts } from '../helpers/certs.ts'
-import { type FerryProcess, startFerry, tempDir } from '../helpers/proc.ts'
+import { type FerryProcess, fileScope } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 const SECRET = 'tls-and-a-shared-secret'
-const procs: FerryProcess[] = []
-const tmp = tempDir('ferry-utls-')
-const certs: CertFiles | null = makeCerts(tmp.dir)
+const { dir, start } = fileScope('ferry-utls-')
+const certs: CertFiles | null = makeCerts(dir)
 if (certs === null) console.log('# openssl not installed: upstream TLS tests skipped')
 const skip = certs === null ? 'openssl not installed' : false
 let c: CertFiles
 /** One node requiring client certificates from our CA, shared by most tests. */
 let node: FerryProcess
 
-after(async () => {
-  await Promise.all(procs.map((p) => p.stop()))
-  tmp.cleanup()
-})
-
-async function start (args: string[], env: NodeJS.ProcessEnv = {}): Promise<FerryProcess> {
-  const p = await startFerry(args, { env })
-  procs.push(p)
-  return p
-}
 
 function appArgs (listen = 'tls://127.0.0.1:0'): string[] {
   return ['app', HANDLER, '--listen', listen, '--threads', '1', '--tls-cert', c.serverCert, '--tls-key', c.serverKey, '--tls-client-ca', c.ca]
@@ -107,15 +96,15 @@ describe('front → app over TLS with client certificates', { skip }, () => {
   })
 
   test('config files: the app\'s tlsCert/tlsKey/tlsClientCa, the front\'s upstreamTls (paths relative to the file)', async () => {
-    const appConfig = join(tmp.dir, 'app.json')
+    const appConfig = join(dir, 'app.json')
     writeFileSync(appConfig, JSON.stringify({ handler: HANDLER, listen: ['tls://127.0.0.1:0'], threads: '1', tlsCert: c.serverCert, tlsKey: c.serverKey, tlsClientCa: c.ca }))
     const app = await start(['app', '--config', appConfig])
-    const frontConfig = join(tmp.dir, 'front.json')
+    const frontConfig = join(dir, 'front.json')
     writeFileSync(frontConfig, JSON.stringify({ upstreams: [app.addresses[0]], upstreamTls: { ca: 'ca.pem', cert: 'client.pem', key: 'client.key', servername: 'localhost' } }))
     const f = await start(['front', '--listen', '127.0.0.1:0', '--no-access-log', '--config', frontConfig])
     assert.equal((await call(f, '/text')).body.toString(), 'GET ')
     // without the client certificate in the file, the node refuses the front
-    const noCert = join(tmp.dir, 'front-nocert.json')
+    const noCert = join(dir, 'front-nocert.json')
     writeFileSync(noCert, JSON.stringify({ upstreams: [app.addresses[0]], upstreamTls: { ca: 'ca.pem' } }))
     await refused(await start(['front', '--listen', '127.0.0.1:0', '--no-access-log', '--config', noCert]), /CLOSED_AFTER_HANDSHAKE/)
     await app.waitForLog((l) => l.code === 'FERRY_ERR_APP_TLS_HANDSHAKE' && l.reason === 'PEER_DID_NOT_RETURN_A_CERTIFICATE')
@@ -201,7 +190,7 @@ describe('front startup errors: no option parsed and ignored', { skip }, () => {
 
   test('a client certificate without its key; an unreadable file; tls:// on the front\'s own --listen', () => {
     frontFails(['--upstream', 'tls://127.0.0.1:1', '--upstream-tls-cert', c.clientCert], /go together/)
-    frontFails(['--upstream', 'tls://127.0.0.1:1', '--upstream-tls-ca', `${tmp.dir}/missing.pem`], /missing\.pem/)
+    frontFails(['--upstream', 'tls://127.0.0.1:1', '--upstream-tls-ca', `${dir}/missing.pem`], /missing\.pem/)
     const r = spawnSync(process.execPath, [BIN, 'front', '--listen', 'tls://127.0.0.1:0', '--upstream', 'tcp://127.0.0.1:1'], { encoding: 'utf8', timeout: 15000 })
     assert.notEqual(r.status, 0)
     assert.match(r.stderr, /FERRY_ERR_FRONT_CONFIG.*--tls-cert/)

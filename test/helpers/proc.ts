@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { after } from 'node:test'
 
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 
@@ -174,6 +175,29 @@ export function startFerry (args: string[], options: StartOptions = {}): Promise
     await stop(2000)
     throw err
   })
+}
+
+/**
+ * The ferry processes and temp directory of one test file: `start` runs ferry and keeps the
+ * process; after the file's tests (node:test `after`) every process is stopped and the
+ * directory removed.
+ */
+export function fileScope (prefix: string): { dir: string, procs: FerryProcess[], start (args: string[], env?: NodeJS.ProcessEnv): Promise<FerryProcess> } {
+  const tmp = tempDir(prefix)
+  const procs: FerryProcess[] = []
+  after(async () => {
+    await Promise.all(procs.map((p) => p.stop()))
+    tmp.cleanup()
+  })
+  return {
+    dir: tmp.dir,
+    procs,
+    start: async (args, env = {}) => {
+      const p = await startFerry(args, { env })
+      procs.push(p)
+      return p
+    }
+  }
 }
 
 /** A fresh temp directory, removed by the returned cleanup. */
