@@ -143,12 +143,15 @@ function readHeader (r: PbReader, out: HeaderList): void {
   let code = 0
   let name = ''
   let value = ''
+  let valuePlain = true
   while (r.pos < end) {
     const tag = r.varint()
     if (tag === T_H_CODE) code = r.varint()
     else if (tag === T_H_NAME) name = r.string()
-    else if (tag === T_H_VALUE) value = r.string()
-    else r.skip(tag & 7)
+    else if (tag === T_H_VALUE) {
+      value = r.string()
+      valuePlain = r.plain
+    } else r.skip(tag & 7)
   }
   r.end = outerEnd
   if (code !== 0) {
@@ -158,7 +161,7 @@ function readHeader (r: PbReader, out: HeaderList): void {
   } else if (!TOKEN.test(name)) {
     throw protocolError('FERRY_ERR_HEAD_INVALID', `invalid header name ${JSON.stringify(name.slice(0, 64))}`, { streamId: r.streamId })
   }
-  if (BAD_VALUE.test(value)) throw protocolError('FERRY_ERR_HEAD_INVALID', `header ${name} has CR, LF or NUL in its value`, { streamId: r.streamId })
+  if (!valuePlain && BAD_VALUE.test(value)) throw protocolError('FERRY_ERR_HEAD_INVALID', `header ${name} has CR, LF or NUL in its value`, { streamId: r.streamId })
   out.push(name, value)
 }
 
@@ -172,12 +175,16 @@ export function decodeRequestHead (payload: Uint8Array, streamId = 0): RequestHe
   let mcode = 0
   let method = ''
   let path = ''
+  // plain: no CR, LF or NUL found by the reader's scan (see PbReader.plain)
+  let pathPlain = true
   let authority = ''
+  let authorityPlain = true
   let scheme = ''
   const headers: HeaderList = []
   let remoteAddress = ''
   let remotePort = 0
   let requestId = ''
+  let requestIdPlain = true
   let bodyLength = 0
   let serverName = ''
   let serverPort = 0
@@ -187,13 +194,13 @@ export function decodeRequestHead (payload: Uint8Array, streamId = 0): RequestHe
     switch (tag) {
       case T_METHOD: mcode = r.varint(); break
       case T_METHOD_NAME: method = r.string(); break
-      case T_PATH: path = r.string(); break
-      case T_AUTHORITY: authority = r.string(); break
+      case T_PATH: path = r.string(); pathPlain = r.plain; break
+      case T_AUTHORITY: authority = r.string(); authorityPlain = r.plain; break
       case T_SCHEME: scheme = r.string(); break
       case T_HEADERS: readHeader(r, headers); break
       case T_REMOTE_ADDRESS: remoteAddress = r.string(); break
       case T_REMOTE_PORT: remotePort = r.varint(); break
-      case T_REQUEST_ID: requestId = r.string(); break
+      case T_REQUEST_ID: requestId = r.string(); requestIdPlain = r.plain; break
       case T_BODY_LENGTH: bodyLength = r.sint(); break
       case T_SERVER_NAME: serverName = r.string(); break
       case T_SERVER_PORT: serverPort = r.varint(); break
@@ -208,11 +215,11 @@ export function decodeRequestHead (payload: Uint8Array, streamId = 0): RequestHe
   } else if (!METHOD_TOKEN.test(method)) {
     throw protocolError('FERRY_ERR_HEAD_INVALID', 'invalid method', { streamId })
   }
-  if (path.length === 0 || BAD_VALUE.test(path) || path.includes(' ') || !(path[0] === '/' || path === '*')) {
+  if (path.length === 0 || (!pathPlain && BAD_VALUE.test(path)) || path.includes(' ') || !(path[0] === '/' || path === '*')) {
     throw protocolError('FERRY_ERR_HEAD_INVALID', 'path must be origin-form ("/…") or "*"', { streamId })
   }
   checkBodyLength(bodyLength, streamId)
-  if (BAD_VALUE.test(authority) || BAD_VALUE.test(requestId)) {
+  if ((!authorityPlain && BAD_VALUE.test(authority)) || (!requestIdPlain && BAD_VALUE.test(requestId))) {
     throw protocolError('FERRY_ERR_HEAD_INVALID', 'authority or request id has CR, LF or NUL', { streamId })
   }
   if (remotePort > 65535 || serverPort > 65535) throw protocolError('FERRY_ERR_HEAD_INVALID', 'port above 65535', { streamId })

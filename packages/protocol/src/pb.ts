@@ -16,6 +16,8 @@ interface FastBuffer extends Buffer {
 }
 
 const HIGH_BYTE = /[\x80-\xff]/
+/** A byte >= 0x80 (decode as UTF-8) or CR, LF, NUL (a caller may refuse the value). */
+const NOT_PLAIN = /[\0\n\r\x80-\xff]/
 /**
  * Strings up to this many chars are written by a JS loop when all ASCII: a call into
  * utf8Write costs ~50 ns whatever the length, the loop ~2 ns a char (measured on Node 20).
@@ -162,6 +164,11 @@ export class PbReader {
    * decode per field; a field with a byte >= 0x80 is decoded as UTF-8.
    */
   #text: string
+  /**
+   * The last string() was plain ASCII without CR, LF or NUL: a caller that must refuse
+   * those in a value can skip its own check (one scan serves both).
+   */
+  plain = true
 
   constructor (buf: Buffer, pos: number, end: number, streamId: number) {
     this.buf = buf
@@ -207,7 +214,12 @@ export class PbReader {
     const n = this.length()
     const a = this.pos - this.#base
     let s = this.#text.substring(a, a + n)
-    if (HIGH_BYTE.test(s)) s = (this.buf as FastBuffer).utf8Slice(this.pos, this.pos + n)
+    if (NOT_PLAIN.test(s)) {
+      this.plain = false
+      if (HIGH_BYTE.test(s)) s = (this.buf as FastBuffer).utf8Slice(this.pos, this.pos + n)
+    } else {
+      this.plain = true
+    }
     this.pos += n
     return s
   }
