@@ -10,6 +10,7 @@ import { MessageChannel } from 'node:worker_threads'
 import { FerryError, type RequestHead } from '@ferry/protocol'
 import { Piscina } from 'piscina'
 import type { Logger } from 'pino'
+import { BodyBuffers } from './body-buffers.js'
 import { APP_SERVER_ERRORS, type AppErrorCode, appError } from './errors.js'
 import { IdTable } from './id-table.js'
 import { inlinePortPair } from './inline-port.js'
@@ -171,6 +172,7 @@ export class Pool {
   /** Slots with ops waiting for the next flush (not a Set: it would churn; Slot.dirty marks them). */
   #dirty: Slot[] = []
   #flushScheduled = false
+  readonly #bodyBuffers: BodyBuffers
   #sweepTimer: NodeJS.Timeout
   #slotSeq = 0
   #closing = false
@@ -182,6 +184,7 @@ export class Pool {
 
   constructor (options: PoolOptions) {
     this.#o = options
+    this.#bodyBuffers = new BodyBuffers(options.threadsMax > 0)
     if (options.threadsMax > 0) {
       this.#piscina = new Piscina({
         filename: new URL('./worker.js', import.meta.url).href,
@@ -475,7 +478,7 @@ export class Pool {
   /** Request body bytes from the connection (a copy the pool may transfer). */
   body (call: Call, chunk: Uint8Array): void {
     if (call.done) return
-    const ab = new ArrayBuffer(chunk.byteLength)
+    const ab = this.#bodyBuffers.take(chunk.byteLength)
     new Uint8Array(ab).set(chunk)
     if (call.slot === null) call.pendingBody.push(ab)
     else this.#forward(call, call.slot, ab)
@@ -488,9 +491,15 @@ export class Pool {
       call.keptBytes += ab.byteLength
       this.#send(slot, [Op.BODY, call.rid, ab])
     } else {
-      call.kept = null
+      this.#dropKept(call)
       this.#send(slot, [Op.BODY, call.rid, ab], ab)
     }
+  }
+
+  /** The request will not run again: its kept body copies can be reused. */
+  #dropKept (call: Call): void {
+    if (call.kept !== null && call.kept.length > 0) this.#bodyBuffers.release(call.kept)
+    call.kept = null
   }
 
   bodyEnd (call: Call): void {
@@ -515,6 +524,7 @@ export class Pool {
   #complete (call: Call): void {
     if (call.done) return
     call.done = true
+    this.#dropKept(call)
     this.#calls.delete(call.rid)
     const slot = call.slot
     if (slot !== null && call.onSlot) {
@@ -568,6 +578,7 @@ export class Pool {
       slot.transfer = []
       slot.port.postMessage(out, transfer)
     }
+    this.#bodyBuffers.posted()
   }
 
   #undirty (slot: Slot): void {
@@ -588,7 +599,7 @@ export class Pool {
           const call = this.#calls.get(op[1] as number)
           if (call === undefined || call.done) break
           call.headReceived = true
-          call.kept = null
+          this.#dropKept(call)
           const end = op[6] as boolean
           if (op[2] === 101 && !end && call.slot !== null && call.onSlot) {
             // a WebSocket: long-lived, it gives its concurrency place back
