@@ -11,11 +11,10 @@
  * line naming the reason. A handshake that fails earlier (plain text on a TLS port, garbage,
  * no TLS version in common, too slow) is closed and logged the same way.
  */
-import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import { createSecureContext, type TLSSocket } from 'node:tls'
-import type { Address } from '@ferry/protocol'
+import { type Address, checkCaBundle } from '@ferry/protocol'
 import { appError } from './errors.js'
 
 export interface TlsFiles {
@@ -56,25 +55,13 @@ function read (flag: string, file: string, code: LoadCode): Buffer {
   }
 }
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
-
-/**
- * The client CA must hold at least one certificate, and each must parse: OpenSSL skips what
- * it cannot read in a CA bundle, so a garbled file would otherwise refuse every client.
- */
-function checkCa (ca: Buffer): void {
-  const blocks = ca.toString('latin1').match(PEM_CERT) ?? []
-  if (blocks.length === 0) throw new Error('the client CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
-  for (const b of blocks) new X509Certificate(b) // throws on a bad one
-}
-
 /** Read the three files and check they make a context (key matches cert, PEM parses). */
 function load (files: TlsFiles & { tlsCert: string, tlsKey: string }, code: LoadCode): ListenerTls {
   const cert = read('tls-cert', files.tlsCert, code)
   const key = read('tls-key', files.tlsKey, code)
   const clientCa = files.tlsClientCa === null ? null : read('tls-client-ca', files.tlsClientCa, code)
   try {
-    if (clientCa !== null) checkCa(clientCa)
+    if (clientCa !== null) checkCaBundle(clientCa)
     createSecureContext({ cert, key, ca: clientCa ?? undefined }) // fail now, not per connection
   } catch (cause) {
     throw appError(code, `TLS certificate, key or client CA not usable: ${(cause as Error).message}`, { cause })

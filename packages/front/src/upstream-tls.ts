@@ -11,10 +11,9 @@
  * connection per request resumes instead of running a full handshake (nginx
  * proxy_ssl_session_reuse).
  */
-import { X509Certificate } from 'node:crypto'
 import { connect as netConnect, type Socket } from 'node:net'
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls'
-import type { Address, FerryError, FerryErrorOptions } from '@ferry/protocol'
+import { type Address, checkCaBundle, type FerryError, type FerryErrorOptions } from '@ferry/protocol'
 import { frontError } from './errors.js'
 
 /** The PEM contents (not file names: the CLI reads the files). */
@@ -33,21 +32,6 @@ export interface UpstreamTls {
   servername: string | undefined
 }
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
-
-/**
- * Every CA given must hold at least one certificate, and each must parse: OpenSSL skips what
- * it cannot read in a CA bundle, so a garbled file would otherwise trust nothing (every node
- * refused) instead of failing where it is read.
- */
-function checkCa (ca: NonNullable<UpstreamTlsOptions['ca']>): void {
-  for (const one of Array.isArray(ca) ? ca : [ca]) {
-    const blocks = one.toString().match(PEM_CERT) ?? []
-    if (blocks.length === 0) throw new Error('the CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)')
-    for (const b of blocks) new X509Certificate(b) // throws on a bad one
-  }
-}
-
 /** Build the shared context; null when no option is set. Throws FERRY_ERR_FRONT_CONFIG. */
 export function upstreamTls (o: UpstreamTlsOptions | undefined): UpstreamTls | null {
   if (o === undefined) return null
@@ -55,7 +39,7 @@ export function upstreamTls (o: UpstreamTlsOptions | undefined): UpstreamTls | n
   if (o.servername !== undefined && (typeof o.servername !== 'string' || o.servername === '')) throw frontError('FERRY_ERR_FRONT_CONFIG', 'upstream TLS: servername must be a non-empty name')
   let context: SecureContext
   try {
-    if (o.ca !== undefined) checkCa(o.ca)
+    if (o.ca !== undefined) for (const one of Array.isArray(o.ca) ? o.ca : [o.ca]) checkCaBundle(one)
     context = createSecureContext({ ca: o.ca, cert: o.cert, key: o.key })
   } catch (cause) {
     throw frontError('FERRY_ERR_FRONT_CONFIG', `upstream TLS: CA, certificate or key not usable: ${(cause as Error).message}`, { cause })
