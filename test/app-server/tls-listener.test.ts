@@ -13,16 +13,14 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { before, describe, test } from 'node:test'
 import { emptyRequestHead, encodeUwsgiRequest, parseAddress, PREFACE } from '@ferry/protocol'
-import { type CertFiles, makeCerts } from '../helpers/certs.ts'
+import { type CertFiles, certsOrSkip } from '../helpers/certs.ts'
 import { type FerryProcess, fileScope } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 const scope = fileScope('ferry-tlsl-')
 const start = (args: string[]): Promise<FerryProcess> => scope.start(args)
-const certs: CertFiles | null = makeCerts(scope.dir)
-if (certs === null) console.log('# openssl not installed: tls listener tests skipped')
-const skip = certs === null ? 'openssl not installed' : false
+const { certs, skip } = certsOrSkip(scope.dir, 'tls listener tests')
 let c: CertFiles
 
 before(() => {

@@ -15,16 +15,14 @@ import { join } from 'node:path'
 import tls from 'node:tls'
 import { describe, test } from 'node:test'
 import { encodeUwsgiRequest, emptyRequestHead, parseAddress, Session } from '@ferry/protocol'
-import { type CertFiles, makeCerts } from '../helpers/certs.ts'
+import { type CertFiles, certsOrSkip } from '../helpers/certs.ts'
 import { type FerryProcess, type LogLine, fileScope, startFerry } from '../helpers/proc.ts'
 import { head, request } from './client.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 const scope = fileScope('ferry-tlsr-')
-const certs: CertFiles | null = makeCerts(scope.dir)
-if (certs === null) console.log('# openssl not installed: TLS reload tests skipped')
-const skip = certs === null ? 'openssl not installed' : false
+const { certs, skip } = certsOrSkip(scope.dir, 'TLS reload tests')
 const c = certs as CertFiles
 
 const serial = (file: string): string => new X509Certificate(readFileSync(file)).serialNumber

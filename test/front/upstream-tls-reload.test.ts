@@ -11,16 +11,14 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { type CertFiles, makeCerts } from '../helpers/certs.ts'
+import { type CertFiles, certsOrSkip } from '../helpers/certs.ts'
 import { type FerryProcess, type LogLine, fileScope } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 const scope = fileScope('ferry-utlsr-')
 const start = (args: string[]): Promise<FerryProcess> => scope.start(args)
-const certs: CertFiles | null = makeCerts(scope.dir)
-if (certs === null) console.log('# openssl not installed: upstream TLS reload tests skipped')
-const skip = certs === null ? 'openssl not installed' : false
+const { certs, skip } = certsOrSkip(scope.dir, 'upstream TLS reload tests')
 const c = certs as CertFiles
 
 

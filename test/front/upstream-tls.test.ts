@@ -11,16 +11,14 @@ import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { before, describe, test } from 'node:test'
-import { type CertFiles, makeCerts } from '../helpers/certs.ts'
+import { type CertFiles, certsOrSkip } from '../helpers/certs.ts'
 import { type FerryProcess, fileScope } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 const SECRET = 'tls-and-a-shared-secret'
 const { dir, start } = fileScope('ferry-utls-')
-const certs: CertFiles | null = makeCerts(dir)
-if (certs === null) console.log('# openssl not installed: upstream TLS tests skipped')
-const skip = certs === null ? 'openssl not installed' : false
+const { certs, skip } = certsOrSkip(dir, 'upstream TLS tests')
 let c: CertFiles
 /** One node requiring client certificates from our CA, shared by most tests. */
 let node: FerryProcess

@@ -44,6 +44,16 @@ function leaf (dir: string, caName: string, name: string, ext: string): void {
     '-CAcreateserial', '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`])
 }
 
+/**
+ * Certificates for one test file, or why its tests skip: without openssl the file's tests
+ * skip with one notice line naming `what`.
+ */
+export function certsOrSkip (dir: string, what: string): { certs: CertFiles | null, skip: string | false } {
+  const certs = makeCerts(dir)
+  if (certs === null) console.log(`# openssl not installed: ${what} skipped`)
+  return { certs, skip: certs === null ? 'openssl not installed' : false }
+}
+
 /** Writes the files into `dir` (a fresh temp dir); null without openssl. */
 export function makeCerts (dir: string): CertFiles | null {
   if (OPENSSL === null) return null

@@ -64,19 +64,18 @@ export interface FaultResult {
 interface Setup {
   base: string
   stats: string
-  rss: RssSampler
   /** The node's and the front's pids (their CPU time is read per round). */
   pids: number[]
 }
 
-/** One app node (its own --stats) behind its own front. */
-async function setUp (c: ReturnType<typeof cleanup>, dir: string, name: string, threads: number, rss: RssSampler): Promise<Setup> {
+/** One app node (its own --stats) behind its own front; `rss` (the faulty one's) samples their memory. */
+async function setUp (c: ReturnType<typeof cleanup>, dir: string, name: string, threads: number, rss: RssSampler | null): Promise<Setup> {
   const stats = join(dir, `${name}-stats.sock`)
   const node = await startNode(c, dir, name, ['--threads', String(threads), '--timeout', '1', '--stats', `unix:${stats}`])
   const front = await startFront(c, [`unix:${join(dir, `${name}.sock`)}`], ['--timeout', '10s'])
-  rss.watch(`app ${name}`, node.pid)
-  rss.watch(`front ${name}`, front.pid)
-  return { base: baseUrl(front), stats, rss, pids: [node.pid, front.pid] }
+  rss?.watch(`app ${name}`, node.pid)
+  rss?.watch(`front ${name}`, front.pid)
+  return { base: baseUrl(front), stats, pids: [node.pid, front.pid] }
 }
 
 /** A round of load on one setup: outcomes and the good (200) requests per second. */
@@ -119,13 +118,11 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
   const c = cleanup()
   const dir = makeTempDir('ferry-f4-')
   c.add(() => removeDir(dir))
-  const rss = new RssSampler()
-  c.add(() => rss.stop())
   try {
-    const clean = await setUp(c, dir, 'clean', scale.threads, rss)
-    const faultyRss = new RssSampler()
-    c.add(() => faultyRss.stop())
-    const faultySetup = await setUp(c, dir, 'faulty', scale.threads, faultyRss)
+    const clean = await setUp(c, dir, 'clean', scale.threads, null)
+    const rss = new RssSampler()
+    c.add(() => rss.stop())
+    const faultySetup = await setUp(c, dir, 'faulty', scale.threads, rss)
     const outcomes: Outcome[] = []
     let seconds = 0
     const ratios: number[] = []
@@ -169,7 +166,7 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
     const ev = events
     const report = summarize('4 handler faults (5% throw, 1% hang, 1% crash)',
       `GET, ${scale.connections} conns, ${scale.rounds} rounds × ${scale.roundMs / 1000} s interleaved with a fault-free twin, ${scale.threads} threads × concurrency 64, --timeout 1`,
-      { outcomes, sent: outcomes.length, seconds }, (o) => !asExpected(o), faultyRss,
+      { outcomes, sent: outcomes.length, seconds }, (o) => !asExpected(o), rss,
       [`by kind: ${JSON.stringify(byKind)}`, `good req/s per round: faulty ${goodFaulty.join(', ')} vs fault-free ${goodClean.join(', ')}; median ratio ${ratio.toFixed(2)}`,
         `server CPU (node + front) per good request: faulty ${median(cpuFaulty).toFixed(1)} µs vs fault-free ${median(cpuClean).toFixed(1)} µs (medians)`,
         `threads after: ${threadsAfter}/${scale.threads}`, `hangs answered 500 (second crash): ${hangCrashed}`,
