@@ -50,8 +50,14 @@ if (want(4)) {
   const r = await handlerFaults(FAULTS_FULL)
   const unexpected = Object.values(r.unexpected).reduce((a, b) => a + b, 0)
   r.report.notes.push(`unexpected statuses: ${unexpected}`)
-  add(r.report, [['exactly the injected faults fail (500/504/500)', unexpected === 0], ['pool back to its size', r.threadsAfter === FAULTS_FULL.threads],
-    [`good req/s within 20% of fault-free (median ratio ${r.goodRatio.toFixed(2)})`, r.goodRatio >= 0.8]])
+  const w = r.wrk
+  // The throughput condition is judged on the wrk rounds when wrk is installed: the undici
+  // generator shares the cores and spends more per request in the faulty rounds (wrk-mix.ts).
+  const wrkClean = w === null || (w.mix.other + w.hang.other + w.mix.socketErrors + w.hang.socketErrors === 0)
+  add(r.report, [['exactly the injected faults fail (500/504/500)', unexpected === 0 && wrkClean], ['pool back to its size', r.threadsAfter === FAULTS_FULL.threads && (w === null || w.threadsAfter === FAULTS_FULL.threads)],
+    w === null
+      ? [`good req/s within 20% of fault-free (undici load, median ratio ${r.goodRatio.toFixed(2)}; wrk not installed)`, r.goodRatio >= 0.8]
+      : [`good req/s within 20% of fault-free (wrk load: median ratio ${w.goodRatio.toFixed(2)}; undici load: ${r.goodRatio.toFixed(2)})`, w.goodRatio >= 0.8]])
 }
 if (want(5)) {
   const r = await overload(OVERLOAD_FULL)

@@ -34,14 +34,26 @@ export class ErrorLog {
     const now = Date.now()
     const seen = this.#seen.get(key)
     if (seen !== undefined && now - seen.at < this.#intervalMs) {
-      // The error itself underneath (type, message, code and any other fields as pino's
-      // serializer shows them) with only `stack` covered, so its getter never runs.
-      const out = Object.create(err) as Error
-      Object.defineProperty(out, 'stack', { value: `(stack omitted: the same error was logged with its stack for request ${seen.reqId} within --log-stack-interval)` })
-      return out
+      return omitted(err, `(stack omitted: the same error was logged with its stack for request ${seen.reqId} within --log-stack-interval)`)
     }
     if (seen === undefined && this.#seen.size >= MAX_KEYS) this.#seen.clear()
     this.#seen.set(key, { at: now, reqId })
     return err
   }
+}
+
+/**
+ * What pino's err serializer makes of `err` — type (from the non-enumerable `constructor`),
+ * message (with its causes'), the error's own enumerable fields (code…) — with `stack`
+ * replaced by `note`. A plain object of one shape: `Object.create(err)` would turn every
+ * failed request's error into a prototype (V8 re-shapes an object the first time it becomes
+ * one) and send the serializer's loads and for-in through a new prototype chain each time —
+ * IC misses and megamorphic lookups that cost more than the rest of the error line.
+ */
+function omitted (err: Error, note: string): object {
+  const out: Record<string, unknown> = { message: err.message, stack: note }
+  for (const key of Object.keys(err)) if (key !== 'stack' && key !== 'message') out[key] = (err as unknown as Record<string, unknown>)[key]
+  Object.defineProperty(out, 'constructor', { value: err.constructor })
+  if (err.cause !== undefined) Object.defineProperty(out, 'cause', { value: err.cause })
+  return out
 }

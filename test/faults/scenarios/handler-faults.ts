@@ -15,6 +15,7 @@
 import { join } from 'node:path'
 import { makeTempDir, removeDir } from '../../helpers/tmp.ts'
 import { baseUrl, cleanup, cpuUs, getUnix, Load, metric, type Outcome, type Req, RssSampler, type ScenarioReport, sleep, startFront, startNode, summarize } from '../harness.ts'
+import { hasWrk, runWrkMix, type WrkCounts } from '../wrk-mix.ts'
 
 export interface FaultScale {
   connections: number
@@ -23,10 +24,13 @@ export interface FaultScale {
   /** Rounds per setup, interleaved: fault-free, faulty, fault-free, faulty… */
   rounds: number
   threads: number
+  /** Rounds per setup of the wrk measurement (0: none); each `wrkSeconds` long. */
+  wrkRounds: number
+  wrkSeconds: number
 }
 
-export const FAULTS_SMALL: FaultScale = { connections: 8, roundMs: 1500, rounds: 2, threads: 4 }
-export const FAULTS_FULL: FaultScale = { connections: 32, roundMs: 2000, rounds: 7, threads: 4 }
+export const FAULTS_SMALL: FaultScale = { connections: 8, roundMs: 1500, rounds: 2, threads: 4, wrkRounds: 1, wrkSeconds: 2 }
+export const FAULTS_FULL: FaultScale = { connections: 32, roundMs: 2000, rounds: 7, threads: 4, wrkRounds: 7, wrkSeconds: 3 }
 
 /** The fault of request i: 5 in 100 throw, 1 hangs, 1 crashes its worker. */
 export function faultOf (i: number): string {
@@ -57,8 +61,27 @@ export interface FaultResult {
   /** ferry_app_workers_events_total after the faulty run, by event. */
   events: Record<string, number>
   threadsAfter: number
-  /** Median over rounds of good req/s with faults ÷ good req/s of the fault-free twin. */
+  /** Median over rounds of good req/s with faults ÷ good req/s of the fault-free twin (undici load). */
   goodRatio: number
+  /** The same with wrk as the load generator (wrk-mix.ts); null without wrk. */
+  wrk: WrkResult | null
+}
+
+export interface WrkResult {
+  /** Median over rounds of good req/s with faults ÷ fault-free. */
+  goodRatio: number
+  goodFaulty: number[]
+  goodClean: number[]
+  /** Server CPU (node + front) per good request, µs, medians. */
+  cpuFaulty: number
+  cpuClean: number
+  /** Summed over the faulty rounds: the mix stream and the hang stream. */
+  mix: WrkCounts
+  hang: WrkCounts
+  /** Connections of the hang stream (≈ 1% of the requests hang). */
+  hangConnections: number
+  /** ferry_app_threads after the wrk rounds. */
+  threadsAfter: number
 }
 
 interface Setup {
@@ -92,6 +115,49 @@ async function round (setup: Setup, scale: FaultScale, withFaults: boolean, firs
   const cpu = setup.pids.reduce((a, p) => a + cpuUs(p), 0) - cpu0
   const goodCount = res.outcomes.filter((o) => o.kind === 'none' && o.status === 200).length
   return { outcomes: res.outcomes, seconds: res.seconds, good: goodCount / res.seconds, cpuPerGood: cpu / goodCount }
+}
+
+/**
+ * The throughput comparison with wrk (see wrk-mix.ts): interleaved rounds on the twins, the
+ * faulty one with a hang stream beside the mix, sized from the fault-free rate so that ≈ 1%
+ * of the requests hang (a hang holds its connection for the node's --timeout, 1 s).
+ */
+async function wrkRounds (dir: string, clean: Setup, faulty: Setup, scale: FaultScale): Promise<WrkResult> {
+  const connections = 32
+  const cpu = (s: Setup): number => s.pids.reduce((a, p) => a + cpuUs(p), 0)
+  const warm = await runWrkMix(dir, clean.base, 'none', connections, 1)
+  await runWrkMix(dir, faulty.base, 'mix', connections, 1)
+  const hangConnections = Math.max(1, Math.round(warm.ok / warm.seconds / 100))
+  const sum = (a: WrkCounts | null, b: WrkCounts): WrkCounts => {
+    if (a === null) return { ...b }
+    const out = { ...a }
+    for (const k of Object.keys(b) as Array<keyof WrkCounts>) out[k] = a[k] + b[k]
+    return out
+  }
+  let mix: WrkCounts | null = null
+  let hang: WrkCounts | null = null
+  const goodClean: number[] = []
+  const goodFaulty: number[] = []
+  const cpuClean: number[] = []
+  const cpuFaulty: number[] = []
+  const ratios: number[] = []
+  for (let k = 0; k < scale.wrkRounds; k++) {
+    let c0 = cpu(clean)
+    const a = await runWrkMix(dir, clean.base, 'none', connections, scale.wrkSeconds)
+    cpuClean.push((cpu(clean) - c0) / a.ok)
+    // the hang stream starts first and outlasts the mix by its 1 s of hanging
+    const hangs = runWrkMix(dir, faulty.base, 'hang', hangConnections, scale.wrkSeconds + 2)
+    await sleep(1000)
+    c0 = cpu(faulty)
+    const b = await runWrkMix(dir, faulty.base, 'mix', connections, scale.wrkSeconds)
+    cpuFaulty.push((cpu(faulty) - c0) / b.ok)
+    hang = sum(hang, await hangs)
+    mix = sum(mix, b)
+    goodClean.push(Math.round(a.ok / a.seconds))
+    goodFaulty.push(Math.round(b.ok / b.seconds))
+    ratios.push((b.ok / b.seconds) / (a.ok / a.seconds))
+  }
+  return { goodRatio: median(ratios), goodClean, goodFaulty, cpuClean: median(cpuClean), cpuFaulty: median(cpuFaulty), mix: mix!, hang: hang!, hangConnections, threadsAfter: 0 }
 }
 
 /** Reads the faulty node's thread count (waiting, bounded, for the pool to regain its size) and worker events. */
@@ -146,6 +212,12 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
       cpuFaulty.push(b.cpuPerGood)
     }
     const { threadsAfter, events } = await poolAfter(faultySetup.stats, scale.threads)
+    let wrk: WrkResult | null = null
+    if (scale.wrkRounds > 0 && hasWrk()) {
+      wrk = await wrkRounds(dir, clean, faultySetup, scale)
+      const after = await poolAfter(faultySetup.stats, scale.threads)
+      wrk.threadsAfter = after.threadsAfter
+    }
     const unexpected: Record<string, number> = {}
     const byKind: Record<string, number> = {}
     for (const o of outcomes) {
@@ -170,13 +242,24 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
       [`by kind: ${JSON.stringify(byKind)}`, `good req/s per round: faulty ${goodFaulty.join(', ')} vs fault-free ${goodClean.join(', ')}; median ratio ${ratio.toFixed(2)}`,
         `server CPU (node + front) per good request: faulty ${median(cpuFaulty).toFixed(1)} µs vs fault-free ${median(cpuClean).toFixed(1)} µs (medians)`,
         `threads after: ${threadsAfter}/${scale.threads}`, `hangs answered 500 (second crash): ${hangCrashed}`,
-        `crash answers: ${JSON.stringify(crashCodes)}`, `worker events: uncaught ${ev.uncaught ?? 0}, crashed ${ev.crashed ?? 0}, recycled ${ev.recycled ?? 0}, timed out ${ev.timedOut ?? 0}`],
+        `crash answers: ${JSON.stringify(crashCodes)}`, `worker events: uncaught ${ev.uncaught ?? 0}, crashed ${ev.crashed ?? 0}, recycled ${ev.recycled ?? 0}, timed out ${ev.timedOut ?? 0}`,
+        ...wrkNotes(wrk, scale)],
       (o) => o.kind === 'none')
     report.failed = outcomes.filter((o) => o.status !== 200).length
-    return { report, unexpected, byKind, hangCrashed, crashCodes, events: ev, threadsAfter, goodRatio: ratio }
+    return { report, unexpected, byKind, hangCrashed, crashCodes, events: ev, threadsAfter, goodRatio: ratio, wrk }
   } finally {
     await c.run()
   }
+}
+
+function wrkNotes (w: WrkResult | null, scale: FaultScale): string[] {
+  if (w === null) return ['with wrk: not measured (wrk not installed)']
+  const m = w.mix
+  const h = w.hang
+  const hangShare = h.sentHang / (m.sentNone + m.sentThrow + m.sentCrash + h.sentHang)
+  return [`with wrk (${scale.wrkRounds} rounds × ${scale.wrkSeconds} s, 32 conns + ${w.hangConnections} conns of hangs): good req/s faulty ${w.goodFaulty.join(', ')} vs fault-free ${w.goodClean.join(', ')}; median ratio ${w.goodRatio.toFixed(2)}`,
+    `with wrk, server CPU per good request: faulty ${w.cpuFaulty.toFixed(1)} µs vs fault-free ${w.cpuClean.toFixed(1)} µs (medians)`,
+    `with wrk, faulty answers: 200 ${m.ok}, 500 threw ${m.threw}, 500 uncaught ${m.uncaught}, other ${m.other + h.other}, socket errors ${m.socketErrors + h.socketErrors}; hangs 504 ${h.timedOut} (${(hangShare * 100).toFixed(1)}% of requests sent); sent throw ${m.sentThrow}, crash ${m.sentCrash}`]
 }
 
 function median (xs: number[]): number {
