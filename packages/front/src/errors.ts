@@ -20,7 +20,7 @@ export const FRONT_ERRORS = {
   FERRY_ERR_FRONT_HEAD_TOO_LARGE: info('request head exceeds the configured maximum', 431),
   FERRY_ERR_FRONT_BAD_REQUEST: info('malformed request', 400),
   FERRY_ERR_FRONT_CONFIG: info('invalid front configuration', 500),
-  FERRY_ERR_FRONT_TLS_RELOAD: info('SIGHUP: the --upstream-tls-* files could not be read again or are not usable (unreadable, bad PEM, key not matching); the running upstream TLS settings stay in use', 500),
+  FERRY_ERR_FRONT_TLS_RELOAD: info('SIGHUP: TLS files (the --tls-cert/--tls-key certificate towards clients, or the --upstream-tls-* files) could not be read again or are not usable (unreadable, bad PEM, key not matching), or would switch HTTPS on or off; the running TLS settings stay in use', 500),
   FERRY_ERR_FRONT_UNKNOWN_POOL: info('route names a pool that is not configured', 500),
   FERRY_ERR_FRONT_WS_UNSUPPORTED: info('WebSocket upgrade towards a node that cannot carry it (a uwsgi node, or a native node without the websocket feature)', 501),
   FERRY_ERR_FRONT_WS_HANDSHAKE: info('malformed WebSocket upgrade request', 400),

@@ -1,4 +1,4 @@
-export { createFront, type FrontOptions } from './server.js'
+export { type ClientTls, createFront, type FrontOptions, reloadClientTls } from './server.js'
 export { ferry } from './plugin.js'
 export { Forwarder } from './forwarder.js'
 export { UpstreamPool, type PoolOptions } from './pool.js'

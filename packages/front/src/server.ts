@@ -2,21 +2,29 @@
  * createFront: a fastify server with the ferry plugin registered, configured the way a
  * front should be (request ids that follow the request to the app tier, 431 answers that
  * carry the request id, optional TLS and HTTP/2 towards clients, an access log).
+ * reloadClientTls gives a running HTTPS front a new certificate (SIGHUP).
  */
 import type { Socket } from 'node:net'
+import { createSecureContext, type Server as TlsServer } from 'node:tls'
 import Fastify, * as fastifyModule from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { FRONT_ERRORS } from './errors.js'
+import { FRONT_ERRORS, frontError } from './errors.js'
 import { isForwarded } from './exchange.js'
 import { nextRequestId } from './head.js'
 import type { FerryOptions } from './options.js'
 import { ferry } from './plugin.js'
 
+/** PEM certificate (chain) and key towards clients: contents, not paths. */
+export interface ClientTls {
+  cert: string | Buffer
+  key: string | Buffer
+}
+
 export interface FrontOptions extends FerryOptions {
   /** A pino logger (the front's root logger); default: fastify's, off. */
   logger?: FastifyBaseLogger
   /** TLS towards clients: PEM cert and key (contents, not paths). */
-  tls?: { cert: string | Buffer, key: string | Buffer }
+  tls?: ClientTls
   /** HTTP/2 towards clients (with TLS: h2 with HTTP/1.1 fallback via ALPN; without: h2c). */
   http2?: boolean
   /** Largest request head the HTTP/1 parser accepts, bytes (default 16384); past it: 431. */
@@ -88,4 +96,23 @@ export function createFront (options: FrontOptions): FastifyInstance {
   }
   app.register(ferry, ferryOptions)
   return app
+}
+
+/**
+ * A new certificate and key towards clients (a rotated certificate, on SIGHUP): new TLS
+ * connections get it (tls.Server#setSecureContext, HTTP/1.1 and h2 alike), open ones go on
+ * with the one they were made with. The pair is checked first (PEM parses, key matches the
+ * certificate), so a bad one leaves the running certificate in place. Throws
+ * FERRY_ERR_FRONT_TLS_RELOAD when it is not usable or the front does not serve HTTPS.
+ */
+export function reloadClientTls (app: FastifyInstance, tls: ClientTls): void {
+  const server = app.server as unknown as Partial<TlsServer>
+  if (typeof server.setSecureContext !== 'function') throw frontError('FERRY_ERR_FRONT_TLS_RELOAD', 'this front does not serve HTTPS (it was started without --tls-cert/--tls-key)')
+  try {
+    createSecureContext({ cert: tls.cert, key: tls.key })
+  } catch (cause) {
+    throw frontError('FERRY_ERR_FRONT_TLS_RELOAD', `HTTPS certificate or key not usable: ${(cause as Error).message}`, { cause })
+  }
+  // a fresh context has fresh session-ticket keys: no session from the old certificate resumes
+  server.setSecureContext({ cert: tls.cert, key: tls.key })
 }

@@ -2,15 +2,16 @@
  * `ferry front`: the front web server. Flags > FERRY_FRONT_* environment > config file >
  * defaults. Logs exactly one `"msg":"listening"` line with the bound addresses (a contract
  * scripts rely on). SIGHUP re-reads the config file's upstreams (new nodes connect, removed
- * ones drain) and the --upstream-tls-* files (new connections use them; with or without a
- * config file); SIGTERM/SIGINT stop accepting, finish requests in flight, exit.
+ * ones drain), the --upstream-tls-* files (new connections to nodes use them) and the
+ * --tls-cert/--tls-key files (new client connections get that certificate), with or without
+ * a config file; SIGTERM/SIGINT stop accepting, finish requests in flight, exit.
  */
 import { existsSync, lstatSync, readFileSync, unlinkSync } from 'node:fs'
 import { dirname, extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { logDestination } from '@ferry/app-server'
-import { createFront, type FerryOptions, type Forwarder, type FrontOptions, type StaticConfig } from '@ferry/front'
+import { type ClientTls, createFront, type FerryOptions, type Forwarder, type FrontOptions, reloadClientTls, type StaticConfig } from '@ferry/front'
 import { type Address, FerryError, formatAddress, parseAddress } from '@ferry/protocol'
 import pino, { type Logger } from 'pino'
 
@@ -20,6 +21,12 @@ interface UpstreamTlsFiles {
   cert?: string
   key?: string
   servername?: string
+}
+
+/** The front's own HTTPS certificate and key (towards clients): file names. */
+interface ClientTlsFiles {
+  cert: string
+  key: string
 }
 
 /** What a config file may say: everything the flags can, plus pools and prefix routes. */
@@ -167,6 +174,8 @@ export interface Resolved {
   configFile: string | undefined
   /** Where the upstream TLS settings come from (flags > env > config); null: none given. */
   upstreamTlsFiles: UpstreamTlsFiles | null
+  /** Where the HTTPS certificate and key come from (flags > env > config); null: plain HTTP. */
+  clientTlsFiles: ClientTlsFiles | null
 }
 
 type UpstreamTlsPem = NonNullable<FerryOptions['upstreamTls']>
@@ -191,10 +200,22 @@ function readUpstreamTls (files: UpstreamTlsFiles): UpstreamTlsPem {
   return out
 }
 
+/** The PEM contents of the HTTPS certificate and key. Throws FERRY_ERR_FRONT_CONFIG naming the file. */
+function readClientTls (files: ClientTlsFiles): ClientTls {
+  const readPem = (flag: string, file: string): Buffer => {
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      fail(`--${flag} ${file}: ${(err as Error).message}`)
+    }
+  }
+  return { cert: readPem('tls-cert', files.cert), key: readPem('tls-key', files.key) }
+}
+
 /**
- * `readUpstreamTls: false` (SIGHUP) leaves the upstream TLS files unread (`options.upstreamTls`
- * unset; `upstreamTlsFiles` says where they are): bad TLS files then do not stop the upstream
- * reload, and are reported on their own.
+ * `readTls: false` (SIGHUP) leaves the TLS files unread (`options.upstreamTls` and
+ * `options.tls` unset; `upstreamTlsFiles` and `clientTlsFiles` say where they are): bad TLS
+ * files then do not stop the upstream reload, and are reported on their own.
  */
 export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process.env, readTls = true): Promise<Resolved> {
   let parsed: ReturnType<typeof parseArgs<{ options: typeof FLAGS, allowPositionals: false, strict: true }>>
@@ -243,13 +264,9 @@ export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = p
   const certFile = str('tls-cert') ?? cfg.tls?.cert
   const keyFile = str('tls-key') ?? cfg.tls?.key
   if ((certFile === undefined) !== (keyFile === undefined)) fail('--tls-cert and --tls-key go together')
-  if (certFile !== undefined && keyFile !== undefined) {
-    try {
-      o.tls = { cert: readFileSync(certFile), key: readFileSync(keyFile) }
-    } catch (err) {
-      fail(`TLS: ${(err as Error).message}`)
-    }
-  } else delete o.tls
+  const clientTlsFiles = certFile !== undefined && keyFile !== undefined ? { cert: certFile, key: keyFile } : null
+  if (clientTlsFiles !== null && readTls) o.tls = readClientTls(clientTlsFiles)
+  else delete o.tls
   // TLS towards tls:// nodes: flags > environment > config file, per setting
   const upstreamTls: UpstreamTlsFiles = { ...cfg.upstreamTls }
   if (str('upstream-tls-ca') !== undefined) upstreamTls.ca = str('upstream-tls-ca')
@@ -264,7 +281,7 @@ export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = p
   if (!hasUpstreams && (o.static?.length ?? 0) === 0) fail('nothing to serve: give --upstream <node> and/or --static <dir> (see ferry front --help)')
   const listen = parseAddress(listenText)
   if (listen.kind === 'tcp' && listen.tls === true) fail(`--listen ${listenText}: tls:// is for the link to app nodes; the front's own HTTPS is --tls-cert/--tls-key with --listen host:port`)
-  return { listen, options: o, configFile, upstreamTlsFiles }
+  return { listen, options: o, configFile, upstreamTlsFiles, clientTlsFiles }
 }
 
 function removeStaleSocket (path: string): void {
@@ -289,8 +306,34 @@ function reloadUpstreamTls (ferry: Forwarder, before: UpstreamTlsFiles | null, f
   return files
 }
 
+/**
+ * SIGHUP's HTTPS part: read the certificate and key towards clients again and give them to
+ * new client connections (open ones keep theirs). Bad files: FERRY_ERR_FRONT_TLS_RELOAD
+ * logged, the running certificate kept. HTTPS cannot be switched on or off without a
+ * restart: settings that try to are refused the same way. Returns the files now in force.
+ */
+function reloadHttps (app: ReturnType<typeof createFront>, before: ClientTlsFiles | null, files: ClientTlsFiles | null, log: Logger): ClientTlsFiles | null {
+  if (files === null && before === null) return null
+  if (before === null) {
+    log.error({ code: 'FERRY_ERR_FRONT_TLS_RELOAD', ...files }, 'SIGHUP: HTTPS certificate named, but this front was started without HTTPS: it takes effect at a restart')
+    return null
+  }
+  if (files === null) {
+    log.error({ code: 'FERRY_ERR_FRONT_TLS_RELOAD', ...before }, 'SIGHUP: no HTTPS certificate named any more, but HTTPS cannot be turned off without a restart: keeping the running certificate')
+    return before
+  }
+  try {
+    reloadClientTls(app, readClientTls(files))
+  } catch (err) {
+    log.error({ code: 'FERRY_ERR_FRONT_TLS_RELOAD', err: (err as Error).message, ...files }, 'SIGHUP: HTTPS certificate not reloaded: keeping the running one')
+    return before
+  }
+  log.info({ ...files }, 'HTTPS certificate reloaded: new client connections get it')
+  return files
+}
+
 export async function run (argv: string[]): Promise<number | undefined> {
-  const { listen, options, configFile, upstreamTlsFiles } = await resolveOptions(argv)
+  const { listen, options, configFile, upstreamTlsFiles, clientTlsFiles } = await resolveOptions(argv)
   const { logLevel, ...frontOptions } = options
   const log = pino({ level: logLevel, base: { pid: process.pid, name: 'ferry-front' } }, logDestination())
   const app = createFront({ ...frontOptions, logger: log })
@@ -300,21 +343,19 @@ export async function run (argv: string[]): Promise<number | undefined> {
   } else {
     await app.listen({ host: listen.host, port: listen.port })
   }
-  const a = app.server.address()
-  const bound: Address = typeof a === 'string' || a === null
-    ? { kind: 'unix', path: listen.kind === 'unix' ? listen.path : String(a) }
-    : { kind: 'tcp', host: a.address, port: a.port }
-  log.info({ addresses: [formatAddress(bound)], upstreams: Object.fromEntries([...app.ferry.pools].map(([k, p]) => [k, p.nodes.map((n) => n.name)])) }, 'listening')
-  log.flush() // lines are written in batches: the announcement goes out now
-
+  // Signal handlers first: a SIGHUP or SIGTERM sent as soon as the "listening" line is read
+  // must not meet Node's default action (the process ends).
   let tlsFiles = upstreamTlsFiles
+  let httpsFiles = clientTlsFiles
   // One SIGHUP at a time: a second one while the config loads waits for the first.
   let hup: Promise<void> = Promise.resolve()
   const onHup = async (): Promise<void> => {
     let files = tlsFiles
+    let https = httpsFiles
     let lists: Record<string, string[]> | null = null
     if (configFile === undefined) {
-      log.warn(tlsFiles === null ? 'SIGHUP: no --config file to re-read' : 'SIGHUP: no --config file to re-read: upstreams unchanged (the upstream TLS files are re-read)')
+      const reread = [httpsFiles === null ? null : 'HTTPS certificate', tlsFiles === null ? null : 'upstream TLS'].filter((w) => w !== null)
+      log.warn(reread.length === 0 ? 'SIGHUP: no --config file to re-read' : `SIGHUP: no --config file to re-read: upstreams unchanged (the ${reread.join(' and ')} files are re-read)`)
     } else {
       try {
         const next = await resolveOptions(argv, process.env, false)
@@ -322,6 +363,7 @@ export async function run (argv: string[]): Promise<number | undefined> {
         if (next.options.upstreams !== undefined) lists.default = next.options.upstreams
         for (const [name, p] of Object.entries(next.options.pools ?? {})) lists[name] = p.upstreams
         files = next.upstreamTlsFiles
+        https = next.clientTlsFiles
       } catch (err) {
         // the TLS files named at the last good load are still re-read below
         log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded')
@@ -329,6 +371,7 @@ export async function run (argv: string[]): Promise<number | undefined> {
     }
     // TLS first: nodes the new config adds connect with the new settings
     tlsFiles = reloadUpstreamTls(app.ferry, tlsFiles, files, log)
+    httpsFiles = reloadHttps(app, httpsFiles, https, log)
     if (lists !== null) {
       app.ferry.reload(lists)
       log.info({ config: configFile }, 'reloaded upstreams')
@@ -337,7 +380,7 @@ export async function run (argv: string[]): Promise<number | undefined> {
   process.on('SIGHUP', () => {
     hup = hup.then(onHup).catch((err: unknown) => { log.error({ err }, 'SIGHUP: reload failed') })
   })
-  return await new Promise<number>((resolvePromise) => {
+  const stopped = new Promise<number>((resolvePromise) => {
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) return
@@ -348,4 +391,11 @@ export async function run (argv: string[]): Promise<number | undefined> {
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
   })
+  const a = app.server.address()
+  const bound: Address = typeof a === 'string' || a === null
+    ? { kind: 'unix', path: listen.kind === 'unix' ? listen.path : String(a) }
+    : { kind: 'tcp', host: a.address, port: a.port }
+  log.info({ addresses: [formatAddress(bound)], upstreams: Object.fromEntries([...app.ferry.pools].map(([k, p]) => [k, p.nodes.map((n) => n.name)])) }, 'listening')
+  log.flush() // lines are written in batches: the announcement goes out now
+  return await stopped
 }

@@ -101,6 +101,10 @@ TLS towards app nodes (tls:// and uwsgi+tls:// upstreams; given with none: an er
 TLS and HTTP/2 towards clients:
   --tls-cert <file>          PEM certificate (nginx: ssl_certificate)
   --tls-key <file>           PEM private key (nginx: ssl_certificate_key)
+                             Config file: "tls": {"cert","key"}. SIGHUP re-reads both (the
+                             files the config names then, if it changed them): new client
+                             connections get the new certificate, open ones go on. Bad
+                             files: the running one stays (FERRY_ERR_FRONT_TLS_RELOAD)
   --http2                    HTTP/2 (h2 over TLS with HTTP/1.1 fallback; h2c without TLS)
 
 Logging (pino JSON on stdout; one "listening" line with "addresses" on start):
@@ -112,9 +116,9 @@ Every option can also come from the environment: FERRY_FRONT_<OPTION> (e.g.
 FERRY_FRONT_MAX_BODY=10m, FERRY_FRONT_UPSTREAM=unix:/a.sock,unix:/b.sock). Flags win over
 the environment, the environment over the config file.
 
-Signals: SIGHUP reload upstreams (--config) and the --upstream-tls-* files (rotate: replace
-the files, kill -HUP) · SIGTERM/SIGINT close WebSockets (1001), finish requests in flight,
-then exit.
+Signals: SIGHUP reload upstreams (--config), the --upstream-tls-* files and the
+--tls-cert/--tls-key files (rotate: replace the files, kill -HUP) · SIGTERM/SIGINT close
+WebSockets (1001), finish requests in flight, then exit.
 Sizes: 1048576, 512k, 10m, 1g. Durations: 500 (ms), 500ms, 5s, 2m.
 `
 
