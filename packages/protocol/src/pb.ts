@@ -148,6 +148,18 @@ export class PbWriter {
 
 export const writer = new PbWriter()
 
+/** Up to this length a field is scanned by a loop: cheaper than entering the regexp. */
+const SHORT_SCAN = 32
+
+/** NOT_PLAIN.test for the bytes from..to (latin1: one byte, one char). */
+function notPlainBytes (b: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = b[i]!
+    if (c >= 0x80 || c === 0x0a || c === 0x0d || c === 0) return true
+  }
+  return false
+}
+
 function invalid (what: string, streamId: number): Error {
   return protocolError('FERRY_ERR_HEAD_INVALID', what, { streamId })
 }
@@ -214,7 +226,7 @@ export class PbReader {
     const n = this.length()
     const a = this.pos - this.#base
     let s = this.#text.substring(a, a + n)
-    if (NOT_PLAIN.test(s)) {
+    if (n <= SHORT_SCAN ? notPlainBytes(this.buf, this.pos, this.pos + n) : NOT_PLAIN.test(s)) {
       this.plain = false
       if (HIGH_BYTE.test(s)) s = (this.buf as FastBuffer).utf8Slice(this.pos, this.pos + n)
     } else {
