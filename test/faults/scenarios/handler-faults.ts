@@ -119,15 +119,17 @@ async function round (setup: Setup, scale: FaultScale, withFaults: boolean, firs
 
 /**
  * The throughput comparison with wrk (see wrk-mix.ts): interleaved rounds on the twins, the
- * faulty one with a hang stream beside the mix, sized from the fault-free rate so that ≈ 1%
- * of the requests hang (a hang holds its connection for the node's --timeout, 1 s).
+ * faulty one with a hang stream beside the mix, sized from the faulty twin's own rate (a
+ * warm-up of the mix) so that ≈ 1% of the requests hang (a hang holds its connection for the
+ * node's --timeout, 1 s; the share sent is reported: slower faulty rounds make it larger).
  */
 async function wrkRounds (dir: string, clean: Setup, faulty: Setup, scale: FaultScale): Promise<WrkResult> {
   const connections = 32
   const cpu = (s: Setup): number => s.pids.reduce((a, p) => a + cpuUs(p), 0)
-  const warm = await runWrkMix(dir, clean.base, 'none', connections, 1)
-  await runWrkMix(dir, faulty.base, 'mix', connections, 1)
-  const hangConnections = Math.max(1, Math.round(warm.ok / warm.seconds / 100))
+  await runWrkMix(dir, clean.base, 'none', connections, 1)
+  const warm = await runWrkMix(dir, faulty.base, 'mix', connections, 1)
+  // hangs ≈ 1% of what the faulty twin is sent: each hang connection sends one per --timeout (1 s)
+  const hangConnections = Math.max(1, Math.round((warm.ok + warm.threw + warm.uncaught) / warm.seconds / 99))
   const sum = (a: WrkCounts | null, b: WrkCounts): WrkCounts => {
     if (a === null) return { ...b }
     const out = { ...a }
