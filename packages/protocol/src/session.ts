@@ -5,19 +5,21 @@
  * docs/protocol.md.
  *
  * Its parts live beside it: the HELLO exchange, limits and shared-secret auth in
- * session-hello.ts, the batching frame writer in session-writer.ts, PING with RTT in
- * session-ping.ts. This file keeps the per-frame receive path and the stream and connection
- * state machines, which share the session's fields too closely to split without adding
- * indirection to every frame.
+ * session-hello.ts; credit windows both ways, DATA sending and 'drain' in session-flow.ts;
+ * the batching frame writer in session-writer.ts; PING with RTT in session-ping.ts. This
+ * file keeps the frame dispatch, the stream table and the stream and connection state
+ * machines (HEADERS, DATA, RESET, GOAWAY, close), which read and write the same fields
+ * (open streams, last stream ids, closed/goingAway) on every frame.
  */
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { ferry } from '../gen/ferry.js'
-import { DEFAULT_LIMITS, Flags, FrameType, MAX_STREAM_ID, MAX_WINDOW, PREFACE, ResetCode } from './constants.js'
+import { DEFAULT_LIMITS, Flags, FrameType, MAX_STREAM_ID, PREFACE, ResetCode } from './constants.js'
 import { type FerryError, isFerryError, protocolError } from './errors.js'
-import { encodeSmallFrame, encodeWindowUpdate, FrameDecoder } from './frame.js'
+import { encodeSmallFrame, FrameDecoder } from './frame.js'
 import { decodeRequestHead, decodeResponseHead, encodeRequestHeadView, encodeResponseHeadView } from './head.js'
 import { Handshake, resolveLimits, validateLimits } from './session-hello.js'
+import { FlowControl } from './session-flow.js'
 import { Pings } from './session-ping.js'
 import { FrameWriter } from './session-writer.js'
 import { Stream, type StreamOwner, StreamTable } from './stream.js'
@@ -54,8 +56,6 @@ export interface GoAwayInfo {
   message: string
 }
 
-const EMPTY = new Uint8Array(0)
-
 export class Session extends EventEmitter implements StreamOwner {
   readonly role: SessionRole
   readonly localLimits: Limits
@@ -79,12 +79,7 @@ export class Session extends EventEmitter implements StreamOwner {
   #writer: FrameWriter
   #pings: Pings
 
-  #blocked = new Set<Stream>()
-  #drainWaiters = new Set<Stream>()
-
-  #sendWindow: number = DEFAULT_LIMITS.connectionWindow
-  #recvWindow: number
-  #connUnacked = 0
+  #flow: FlowControl
 
   #goawaySent = false
   #goawayLastId = MAX_STREAM_ID
@@ -101,7 +96,7 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#handshake = new Handshake(this.role === 'server', options)
     this.#writer = new FrameWriter(socket)
     this.#pings = new Pings(this.#writer)
-    this.#recvWindow = this.localLimits.connectionWindow
+    this.#flow = new FlowControl(this.#writer, this.localLimits)
     this.#prefaceLeft = this.role === 'server' ? PREFACE.length : 0
     this.#decoder = new FrameDecoder({
       maxFramePayload: this.localLimits.maxFramePayload,
@@ -241,37 +236,7 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   sendData (stream: Stream): void {
-    if (stream.closed) return
-    const maxFrame = this.peerLimits.maxFramePayload
-    while (stream.pendingBytes > 0) {
-      const credit = Math.min(stream.sendWindow, this.#sendWindow, maxFrame)
-      if (credit <= 0) {
-        this.#blocked.add(stream)
-        return
-      }
-      const first = stream.pending[0]!
-      const n = Math.min(first.length, credit)
-      const piece = n === first.length ? first : first.subarray(0, n)
-      if (n === first.length) stream.pending.shift()
-      else stream.pending[0] = first.subarray(n)
-      stream.pendingBytes -= n
-      stream.sendWindow -= n
-      this.#sendWindow -= n
-      const last = stream.endPending && stream.pendingBytes === 0
-      this.#writer.frame(FrameType.DATA, last ? Flags.END_STREAM : 0, stream.id, piece)
-      if (last) {
-        stream.localEnded = true
-        this.#blocked.delete(stream)
-        this.#afterLocalEnd(stream)
-        return
-      }
-    }
-    this.#blocked.delete(stream)
-    if (stream.endPending && !stream.localEnded) {
-      stream.localEnded = true
-      this.#writer.frame(FrameType.DATA, Flags.END_STREAM, stream.id, EMPTY)
-      this.#afterLocalEnd(stream)
-    }
+    if (this.#flow.send(stream)) this.#afterLocalEnd(stream)
   }
 
   sendReset (stream: Stream, code: number, message: string): void {
@@ -281,14 +246,11 @@ export class Session extends EventEmitter implements StreamOwner {
 
   returnCredit (stream: Stream, n: number): void {
     if (stream.closed) return
-    if (!stream.remoteEnded) {
-      stream.unacked += n
-      if (stream.unacked >= this.localLimits.initialWindow >>> 1) {
-        stream.recvWindow += stream.unacked
-        this.#writer.piece(encodeWindowUpdate(stream.id, stream.unacked))
-        stream.unacked = 0
-      }
-    }
+    this.#flow.returnCredit(stream, n)
+  }
+
+  wantDrain (stream: Stream): void {
+    this.#flow.wantDrain(stream)
   }
 
   // ── receiving ──────────────────────────────────────────────────────────────
@@ -354,7 +316,7 @@ export class Session extends EventEmitter implements StreamOwner {
     const peer = hs.receiveHello(payload, this.ready)
     this.peerLimits = peer.limits
     this.peerFeatures = peer.features
-    this.#sendWindow = peer.limits.connectionWindow
+    this.#flow.peer(peer.limits)
     if (this.role === 'server') {
       this.#writer.control(FrameType.HELLO, 0, hs.hello(this.localLimits))
       if (hs.secured) {
@@ -462,18 +424,16 @@ export class Session extends EventEmitter implements StreamOwner {
 
   #onDataFrame (flags: number, id: number, payload: Buffer): void {
     const len = payload.length
-    if (len > this.#recvWindow) throw protocolError('FERRY_ERR_FLOW_CONTROL', `connection window ${this.#recvWindow}, got ${len}`)
-    this.#recvWindow -= len
+    this.#flow.receive(len)
     const stream = this.#streams.get(id)
     if (stream === undefined) {
       if (!this.#knownClosed(id)) throw protocolError('FERRY_ERR_STREAM_ID', `DATA on stream ${id} never opened`, { streamId: id })
       // DATA that was in flight when we closed or refused the stream: drop, keep the credit flowing.
-      this.#connUnacked += len
-      this.#maybeConnWindowUpdate()
+      this.#flow.release(len)
       return
     }
     if (stream.remoteEnded || (this.role === 'client' && stream.response === null)) {
-      this.#connUnacked += len
+      this.#flow.owe(len)
       this.#streamError(stream, protocolError('FERRY_ERR_STREAM_STATE', stream.remoteEnded ? 'DATA after END_STREAM' : 'DATA before the response head', { streamId: id }))
       return
     }
@@ -483,8 +443,7 @@ export class Session extends EventEmitter implements StreamOwner {
     // Connection credit goes back on receipt: what a stream holds is bounded by its own
     // window, and a stream whose reader is slow (a WebSocket, a slow client) must not stall
     // the other streams of the connection by holding connection credit.
-    this.#connUnacked += len
-    this.#maybeConnWindowUpdate()
+    this.#flow.release(len)
     const endStream = (flags & Flags.END_STREAM) !== 0
     if (stream.expectedLength >= 0 && (stream.bytesReceived > stream.expectedLength || (endStream && stream.bytesReceived !== stream.expectedLength))) {
       this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${stream.expectedLength}, got ${stream.bytesReceived}${endStream ? '' : '+'}`, { streamId: id }))
@@ -546,13 +505,7 @@ export class Session extends EventEmitter implements StreamOwner {
     const inc = payload.readUInt32BE(0) & 0x7fffffff
     if (inc === 0) throw protocolError('FERRY_ERR_WINDOW_ZERO', `stream ${id}`, { streamId: id })
     if (id === 0) {
-      if (this.#sendWindow + inc > MAX_WINDOW) throw protocolError('FERRY_ERR_WINDOW_OVERFLOW', 'connection')
-      this.#sendWindow += inc
-      for (const s of [...this.#blocked]) {
-        this.sendData(s)
-        if (this.#sendWindow <= 0) break
-      }
-      this.#notifyDrain()
+      this.#flow.connectionUpdate(inc)
       return
     }
     const stream = this.#streams.get(id)
@@ -560,10 +513,7 @@ export class Session extends EventEmitter implements StreamOwner {
       if (!this.#knownClosed(id)) throw protocolError('FERRY_ERR_STREAM_ID', `WINDOW_UPDATE on stream ${id} never opened`, { streamId: id })
       return
     }
-    if (stream.sendWindow + inc > MAX_WINDOW) throw protocolError('FERRY_ERR_WINDOW_OVERFLOW', `stream ${id}`, { streamId: id })
-    stream.sendWindow += inc
-    if (stream.pendingBytes > 0 || stream.endPending) this.sendData(stream)
-    this.#notifyDrain()
+    this.#flow.streamUpdate(stream, inc)
   }
 
   // ── stream lifecycle ───────────────────────────────────────────────────────
@@ -605,19 +555,10 @@ export class Session extends EventEmitter implements StreamOwner {
     stream.remoteEnded = true
     stream.pending.length = 0
     stream.pendingBytes = 0
-    this.#blocked.delete(stream)
-    this.#drainWaiters.delete(stream)
+    this.#flow.forget(stream)
     if (this.#streams.delete(stream.id)) this.openStreams--
     stream.bytesConsumed = stream.bytesReceived
     this.#maybeEnd()
-  }
-
-  #maybeConnWindowUpdate (): void {
-    if (this.#connUnacked >= this.localLimits.connectionWindow >>> 1) {
-      this.#recvWindow += this.#connUnacked
-      this.#writer.piece(encodeWindowUpdate(0, this.#connUnacked))
-      this.#connUnacked = 0
-    }
   }
 
   // ── connection lifecycle ───────────────────────────────────────────────────
@@ -665,8 +606,7 @@ export class Session extends EventEmitter implements StreamOwner {
     const streams = this.#streams.values()
     this.#streams.clear()
     this.openStreams = 0
-    this.#blocked.clear()
-    this.#drainWaiters.clear()
+    this.#flow.clear()
     for (const s of streams) {
       s.closed = true
       s.localEnded = true
@@ -708,28 +648,8 @@ export class Session extends EventEmitter implements StreamOwner {
     this.emit('close')
   }
 
-  // ── drain ──────────────────────────────────────────────────────────────
-
   #onSocketDrain (): void {
     this.#writer.drained()
-    this.#notifyDrain()
-  }
-
-  wantDrain (stream: Stream): void {
-    this.#drainWaiters.add(stream)
-  }
-
-  #notifyDrain (): void {
-    if (this.#writer.blocked || this.#drainWaiters.size === 0) return
-    for (const s of [...this.#drainWaiters]) {
-      if (s.closed) {
-        this.#drainWaiters.delete(s)
-      } else if (s.pendingBytes === 0) {
-        this.#drainWaiters.delete(s)
-        s.wantDrain = false
-        s.onDrain?.()
-      }
-    }
+    this.#flow.notifyDrain()
   }
 }
-
