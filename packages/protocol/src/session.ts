@@ -1,26 +1,27 @@
 /**
- * A native ferry connection over any Duplex: HELLO exchange and limits, multiplexed streams,
- * per-stream and per-connection flow control, RESET, GOAWAY drain, PING with RTT.
- * Shared by the front (role 'client') and the app-server (role 'server').
- * Contract: docs/dev/session-api.md; bytes: docs/protocol.md.
+ * A native ferry connection over any Duplex: multiplexed streams, per-stream and
+ * per-connection flow control, RESET, GOAWAY drain and close. Shared by the front (role
+ * 'client') and the app-server (role 'server'). Contract: docs/dev/session-api.md; bytes:
+ * docs/protocol.md.
  *
- * Writes: every frame produced in one event-loop turn is queued and written on setImmediate
- * (or at once past FLUSH_BYTES), so a turn that answers 50 requests costs one write, not 150.
- * Frame headers, heads, control frames and small DATA payloads are copied into a staging
- * buffer as they are queued (no Buffer per frame header, no write request per piece); only
- * DATA payloads above COPY_MAX travel as their own writev pieces, never copied.
+ * Its parts live beside it: the HELLO exchange, limits and shared-secret auth in
+ * session-hello.ts; credit windows both ways, DATA sending and 'drain' in session-flow.ts;
+ * the batching frame writer in session-writer.ts; PING with RTT in session-ping.ts. This
+ * file keeps the frame dispatch, the stream table and the stream and connection state
+ * machines (HEADERS, DATA, RESET, GOAWAY, close), which read and write the same fields
+ * (open streams, last stream ids, closed/goingAway) on every frame.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { ferry } from '../gen/ferry.js'
-import {
-  DEFAULT_LIMITS, Flags, FRAME_HEADER_SIZE, FrameType, MAX_FRAME_PAYLOAD_LIMIT, MAX_STREAM_ID, MAX_WINDOW,
-  MIN_LIMITS, PREFACE, PROTOCOL_VERSION, ResetCode
-} from './constants.js'
+import { DEFAULT_LIMITS, Flags, FrameType, MAX_STREAM_ID, PREFACE, ResetCode } from './constants.js'
 import { type FerryError, isFerryError, protocolError } from './errors.js'
-import { encodePing, encodeSmallFrame, encodeWindowUpdate, FrameDecoder, writeFrameHeader } from './frame.js'
+import { encodeSmallFrame, FrameDecoder } from './frame.js'
 import { decodeRequestHead, decodeResponseHead, encodeRequestHeadView, encodeResponseHeadView } from './head.js'
+import { Handshake, resolveLimits, validateLimits } from './session-hello.js'
+import { FlowControl } from './session-flow.js'
+import { Pings } from './session-ping.js'
+import { FrameWriter } from './session-writer.js'
 import { Stream, type StreamOwner, StreamTable } from './stream.js'
 import type { Limits, RequestHead, ResponseHead } from './types.js'
 
@@ -55,33 +56,6 @@ export interface GoAwayInfo {
   message: string
 }
 
-const FLUSH_BYTES = 256 * 1024
-/** DATA payloads up to this size are copied into the staging buffer; larger ones are not. */
-const COPY_MAX = 4096
-/** Size of a fresh staging buffer (a bump allocator: flushed bytes are never overwritten). */
-const STAGE_SIZE = 64 * 1024
-const NONCE_BYTES = 16
-const EMPTY = new Uint8Array(0)
-const EMPTY_STAGE = Buffer.alloc(0)
-
-interface PendingPing {
-  start: bigint
-  resolve: (ms: number) => void
-  reject: (err: FerryError) => void
-  timer: NodeJS.Timeout
-}
-
-function resolveLimits (partial: Partial<Limits> | undefined): Limits {
-  return { ...DEFAULT_LIMITS, ...stripUndefined(partial) }
-}
-
-function stripUndefined (o: Partial<Limits> | undefined): Partial<Limits> {
-  const out: Partial<Limits> = {}
-  if (o === undefined) return out
-  for (const k of Object.keys(o) as (keyof Limits)[]) if (o[k] !== undefined && o[k] !== 0) out[k] = o[k]
-  return out
-}
-
 export class Session extends EventEmitter implements StreamOwner {
   readonly role: SessionRole
   readonly localLimits: Limits
@@ -101,32 +75,15 @@ export class Session extends EventEmitter implements StreamOwner {
   #lastPeerStreamId = 0
   #prefaceLeft: number
   #helloTimer: NodeJS.Timeout | null = null
+  #handshake: Handshake
+  #writer: FrameWriter
+  #pings: Pings
 
-  #out: Uint8Array[] = []
-  #outBytes = 0
-  #stage: Buffer = EMPTY_STAGE
-  #stagePos = 0
-  #stageStart = 0
-  #flushScheduled = false
-  #socketBlocked = false
-  #blocked = new Set<Stream>()
-  #drainWaiters = new Set<Stream>()
+  #flow: FlowControl
 
-  #sendWindow: number = DEFAULT_LIMITS.connectionWindow
-  #recvWindow: number
-  #connUnacked = 0
-
-  /** This side's fresh nonce for the HMAC handshake, and the peer's. */
-  #nonce: Buffer = randomBytes(NONCE_BYTES)
-  #peerNonce: Buffer = Buffer.alloc(0)
-  #peerHello = false
-  /** Server with a secret: the client's HELLO ACK (proof) has not arrived yet. */
-  #awaitingProof = false
   #goawaySent = false
   #goawayLastId = MAX_STREAM_ID
   #peerGoaway: GoAwayInfo | null = null
-  #pings = new Map<number, PendingPing>()
-  #pingSeq = 0
   #ending = false
 
   constructor (socket: Duplex, options: SessionOptions) {
@@ -135,8 +92,11 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#socket = socket
     this.#options = options
     this.localLimits = resolveLimits(options.limits)
-    this.#validateLimits(this.localLimits, 'local')
-    this.#recvWindow = this.localLimits.connectionWindow
+    validateLimits(this.localLimits, 'local')
+    this.#handshake = new Handshake(this.role === 'server', options)
+    this.#writer = new FrameWriter(socket)
+    this.#pings = new Pings(this.#writer)
+    this.#flow = new FlowControl(this.#writer, this.localLimits)
     this.#prefaceLeft = this.role === 'server' ? PREFACE.length : 0
     this.#decoder = new FrameDecoder({
       maxFramePayload: this.localLimits.maxFramePayload,
@@ -150,8 +110,8 @@ export class Session extends EventEmitter implements StreamOwner {
     socket.on('end', () => this.#onSocketEnd())
 
     if (this.role === 'client') {
-      this.#queue(PREFACE)
-      this.#sendHello(false)
+      this.#writer.piece(PREFACE)
+      this.#writer.control(FrameType.HELLO, 0, this.#handshake.hello(this.localLimits))
     }
     // The server answers the client's HELLO (its proof needs the client's nonce).
     const helloTimeout = options.helloTimeout ?? 10000
@@ -166,7 +126,7 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   get socket (): Duplex { return this.#socket }
-  get socketBlocked (): boolean { return this.#socketBlocked }
+  get socketBlocked (): boolean { return this.#writer.blocked }
   /** The peer's GOAWAY, if one arrived. */
   get peerGoaway (): GoAwayInfo | null { return this.#peerGoaway }
 
@@ -195,26 +155,14 @@ export class Session extends EventEmitter implements StreamOwner {
     if (endStream) stream.localEnded = true
     this.#streams.set(id, stream)
     this.openStreams++
-    this.#queueFrame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, id, payload)
+    this.#writer.frame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, id, payload)
     return stream
   }
 
   /** Measure round-trip time to the peer, in milliseconds. */
   ping (): Promise<number> {
     if (this.closed) return Promise.reject(protocolError('FERRY_ERR_SESSION_CLOSED'))
-    const seq = (this.#pingSeq = (this.#pingSeq + 1) >>> 0)
-    const opaque = Buffer.alloc(8)
-    opaque.writeUInt32BE(seq, 4)
-    const timeout = this.#options.pingTimeout ?? 10000
-    return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pings.delete(seq)
-        reject(protocolError('FERRY_ERR_PING_TIMEOUT', `${timeout} ms`))
-      }, timeout)
-      timer.unref()
-      this.#pings.set(seq, { start: process.hrtime.bigint(), resolve, reject, timer })
-      this.#queue(encodePing(opaque, false))
-    })
+    return this.#pings.ping(this.#options.pingTimeout ?? 10000)
   }
 
   /** Graceful drain: no new streams; open ones finish; then the socket ends (FIN). */
@@ -233,7 +181,7 @@ export class Session extends EventEmitter implements StreamOwner {
         return this.#goawayDone
       }
       this.#goawayLastId = this.role === 'server' ? this.#lastPeerStreamId : 0
-      this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code, message }).finish())
+      this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code, message }).finish())
     }
     this.#maybeEnd()
     return this.#goawayDone
@@ -250,12 +198,12 @@ export class Session extends EventEmitter implements StreamOwner {
    */
   #twoPhaseGoaway (message: string): Promise<void> {
     this.#goawayPending = true
-    this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: MAX_STREAM_ID, code: ResetCode.NO_ERROR, message }).finish())
+    this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({ lastStreamId: MAX_STREAM_ID, code: ResetCode.NO_ERROR, message }).finish())
     const finish = (): void => {
       this.#goawayPending = false
       if (this.closed) return
       this.#goawayLastId = this.#lastPeerStreamId
-      this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code: ResetCode.NO_ERROR, message }).finish())
+      this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code: ResetCode.NO_ERROR, message }).finish())
       this.#maybeEnd()
     }
     return this.ping().then(finish, finish)
@@ -283,59 +231,26 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   sendHeaders (stream: Stream, payload: Uint8Array, endStream: boolean): void {
-    this.#queueFrame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, stream.id, payload)
+    this.#writer.frame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, stream.id, payload)
     if (endStream) this.#afterLocalEnd(stream)
   }
 
   sendData (stream: Stream): void {
-    if (stream.closed) return
-    const maxFrame = this.peerLimits.maxFramePayload
-    while (stream.pendingBytes > 0) {
-      const credit = Math.min(stream.sendWindow, this.#sendWindow, maxFrame)
-      if (credit <= 0) {
-        this.#blocked.add(stream)
-        return
-      }
-      const first = stream.pending[0]!
-      const n = Math.min(first.length, credit)
-      const piece = n === first.length ? first : first.subarray(0, n)
-      if (n === first.length) stream.pending.shift()
-      else stream.pending[0] = first.subarray(n)
-      stream.pendingBytes -= n
-      stream.sendWindow -= n
-      this.#sendWindow -= n
-      const last = stream.endPending && stream.pendingBytes === 0
-      this.#queueFrame(FrameType.DATA, last ? Flags.END_STREAM : 0, stream.id, piece)
-      if (last) {
-        stream.localEnded = true
-        this.#blocked.delete(stream)
-        this.#afterLocalEnd(stream)
-        return
-      }
-    }
-    this.#blocked.delete(stream)
-    if (stream.endPending && !stream.localEnded) {
-      stream.localEnded = true
-      this.#queueFrame(FrameType.DATA, Flags.END_STREAM, stream.id, EMPTY)
-      this.#afterLocalEnd(stream)
-    }
+    if (this.#flow.send(stream)) this.#afterLocalEnd(stream)
   }
 
   sendReset (stream: Stream, code: number, message: string): void {
-    this.#queueControlOn(FrameType.RESET, stream.id, ferry.Reset.encode({ code, message }).finish())
+    this.#writer.control(FrameType.RESET, stream.id, ferry.Reset.encode({ code, message }).finish())
     this.#closeStream(stream)
   }
 
   returnCredit (stream: Stream, n: number): void {
     if (stream.closed) return
-    if (!stream.remoteEnded) {
-      stream.unacked += n
-      if (stream.unacked >= this.localLimits.initialWindow >>> 1) {
-        stream.recvWindow += stream.unacked
-        this.#queue(encodeWindowUpdate(stream.id, stream.unacked))
-        stream.unacked = 0
-      }
-    }
+    this.#flow.returnCredit(stream, n)
+  }
+
+  wantDrain (stream: Stream): void {
+    this.#flow.wantDrain(stream)
   }
 
   // ── receiving ──────────────────────────────────────────────────────────────
@@ -376,7 +291,7 @@ export class Session extends EventEmitter implements StreamOwner {
   #onFrame (type: number, flags: number, id: number, payload: Buffer): void {
     if (this.closed) return
     if (!this.ready && type !== FrameType.HELLO) {
-      if (this.#awaitingProof) throw protocolError('FERRY_ERR_AUTH', 'client sent no proof of the shared secret')
+      if (this.#handshake.awaitingProof) throw protocolError('FERRY_ERR_AUTH', 'client sent no proof of the shared secret')
       throw protocolError('FERRY_ERR_HELLO_REQUIRED', `got frame type ${type}`)
     }
     switch (type) {
@@ -387,7 +302,7 @@ export class Session extends EventEmitter implements StreamOwner {
         break
       case FrameType.RESET: this.#onReset(id, payload); break
       case FrameType.GOAWAY: this.#onGoaway(payload); break
-      case FrameType.PING: this.#onPing(flags, payload); break
+      case FrameType.PING: this.#pings.onPing(flags, payload); break
       case FrameType.WINDOW_UPDATE: this.#onWindowUpdate(id, payload); break
       case FrameType.HELLO:
         if ((flags & Flags.ACK) !== 0) this.#onHelloAck(payload)
@@ -396,77 +311,27 @@ export class Session extends EventEmitter implements StreamOwner {
     }
   }
 
-  #decodeHello (payload: Buffer): ferry.Hello {
-    try {
-      return ferry.Hello.decode(payload)
-    } catch (cause) {
-      throw protocolError('FERRY_ERR_PAYLOAD_INVALID', 'HELLO', { cause })
-    }
-  }
-
-  get #secret (): string | undefined {
-    const s = this.#options.auth
-    return s === undefined || s === '' ? undefined : s
-  }
-
-  #proof (label: string, a: Uint8Array, b: Uint8Array): Buffer {
-    return createHmac('sha256', this.#secret!).update(label).update(a).update(b).digest()
-  }
-
   #onHello (payload: Buffer): void {
-    if (this.ready || this.#peerHello) throw protocolError('FERRY_ERR_HELLO_DUPLICATE')
-    const hello = this.#decodeHello(payload)
-    if (hello.version !== PROTOCOL_VERSION) throw protocolError('FERRY_ERR_HELLO_VERSION', `peer version ${hello.version}, ours ${PROTOCOL_VERSION}`)
-    this.#peerHello = true
-    const secret = this.#secret
-    const peerNonce = hello.nonce ?? EMPTY
+    const hs = this.#handshake
+    const peer = hs.receiveHello(payload, this.ready)
+    this.peerLimits = peer.limits
+    this.peerFeatures = peer.features
+    this.#flow.peer(peer.limits)
     if (this.role === 'server') {
-      if (secret !== undefined && peerNonce.length !== NONCE_BYTES) {
-        throw protocolError('FERRY_ERR_AUTH', 'this server requires the shared secret; the client offered none')
-      }
-      this.#peerNonce = Buffer.from(peerNonce)
-    } else if (secret !== undefined) {
-      const proof = hello.proof ?? EMPTY
-      const want = this.#proof('ferry-server', this.#nonce, peerNonce)
-      if (peerNonce.length !== NONCE_BYTES || proof.length !== want.length || !timingSafeEqual(proof, want)) {
-        throw protocolError('FERRY_ERR_AUTH', 'the server did not prove the shared secret')
-      }
-      this.#peerNonce = Buffer.from(peerNonce)
-    }
-    const l = hello.limits ?? {}
-    const peer = resolveLimits({
-      maxFramePayload: l.maxFramePayload ?? 0,
-      maxHeadBytes: l.maxHeadBytes ?? 0,
-      maxConcurrentStreams: l.maxConcurrentStreams ?? 0,
-      initialWindow: l.initialWindow ?? 0,
-      connectionWindow: l.connectionWindow ?? 0
-    })
-    this.#validateLimits(peer, 'peer')
-    this.peerLimits = peer
-    this.peerFeatures = hello.features ?? []
-    this.#sendWindow = peer.connectionWindow
-    if (this.role === 'server') {
-      this.#sendHello(false)
-      if (secret !== undefined) {
-        this.#awaitingProof = true
+      this.#writer.control(FrameType.HELLO, 0, hs.hello(this.localLimits))
+      if (hs.secured) {
+        hs.expectProof()
         return
       }
-    } else if (secret !== undefined) {
-      this.#sendHello(true)
+    } else if (hs.secured) {
+      this.#writer.piece(encodeSmallFrame(FrameType.HELLO, Flags.ACK, 0, hs.ack()))
     }
     this.#becomeReady()
   }
 
   /** Server: the client's proof of the shared secret (HELLO with ACK). */
   #onHelloAck (payload: Buffer): void {
-    if (!this.#awaitingProof) throw protocolError('FERRY_ERR_HELLO_DUPLICATE', 'unexpected HELLO ACK')
-    const hello = this.#decodeHello(payload)
-    const proof = hello.proof ?? EMPTY
-    const want = this.#proof('ferry-client', this.#nonce, this.#peerNonce)
-    if (proof.length !== want.length || !timingSafeEqual(proof, want)) {
-      throw protocolError('FERRY_ERR_AUTH', 'wrong proof of the shared secret')
-    }
-    this.#awaitingProof = false
+    this.#handshake.receiveAck(payload)
     this.#becomeReady()
   }
 
@@ -475,16 +340,6 @@ export class Session extends EventEmitter implements StreamOwner {
     if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
     this.#helloTimer = null
     this.emit('ready')
-  }
-
-  #validateLimits (l: Limits, who: string): void {
-    for (const k of Object.keys(MIN_LIMITS) as (keyof Limits)[]) {
-      if (!Number.isInteger(l[k]) || l[k] < MIN_LIMITS[k]) {
-        throw protocolError('FERRY_ERR_HELLO_LIMITS', `${who} ${k} ${l[k]} < ${MIN_LIMITS[k]}`)
-      }
-    }
-    if (l.maxFramePayload > MAX_FRAME_PAYLOAD_LIMIT) throw protocolError('FERRY_ERR_HELLO_LIMITS', `${who} maxFramePayload ${l.maxFramePayload}`)
-    if (l.initialWindow > MAX_WINDOW || l.connectionWindow > MAX_WINDOW) throw protocolError('FERRY_ERR_HELLO_LIMITS', `${who} window above 2^31-1`)
   }
 
   #onRequestHeaders (flags: number, id: number, payload: Buffer): void {
@@ -569,18 +424,16 @@ export class Session extends EventEmitter implements StreamOwner {
 
   #onDataFrame (flags: number, id: number, payload: Buffer): void {
     const len = payload.length
-    if (len > this.#recvWindow) throw protocolError('FERRY_ERR_FLOW_CONTROL', `connection window ${this.#recvWindow}, got ${len}`)
-    this.#recvWindow -= len
+    this.#flow.receive(len)
     const stream = this.#streams.get(id)
     if (stream === undefined) {
       if (!this.#knownClosed(id)) throw protocolError('FERRY_ERR_STREAM_ID', `DATA on stream ${id} never opened`, { streamId: id })
       // DATA that was in flight when we closed or refused the stream: drop, keep the credit flowing.
-      this.#connUnacked += len
-      this.#maybeConnWindowUpdate()
+      this.#flow.release(len)
       return
     }
     if (stream.remoteEnded || (this.role === 'client' && stream.response === null)) {
-      this.#connUnacked += len
+      this.#flow.owe(len)
       this.#streamError(stream, protocolError('FERRY_ERR_STREAM_STATE', stream.remoteEnded ? 'DATA after END_STREAM' : 'DATA before the response head', { streamId: id }))
       return
     }
@@ -590,8 +443,7 @@ export class Session extends EventEmitter implements StreamOwner {
     // Connection credit goes back on receipt: what a stream holds is bounded by its own
     // window, and a stream whose reader is slow (a WebSocket, a slow client) must not stall
     // the other streams of the connection by holding connection credit.
-    this.#connUnacked += len
-    this.#maybeConnWindowUpdate()
+    this.#flow.release(len)
     const endStream = (flags & Flags.END_STREAM) !== 0
     if (stream.expectedLength >= 0 && (stream.bytesReceived > stream.expectedLength || (endStream && stream.bytesReceived !== stream.expectedLength))) {
       this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${stream.expectedLength}, got ${stream.bytesReceived}${endStream ? '' : '+'}`, { streamId: id }))
@@ -649,30 +501,11 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#maybeEnd()
   }
 
-  #onPing (flags: number, payload: Buffer): void {
-    if ((flags & Flags.ACK) === 0) {
-      this.#queue(encodePing(payload, true))
-      return
-    }
-    const seq = payload.readUInt32BE(4)
-    const p = this.#pings.get(seq)
-    if (p === undefined) return
-    this.#pings.delete(seq)
-    clearTimeout(p.timer)
-    p.resolve(Number(process.hrtime.bigint() - p.start) / 1e6)
-  }
-
   #onWindowUpdate (id: number, payload: Buffer): void {
     const inc = payload.readUInt32BE(0) & 0x7fffffff
     if (inc === 0) throw protocolError('FERRY_ERR_WINDOW_ZERO', `stream ${id}`, { streamId: id })
     if (id === 0) {
-      if (this.#sendWindow + inc > MAX_WINDOW) throw protocolError('FERRY_ERR_WINDOW_OVERFLOW', 'connection')
-      this.#sendWindow += inc
-      for (const s of [...this.#blocked]) {
-        this.sendData(s)
-        if (this.#sendWindow <= 0) break
-      }
-      this.#notifyDrain()
+      this.#flow.connectionUpdate(inc)
       return
     }
     const stream = this.#streams.get(id)
@@ -680,10 +513,7 @@ export class Session extends EventEmitter implements StreamOwner {
       if (!this.#knownClosed(id)) throw protocolError('FERRY_ERR_STREAM_ID', `WINDOW_UPDATE on stream ${id} never opened`, { streamId: id })
       return
     }
-    if (stream.sendWindow + inc > MAX_WINDOW) throw protocolError('FERRY_ERR_WINDOW_OVERFLOW', `stream ${id}`, { streamId: id })
-    stream.sendWindow += inc
-    if (stream.pendingBytes > 0 || stream.endPending) this.sendData(stream)
-    this.#notifyDrain()
+    this.#flow.streamUpdate(stream, inc)
   }
 
   // ── stream lifecycle ───────────────────────────────────────────────────────
@@ -695,12 +525,12 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   #refuse (id: number, err: FerryError): void {
-    this.#queueControlOn(FrameType.RESET, id, ferry.Reset.encode({ code: err.resetCode, message: err.message }).finish())
+    this.#writer.control(FrameType.RESET, id, ferry.Reset.encode({ code: err.resetCode, message: err.message }).finish())
     this.#emitStreamError(err)
   }
 
   #streamError (stream: Stream, err: FerryError): void {
-    this.#queueControlOn(FrameType.RESET, stream.id, ferry.Reset.encode({ code: err.resetCode, message: err.message }).finish())
+    this.#writer.control(FrameType.RESET, stream.id, ferry.Reset.encode({ code: err.resetCode, message: err.message }).finish())
     this.#closeStream(stream)
     this.#emitStreamError(err)
     stream.onError?.(err)
@@ -725,54 +555,19 @@ export class Session extends EventEmitter implements StreamOwner {
     stream.remoteEnded = true
     stream.pending.length = 0
     stream.pendingBytes = 0
-    this.#blocked.delete(stream)
-    this.#drainWaiters.delete(stream)
+    this.#flow.forget(stream)
     if (this.#streams.delete(stream.id)) this.openStreams--
     stream.bytesConsumed = stream.bytesReceived
     this.#maybeEnd()
   }
 
-  #maybeConnWindowUpdate (): void {
-    if (this.#connUnacked >= this.localLimits.connectionWindow >>> 1) {
-      this.#recvWindow += this.#connUnacked
-      this.#queue(encodeWindowUpdate(0, this.#connUnacked))
-      this.#connUnacked = 0
-    }
-  }
-
   // ── connection lifecycle ───────────────────────────────────────────────────
-
-  /** HELLO (ack = false), or the client's HELLO ACK carrying its proof (ack = true). */
-  #sendHello (ack: boolean): void {
-    const secret = this.#secret
-    if (ack) {
-      const proof = this.#proof('ferry-client', this.#peerNonce, this.#nonce)
-      this.#queue(encodeSmallFrame(FrameType.HELLO, Flags.ACK, 0, ferry.Hello.encode({ version: PROTOCOL_VERSION, proof }).finish()))
-      return
-    }
-    const l = this.localLimits
-    const payload = ferry.Hello.encode({
-      version: PROTOCOL_VERSION,
-      limits: {
-        maxFramePayload: l.maxFramePayload,
-        maxHeadBytes: l.maxHeadBytes,
-        maxConcurrentStreams: l.maxConcurrentStreams,
-        initialWindow: l.initialWindow,
-        connectionWindow: l.connectionWindow
-      },
-      agent: this.#options.agent ?? '',
-      features: this.#options.features === undefined ? [] : [...this.#options.features],
-      nonce: secret !== undefined ? this.#nonce : EMPTY,
-      proof: secret !== undefined && this.role === 'server' ? this.#proof('ferry-server', this.#peerNonce, this.#nonce) : EMPTY
-    }).finish()
-    this.#queueControl(FrameType.HELLO, payload)
-  }
 
   /** After GOAWAY (either way) and once no stream is open: end the socket gracefully. */
   #maybeEnd (): void {
     if (!this.goingAway || this.#goawayPending || this.openStreams > 0 || this.closed || this.#ending) return
     this.#ending = true
-    this.#flush()
+    this.#writer.flush()
     this.#socket.end()
     // A peer that never closes its side must not hold the socket forever.
     this.#destroyTimer = setTimeout(() => { if (!this.closed) this.#socket.destroy() }, 5000).unref()
@@ -782,7 +577,7 @@ export class Session extends EventEmitter implements StreamOwner {
     if (this.closed) return
     if (!this.#goawaySent && !this.#socket.destroyed) {
       this.#goawaySent = true
-      this.#queueControl(FrameType.GOAWAY, ferry.GoAway.encode({
+      this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({
         lastStreamId: this.role === 'server' ? this.#lastPeerStreamId : 0,
         code: err.resetCode,
         message: err.message.slice(0, 256)
@@ -797,14 +592,10 @@ export class Session extends EventEmitter implements StreamOwner {
     this.closed = true
     this.goingAway = true
     if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
-    this.#flush()
+    this.#writer.flush()
     const streamErr = err.code === 'FERRY_ERR_SESSION_CLOSED' ? err : protocolError('FERRY_ERR_SESSION_CLOSED', err.message, { cause: err })
     this.#failStreams(streamErr)
-    for (const p of this.#pings.values()) {
-      clearTimeout(p.timer)
-      p.reject(protocolError('FERRY_ERR_SESSION_CLOSED'))
-    }
-    this.#pings.clear()
+    this.#pings.rejectAll()
     if (!this.#socket.destroyed) {
       this.#socket.end()
       this.#destroyTimer = setTimeout(() => this.#socket.destroy(), 1000).unref()
@@ -815,8 +606,7 @@ export class Session extends EventEmitter implements StreamOwner {
     const streams = this.#streams.values()
     this.#streams.clear()
     this.openStreams = 0
-    this.#blocked.clear()
-    this.#drainWaiters.clear()
+    this.#flow.clear()
     for (const s of streams) {
       s.closed = true
       s.localEnded = true
@@ -852,128 +642,14 @@ export class Session extends EventEmitter implements StreamOwner {
       this.goingAway = true
       if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
       this.#failStreams(protocolError('FERRY_ERR_SESSION_CLOSED', detail, { cause: this.#socketError ?? undefined }))
-      for (const p of this.#pings.values()) {
-        clearTimeout(p.timer)
-        p.reject(protocolError('FERRY_ERR_SESSION_CLOSED'))
-      }
-      this.#pings.clear()
+      this.#pings.rejectAll()
     }
-    this.#out.length = 0
-    this.#outBytes = 0
-    this.#stageStart = this.#stagePos
+    this.#writer.discard()
     this.emit('close')
   }
 
-  // ── writing ────────────────────────────────────────────────────────────────
-
-  /** Heads are always copied (they may be views into the encode scratch); DATA above COPY_MAX is not. */
-  #queueFrame (type: number, flags: number, id: number, payload: Uint8Array): void {
-    if (this.#socket.destroyed) return
-    const len = payload.length
-    const copy = type !== FrameType.DATA || len <= COPY_MAX
-    const b = this.#reserve(copy ? FRAME_HEADER_SIZE + len : FRAME_HEADER_SIZE)
-    const p = this.#stagePos
-    writeFrameHeader(b, p, len, type, flags, id)
-    if (copy) {
-      if (len > 0) b.set(payload, p + FRAME_HEADER_SIZE)
-      this.#stagePos = p + FRAME_HEADER_SIZE + len
-    } else {
-      this.#stagePos = p + FRAME_HEADER_SIZE
-      this.#cutStage()
-      this.#out.push(payload)
-    }
-    this.#queued(copy ? FRAME_HEADER_SIZE + len : FRAME_HEADER_SIZE + len)
-  }
-
-  #queueControl (type: number, payload: Uint8Array): void {
-    this.#queue(encodeSmallFrame(type, 0, 0, payload))
-  }
-
-  #queueControlOn (type: number, id: number, payload: Uint8Array): void {
-    this.#queue(encodeSmallFrame(type, 0, id, payload))
-  }
-
-  /** A prebuilt piece (preface, control frames): copied into the staging buffer. */
-  #queue (piece: Uint8Array): void {
-    if (this.#socket.destroyed) return
-    const b = this.#reserve(piece.length)
-    b.set(piece, this.#stagePos)
-    this.#stagePos += piece.length
-    this.#queued(piece.length)
-  }
-
-  /** Room for n more bytes in the staging buffer (a fresh one when the current is full). */
-  #reserve (n: number): Buffer {
-    if (this.#stage.length - this.#stagePos >= n) return this.#stage
-    this.#cutStage()
-    this.#stage = Buffer.allocUnsafeSlow(Math.max(STAGE_SIZE, n))
-    this.#stagePos = 0
-    this.#stageStart = 0
-    return this.#stage
-  }
-
-  /** Move the staged bytes not yet queued into #out (as one piece). */
-  #cutStage (): void {
-    if (this.#stagePos > this.#stageStart) {
-      this.#out.push(this.#stage.subarray(this.#stageStart, this.#stagePos))
-      this.#stageStart = this.#stagePos
-    }
-  }
-
-  #queued (n: number): void {
-    this.#outBytes += n
-    if (this.#outBytes >= FLUSH_BYTES) this.#flush()
-    else if (!this.#flushScheduled) {
-      this.#flushScheduled = true
-      setImmediate(this.#flushTick)
-    }
-  }
-
-  #flushTick = (): void => {
-    this.#flushScheduled = false
-    this.#flush()
-  }
-
-  #flush (): void {
-    this.#cutStage()
-    const out = this.#out
-    if (out.length === 0) return
-    this.#out = []
-    this.#outBytes = 0
-    const socket = this.#socket
-    if (socket.destroyed || socket.writableEnded) return
-    let ok: boolean
-    if (out.length === 1) {
-      ok = socket.write(out[0]!)
-    } else {
-      socket.cork()
-      for (let i = 0; i < out.length - 1; i++) socket.write(out[i]!)
-      ok = socket.write(out[out.length - 1]!)
-      socket.uncork()
-    }
-    if (!ok) this.#socketBlocked = true
-  }
-
   #onSocketDrain (): void {
-    this.#socketBlocked = false
-    this.#notifyDrain()
-  }
-
-  wantDrain (stream: Stream): void {
-    this.#drainWaiters.add(stream)
-  }
-
-  #notifyDrain (): void {
-    if (this.#socketBlocked || this.#drainWaiters.size === 0) return
-    for (const s of [...this.#drainWaiters]) {
-      if (s.closed) {
-        this.#drainWaiters.delete(s)
-      } else if (s.pendingBytes === 0) {
-        this.#drainWaiters.delete(s)
-        s.wantDrain = false
-        s.onDrain?.()
-      }
-    }
+    this.#writer.drained()
+    this.#flow.notifyDrain()
   }
 }
-
