@@ -1,0 +1,142 @@
+/**
+ * A slot: one thread running one long-lived loop task (worker.ts, or loop.ts inline on the
+ * main thread when `threads.max === 0`), reached through its own port. This file starts a
+ * slot's thread, gives a failed start its error code back, counts slots by state, and picks
+ * the slot a request goes to (a pure balancer over the pool's slots, as piscina's is). The
+ * pool owns the set of slots and every decision about their lifecycle.
+ */
+import { MessageChannel } from 'node:worker_threads'
+import { FerryError } from '@ferry/protocol'
+import { Piscina } from 'piscina'
+import type { Call } from './call.js'
+import { APP_SERVER_ERRORS, type AppErrorCode } from './errors.js'
+import { inlinePortPair } from './inline-port.js'
+import { WorkerLoop } from './loop.js'
+import type { Port } from './messages.js'
+import { loadStack } from './middleware.js'
+import type { PoolOptions } from './pool-options.js'
+import { installLightResponse } from './response.js'
+
+export interface Slot {
+  id: number
+  port: Port
+  abort: AbortController
+  ready: boolean
+  dead: boolean
+  retiring: boolean
+  threadId: number
+  inflight: number
+  /** Open WebSockets on this thread (not in inflight: they do not use up its concurrency). */
+  wsOpen: number
+  /** The calls assigned to this slot, oldest first: an intrusive list (Call.prevOnSlot/nextOnSlot). */
+  firstCall: Call | null
+  lastCall: Call | null
+  /** In the outbox's dirty list (ops waiting for the next flush). */
+  dirty: boolean
+  /** Calls on this slot that already survived one thread's death (at most one at a time). */
+  suspects: number
+  served: number
+  maxServed: number
+  /** Uncaught exceptions its loop attributed to a request (and survived). */
+  uncaught: number
+  out: unknown[]
+  transfer: ArrayBuffer[]
+  seq: number
+  /** Requests sent to this slot. */
+  sent: number
+  /** Shared with the loop: requests it has started. */
+  started: Int32Array
+  pingSeq: number
+  pingSentAt: number
+  idleSince: number
+}
+
+/** The piscina pool the slots' loop tasks run in; null when handlers run on the main thread. */
+export function createPiscina (options: PoolOptions): Piscina | null {
+  if (options.threadsMax <= 0) return null
+  const piscina = new Piscina({
+    filename: new URL('./worker.js', import.meta.url).href,
+    minThreads: 0,
+    // room for replacements while a recycled or stuck worker is still shutting down
+    maxThreads: options.threadsMax * 2 + 1,
+    idleTimeout: 1000,
+    concurrentTasksPerWorker: 1,
+    atomics: 'disabled',
+    resourceLimits: options.maxMemory > 0 ? { maxOldGenerationSizeMb: options.maxMemory } : {}
+  })
+  piscina.on('error', (err: unknown) => options.log.error({ err }, 'piscina error'))
+  return piscina
+}
+
+/**
+ * Start one slot's thread (a piscina task, or an inline loop when piscina is null). The task
+ * settles when the loop ends: resolved when it stopped, rejected when the thread died.
+ */
+export function startSlot (o: PoolOptions, piscina: Piscina | null, id: number): { slot: Slot, task: Promise<unknown> } {
+  const abort = new AbortController()
+  const jitter = o.maxRequestsJitter > 0 ? Math.floor(Math.random() * (o.maxRequestsJitter + 1)) : 0
+  const started = new Int32Array(new SharedArrayBuffer(4))
+  let port: Port
+  let task: Promise<unknown>
+  if (piscina !== null) {
+    const ch = new MessageChannel()
+    port = ch.port1 as unknown as Port
+    task = piscina.run({ port: ch.port2, started, handlerUrl: o.handlerUrl, middleware: o.middleware, logLevel: o.logLevel, logStackInterval: o.logStackInterval, generation: o.generation, wsMaxMessage: o.wsMaxMessage, maxUncaught: o.maxUncaught }, {
+      transferList: [ch.port2],
+      signal: abort.signal
+    })
+  } else {
+    const [main, worker] = inlinePortPair()
+    port = main
+    task = (async () => {
+      installLightResponse()
+      const handler = await loadStack(o.handlerUrl, o.middleware, o.generation)
+      const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, false, o.wsMaxMessage, o.logStackInterval)
+      abort.signal.addEventListener('abort', () => worker.close())
+      await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
+    })()
+  }
+  const slot: Slot = {
+    id, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
+    inflight: 0, wsOpen: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0, uncaught: 0,
+    out: [], transfer: [], seq: 0, sent: 0, started, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
+  }
+  return { slot, task }
+}
+
+/**
+ * A thread that failed to start (usually: the handler failed to load) rejects through
+ * piscina with a plain Error: give it its code back.
+ */
+export function codedError (err: unknown): FerryError {
+  const message = String((err as Error)?.message ?? err)
+  for (const code of Object.keys(APP_SERVER_ERRORS) as AppErrorCode[]) {
+    if (message.startsWith(APP_SERVER_ERRORS[code].message)) return new FerryError(code, message, { cause: err, statusCode: 500 })
+  }
+  return new FerryError('FERRY_ERR_APP_HANDLER_LOAD', `${APP_SERVER_ERRORS.FERRY_ERR_APP_HANDLER_LOAD.message}: ${message}`, { cause: err, statusCode: 500 })
+}
+
+/** The least-loaded ready slot with room; for a suspect, one running no other suspect. */
+export function pickSlot (slots: Set<Slot>, concurrency: number, suspect: boolean): Slot | null {
+  let best: Slot | null = null
+  for (const s of slots) {
+    if (!s.ready || s.dead || s.retiring || s.inflight >= concurrency) continue
+    if (suspect && s.suspects > 0) continue
+    if (best === null || s.inflight < best.inflight) best = s
+  }
+  return best
+}
+
+/** Slots that take new requests or will once loaded (not dead, not retiring). */
+export function liveCount (slots: Set<Slot>): number {
+  let n = 0
+  for (const s of slots) if (!s.dead && !s.retiring) n++
+  return n
+}
+
+/** Slots whose loop has loaded the handler. */
+export function readyCount (slots: Set<Slot>): number {
+  let n = 0
+  for (const s of slots) if (s.ready && !s.dead) n++
+  return n
+}
