@@ -181,7 +181,7 @@ async function readFast (self: LazyRequest): Promise<Uint8Array> {
 
 function toArrayBuffer (u: Uint8Array): ArrayBuffer {
   if (u.byteOffset === 0 && u.byteLength === u.buffer.byteLength && u.buffer instanceof ArrayBuffer) return u.buffer
-  return u.slice().buffer as ArrayBuffer
+  return Uint8Array.prototype.slice.call(u).buffer as ArrayBuffer
 }
 
 const requestPrototype = {
