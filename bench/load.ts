@@ -95,6 +95,11 @@ function runWrk (o: LoadOptions): Promise<LoadResult> {
   }
   for (const [k, v] of Object.entries(w.headers)) args.push('-H', `${k}: ${v}`)
   args.push(o.origin + w.path)
+  return spawnWrk(args).then(parseWrk)
+}
+
+/** Runs wrk with `args`; resolves with its output (stdout and stderr), rejects unless it exits 0. */
+export function spawnWrk (args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(WRK, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
@@ -103,9 +108,7 @@ function runWrk (o: LoadOptions): Promise<LoadResult> {
     child.once('error', reject)
     child.once('exit', (code) => {
       if (code !== 0) reject(new Error(`wrk exited with ${code}:\n${out}`))
-      else {
-        try { resolve(parseWrk(out)) } catch (err) { reject(err) }
-      }
+      else resolve(out)
     })
   })
 }

@@ -13,11 +13,9 @@
  * whose request hangs does. The Lua script classifies every answer by status and
  * x-ferry-error, so a round also says whether anything but the injected faults failed.
  */
-import { spawn } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-
-export const WRK = '/usr/bin/wrk'
+import { spawnWrk, WRK } from '../../bench/load.ts'
 
 export function hasWrk (): boolean {
   return existsSync(WRK)
@@ -93,29 +91,18 @@ end
 }
 
 /** One wrk run against `base` (http://host:port), `seconds` long. */
-export function runWrkMix (dir: string, base: string, pattern: 'mix' | 'none' | 'hang', connections: number, seconds: number): Promise<WrkCounts> {
+export async function runWrkMix (dir: string, base: string, pattern: 'mix' | 'none' | 'hang', connections: number, seconds: number): Promise<WrkCounts> {
   const file = join(dir, `wrk-${pattern}.lua`)
   writeFileSync(file, script(pattern))
   // a hang is answered after the node's --timeout (1 s): wrk's own timeout must be longer
   const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '-s', file, `${base}/fault`]
-  return new Promise((resolve, reject) => {
-    const child = spawn(WRK, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s })
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { out += s })
-    child.once('error', reject)
-    child.once('exit', (code) => {
-      const line = out.split('\n').find((l) => l.startsWith('ferry-counts '))
-      if (code !== 0 || line === undefined) {
-        reject(new Error(`wrk exited with ${code}, no counts:\n${out}`))
-        return
-      }
-      const counts: Record<string, number> = {}
-      for (const kv of line.slice('ferry-counts '.length).split(' ')) {
-        const [k, v] = kv.split('=')
-        counts[k!] = Number(v)
-      }
-      resolve(counts as unknown as WrkCounts)
-    })
-  })
+  const out = await spawnWrk(args)
+  const line = out.split('\n').find((l) => l.startsWith('ferry-counts '))
+  if (line === undefined) throw new Error(`wrk printed no counts:\n${out}`)
+  const counts: Record<string, number> = {}
+  for (const kv of line.slice('ferry-counts '.length).split(' ')) {
+    const [k, v] = kv.split('=')
+    counts[k!] = Number(v)
+  }
+  return counts as unknown as WrkCounts
 }
