@@ -3,8 +3,10 @@
  * crashes its worker on 1%, behind a front. Pass: exactly those fail (500, 504 past the
  * node's --timeout, 500), everything else succeeds, and the pool is back to its size
  * (--stats ferry_app_threads). Good-request throughput is compared with a fault-free twin
- * (the same node and front, started beside it) in interleaved rounds — reported by
- * `npm run reliability`, not asserted by the test: a shared box cannot hold it steady.
+ * (the same node and front, started beside it) in interleaved rounds, loaded by undici from
+ * this process and, when installed, by wrk (wrk-mix.ts; the report judges the condition on
+ * wrk's figure) — reported by `npm run reliability`, not asserted by the test: a shared box
+ * cannot hold it steady.
  * Threads run many requests at once (the default --concurrency 64): an async hang holds only
  * its own slot until --timeout, and the injected "crash" (an uncaught exception thrown from
  * the request's setImmediate) is attributed to its request by the worker's async context:
