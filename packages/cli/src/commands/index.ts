@@ -195,8 +195,9 @@ Sockets:
 Workers:
   --threads, -t <n|min:max>  worker threads running the handler. "4" = 4 threads; "2:8" =
                              start 2, grow to 8 while requests wait, shrink after 10 s idle;
-                             "0" = run handlers on the main thread (no pool: for tiny
-                             handlers and for measuring the pool's cost).
+                             "0" = run handlers on the main thread (no pool: for handlers
+                             that never block; lower latency at light load, but one that
+                             spins stalls the whole node — docs/operations.md).
                              default: the number of CPUs
                              uWSGI: processes/threads · gunicorn: workers · PHP-FPM: pm.max_children
   --concurrency <n>          requests one thread runs at once (async handlers overlap
