@@ -16,7 +16,7 @@ import tls from 'node:tls'
 import { describe, test } from 'node:test'
 import { encodeUwsgiRequest, emptyRequestHead, parseAddress, Session } from '@ferry/protocol'
 import { type CertFiles, certsOrSkip } from '../helpers/certs.ts'
-import { type FerryProcess, type LogLine, fileScope, startFerry } from '../helpers/proc.ts'
+import { type FerryProcess, type LogLine, fileScope, startFerry, hup } from '../helpers/proc.ts'
 import { head, request } from './client.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
@@ -46,13 +46,6 @@ async function startNode (): Promise<Node> {
   const app = await startFerry(['app', HANDLER, '--listen', 'tls://127.0.0.1:0', '--threads', '1', '--tls-cert', n.cert, '--tls-key', n.key, '--tls-client-ca', n.clientCa])
   scope.procs.push(app)
   return { app, ...n }
-}
-
-/** SIGHUP the node and wait for the line that says how the TLS part went. */
-async function hup (node: Node, pred: (l: LogLine) => boolean): Promise<LogLine> {
-  const from = node.app.logs.length
-  node.app.proc.kill('SIGHUP')
-  return await node.app.waitForLog((l) => node.app.logs.indexOf(l) >= from && pred(l))
 }
 
 const reloaded = (l: LogLine): boolean => l.msg === 'TLS certificates reloaded: new connections use them'
@@ -115,7 +108,7 @@ describe('SIGHUP re-reads the TLS files of tls:// listeners', { skip }, () => {
     // rotate to a certificate from another CA (the client CA stays)
     copyFileSync(c.otherServerCert, node.cert)
     copyFileSync(c.otherServerKey, node.key)
-    const line = await hup(node, reloaded)
+    const line = await hup(node.app, reloaded)
     assert.equal(line.cert, node.cert)
     assert.equal(line.key, node.key)
     assert.equal(line.clientCa, node.clientCa)
@@ -146,7 +139,7 @@ describe('SIGHUP re-reads the TLS files of tls:// listeners', { skip }, () => {
     assert.match(await uwsgiOver(resumed, '/text'), /^HTTP\/1\.1 200 /)
 
     copyFileSync(c.otherCa, node.clientCa)
-    await hup(node, reloaded)
+    await hup(node.app, reloaded)
 
     for (const s of [undefined, session]) {
       const from = node.app.logs.length
@@ -166,7 +159,7 @@ describe('SIGHUP re-reads the TLS files of tls:// listeners', { skip }, () => {
     const old = await nativeSession(node)
 
     writeFileSync(node.key, 'not a PEM key\n')
-    const garbage = await hup(node, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))
+    const garbage = await hup(node.app, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))
     assert.equal(garbage.code, 'FERRY_ERR_APP_TLS_RELOAD')
     assert.equal(garbage.msg, 'TLS certificates not reloaded: keeping the running ones')
     assert.match(String(garbage.err), /not usable/)
@@ -175,17 +168,17 @@ describe('SIGHUP re-reads the TLS files of tls:// listeners', { skip }, () => {
 
     // a key that does not match the certificate; a new certificate with the old key
     copyFileSync(c.clientKey, node.key)
-    assert.match(String((await hup(node, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /not usable/)
+    assert.match(String((await hup(node.app, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /not usable/)
     writeFileSync(node.key, readFileSync(c.serverKey))
     copyFileSync(c.otherServerCert, node.cert)
-    assert.match(String((await hup(node, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /not usable/)
+    assert.match(String((await hup(node.app, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /not usable/)
 
     // a client CA that is no certificate (OpenSSL alone would skip it and trust nothing)
     writeFileSync(node.cert, readFileSync(c.serverCert))
     writeFileSync(node.clientCa, '-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n')
-    assert.match(String((await hup(node, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /not usable/)
+    assert.match(String((await hup(node.app, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /not usable/)
     writeFileSync(node.clientCa, 'no PEM at all\n')
-    assert.match(String((await hup(node, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /holds no PEM certificate/)
+    assert.match(String((await hup(node.app, (l) => l.code === 'FERRY_ERR_APP_TLS_RELOAD' || reloaded(l))).err), /holds no PEM certificate/)
 
     const fresh = await connectTls(node, CLIENT1())
     assert.equal(fresh.getPeerCertificate().serialNumber, serial(c.serverCert), 'still the certificate of the start')

@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import { before, describe, test } from 'node:test'
 import { type CertFiles, certsOrSkip } from '../helpers/certs.ts'
-import { type FerryProcess, type LogLine, fileScope } from '../helpers/proc.ts'
+import { type FerryProcess, type LogLine, fileScope, hup } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
@@ -43,13 +43,6 @@ function certCopies (): { dir: string, cert: string, key: string } {
   copyFileSync(c.serverCert, cert)
   copyFileSync(c.serverKey, key)
   return { dir, cert, key }
-}
-
-/** SIGHUP a process; the first line from then on that matches. */
-async function hup (p: FerryProcess, pred: (l: LogLine) => boolean): Promise<LogLine> {
-  const from = p.logs.length
-  p.proc.kill('SIGHUP')
-  return await p.waitForLog((l) => p.logs.indexOf(l) >= from && pred(l))
 }
 
 const reloaded = (l: LogLine): boolean => l.msg === 'HTTPS certificate reloaded: new client connections get it'

@@ -12,7 +12,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { type CertFiles, certsOrSkip } from '../helpers/certs.ts'
-import { type FerryProcess, type LogLine, fileScope } from '../helpers/proc.ts'
+import { type FerryProcess, type LogLine, fileScope, hup } from '../helpers/proc.ts'
 
 const HANDLER = new URL('../fixtures/handlers/basic.ts', import.meta.url).pathname
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
@@ -39,13 +39,6 @@ async function startNode (listeners = 1): Promise<{ app: FerryProcess, cert: str
   const listen = Array.from({ length: listeners }, () => ['--listen', 'tls://127.0.0.1:0']).flat()
   const app = await start(['app', HANDLER, ...listen, '--threads', '1', '--tls-cert', cert, '--tls-key', key, '--tls-client-ca', c.ca])
   return { app, cert, key }
-}
-
-/** SIGHUP a process; the first line from then on that matches. */
-async function hup (p: FerryProcess, pred: (l: LogLine) => boolean): Promise<LogLine> {
-  const from = p.logs.length
-  p.proc.kill('SIGHUP')
-  return await p.waitForLog((l) => p.logs.indexOf(l) >= from && pred(l))
 }
 
 const frontReloaded = (l: LogLine): boolean => l.msg === 'upstream TLS reloaded: new connections to tls:// nodes use these files'

@@ -182,6 +182,13 @@ export function startFerry (args: string[], options: StartOptions = {}): Promise
  * process; after the file's tests (node:test `after`) every process is stopped and the
  * directory removed.
  */
+/** SIGHUP a process; resolves with the first log line from then on that matches `pred`. */
+export async function hup (p: FerryProcess, pred: (l: LogLine) => boolean): Promise<LogLine> {
+  const from = p.logs.length
+  p.proc.kill('SIGHUP')
+  return await p.waitForLog((l) => p.logs.indexOf(l) >= from && pred(l))
+}
+
 export function fileScope (prefix: string): { dir: string, procs: FerryProcess[], start (args: string[], env?: NodeJS.ProcessEnv): Promise<FerryProcess> } {
   const tmp = tempDir(prefix)
   const procs: FerryProcess[] = []
