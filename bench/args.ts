@@ -18,6 +18,7 @@ export interface BenchArgs extends RunArgs {
 }
 
 export const USAGE = `usage: npm run bench -- [codec|e2e|all] [options]
+       ferry bench [codec|e2e|all] [options]
 
   codec              codec micro-bench (ns/op, bytes on the wire)
   e2e                end-to-end req/s and latency through every configuration

@@ -42,7 +42,7 @@ async function main (argv: string[]): Promise<number> {
     process.stderr.write(`ferry: unknown command '${cmd}'\n\n${USAGE}`)
     return 2
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  if (command.ownHelp !== true && (rest.includes('--help') || rest.includes('-h'))) {
     process.stdout.write(command.help)
     return 0
   }

@@ -10,6 +10,8 @@ export interface Command {
   summary: string
   help: string
   load (): Promise<CommandModule>
+  /** `ferry <cmd> --help` is the command's own (run() gets the flag): `help` is the short form. */
+  ownHelp?: true
 }
 
 const FRONT_HELP = `ferry front — the front web server: static files, and dynamic requests to app-server nodes
@@ -324,6 +326,18 @@ Examples:
   ferry app ./app.ts -l tls://10.0.0.5:8001 --tls-cert app1.pem --tls-key app1.key --tls-client-ca ca.pem
 `
 
+const BENCH_HELP = `ferry bench — the benchmark harness of ferry's source tree (bench/; the same as npm run bench)
+
+Usage:
+  ferry bench [codec|e2e|all] [--quick] [--only a,b] [--connections N] [options]
+
+Runs the codec micro-bench (ns per encode/decode, bytes on the wire) and the end-to-end
+runs (req/s, p50/p99, CPU µs per request of each tier) of ferry beside fastify direct,
+fastify + @fastify/reply-from and nginx + uWSGI (those where installed), interleaved, and
+writes bench/results/latest.{json,md,svg}. 'ferry bench --help' lists every option;
+bench/README.md says how to read the figures. Needs the source tree (git clone, npm install).
+`
+
 export const commands: Record<string, Command> = {
   app: {
     summary: 'run an app-server node: a fetch handler in worker threads behind ferry/uwsgi sockets',
@@ -334,5 +348,11 @@ export const commands: Record<string, Command> = {
     summary: 'run the front: static files, and dynamic requests to app-server nodes',
     help: FRONT_HELP,
     load: () => import('./front.js')
+  },
+  bench: {
+    summary: 'benchmark: the codec and the whole path beside fastify, reply-from, nginx + uWSGI',
+    help: BENCH_HELP,
+    load: () => import('./bench.js'),
+    ownHelp: true
   }
 }
