@@ -5,11 +5,12 @@
  * docs/protocol.md.
  *
  * Its parts live beside it: the HELLO exchange, limits and shared-secret auth in
- * session-hello.ts; credit windows both ways, DATA sending and 'drain' in session-flow.ts;
- * the batching frame writer in session-writer.ts; PING with RTT in session-ping.ts. This
- * file keeps the frame dispatch, the stream table and the stream and connection state
- * machines (HEADERS, DATA, RESET, GOAWAY, close), which read and write the same fields
- * (open streams, last stream ids, closed/goingAway) on every frame.
+ * session-hello.ts; the stream table, stream ids and the stream state machine (HEADERS,
+ * DATA, RESET, WINDOW_UPDATE on a stream) in session-streams.ts; credit windows both ways,
+ * DATA sending and 'drain' in session-flow.ts; the batching frame writer in
+ * session-writer.ts; PING with RTT in session-ping.ts. This file keeps the connection: the
+ * socket, preface, frame dispatch, HELLO, GOAWAY (both ways, the server's two-phase drain)
+ * and close.
  */
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
@@ -17,12 +18,13 @@ import { ferry } from '../gen/ferry.js'
 import { DEFAULT_LIMITS, Flags, FrameType, MAX_STREAM_ID, PREFACE, ResetCode } from './constants.js'
 import { type FerryError, isFerryError, protocolError } from './errors.js'
 import { encodeSmallFrame, FrameDecoder } from './frame.js'
-import { decodeRequestHead, decodeResponseHead, encodeRequestHeadView, encodeResponseHeadView } from './head.js'
+import { encodeRequestHeadView, encodeResponseHeadView } from './head.js'
 import { Handshake, resolveLimits, validateLimits } from './session-hello.js'
 import { FlowControl } from './session-flow.js'
 import { Pings } from './session-ping.js'
+import { Streams } from './session-streams.js'
 import { FrameWriter } from './session-writer.js'
-import { Stream, type StreamOwner, StreamTable } from './stream.js'
+import type { Stream, StreamOwner } from './stream.js'
 import type { Limits, RequestHead, ResponseHead } from './types.js'
 
 export { Stream } from './stream.js'
@@ -65,14 +67,11 @@ export class Session extends EventEmitter implements StreamOwner {
   ready = false
   closed = false
   goingAway = false
-  openStreams = 0
 
   #socket: Duplex
   #options: SessionOptions
   #decoder: FrameDecoder
-  #streams = new StreamTable()
-  #nextStreamId = 1
-  #lastPeerStreamId = 0
+  #streams: Streams
   #prefaceLeft: number
   #helloTimer: NodeJS.Timeout | null = null
   #handshake: Handshake
@@ -82,7 +81,6 @@ export class Session extends EventEmitter implements StreamOwner {
   #flow: FlowControl
 
   #goawaySent = false
-  #goawayLastId = MAX_STREAM_ID
   #peerGoaway: GoAwayInfo | null = null
   #ending = false
 
@@ -97,6 +95,7 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#writer = new FrameWriter(socket)
     this.#pings = new Pings(this.#writer)
     this.#flow = new FlowControl(this.#writer, this.localLimits)
+    this.#streams = new Streams(this, this.role === 'client', this.localLimits, this.#writer, this.#flow, () => this.#maybeEnd())
     this.#prefaceLeft = this.role === 'server' ? PREFACE.length : 0
     this.#decoder = new FrameDecoder({
       maxFramePayload: this.localLimits.maxFramePayload,
@@ -129,6 +128,8 @@ export class Session extends EventEmitter implements StreamOwner {
   get socketBlocked (): boolean { return this.#writer.blocked }
   /** The peer's GOAWAY, if one arrived. */
   get peerGoaway (): GoAwayInfo | null { return this.#peerGoaway }
+  /** Streams open now (O(1)). */
+  get openStreams (): number { return this.#streams.open }
 
   // ── public API ─────────────────────────────────────────────────────────────
 
@@ -137,10 +138,7 @@ export class Session extends EventEmitter implements StreamOwner {
     if (this.role !== 'client') throw new Error('request() is for client sessions')
     if (this.closed) throw protocolError('FERRY_ERR_SESSION_CLOSED')
     if (this.goingAway) throw protocolError('FERRY_ERR_GOAWAY')
-    if (this.openStreams >= this.peerLimits.maxConcurrentStreams) {
-      throw protocolError('FERRY_ERR_STREAM_LIMIT', `${this.openStreams} open, peer allows ${this.peerLimits.maxConcurrentStreams}`)
-    }
-    if (this.#nextStreamId > MAX_STREAM_ID) {
+    if (!this.#streams.canOpen()) {
       this.goaway(ResetCode.NO_ERROR, 'stream ids exhausted')
       throw protocolError('FERRY_ERR_GOAWAY', 'stream ids exhausted')
     }
@@ -148,14 +146,8 @@ export class Session extends EventEmitter implements StreamOwner {
     if (payload.length > this.peerLimits.maxHeadBytes) {
       throw protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.peerLimits.maxHeadBytes}`)
     }
-    const id = this.#nextStreamId
-    this.#nextStreamId += 2
-    const stream = new Stream(id, this, this.localLimits.initialWindow, this.peerLimits.initialWindow)
-    stream.headersSent = true
-    if (endStream) stream.localEnded = true
-    this.#streams.set(id, stream)
-    this.openStreams++
-    this.#writer.frame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, id, payload)
+    const stream = this.#streams.openLocal(endStream)
+    this.#writer.frame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, stream.id, payload)
     return stream
   }
 
@@ -180,8 +172,9 @@ export class Session extends EventEmitter implements StreamOwner {
         this.#goawayDone = this.#twoPhaseGoaway(message)
         return this.#goawayDone
       }
-      this.#goawayLastId = this.role === 'server' ? this.#lastPeerStreamId : 0
-      this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code, message }).finish())
+      const lastStreamId = this.role === 'server' ? this.#streams.lastPeerId : 0
+      this.#streams.refuseAbove(lastStreamId)
+      this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({ lastStreamId, code, message }).finish())
     }
     this.#maybeEnd()
     return this.#goawayDone
@@ -202,8 +195,9 @@ export class Session extends EventEmitter implements StreamOwner {
     const finish = (): void => {
       this.#goawayPending = false
       if (this.closed) return
-      this.#goawayLastId = this.#lastPeerStreamId
-      this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({ lastStreamId: this.#goawayLastId, code: ResetCode.NO_ERROR, message }).finish())
+      const lastStreamId = this.#streams.lastPeerId
+      this.#streams.refuseAbove(lastStreamId)
+      this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({ lastStreamId, code: ResetCode.NO_ERROR, message }).finish())
       this.#maybeEnd()
     }
     return this.ping().then(finish, finish)
@@ -232,16 +226,16 @@ export class Session extends EventEmitter implements StreamOwner {
 
   sendHeaders (stream: Stream, payload: Uint8Array, endStream: boolean): void {
     this.#writer.frame(FrameType.HEADERS, endStream ? Flags.END_STREAM : 0, stream.id, payload)
-    if (endStream) this.#afterLocalEnd(stream)
+    if (endStream) this.#streams.maybeClose(stream)
   }
 
   sendData (stream: Stream): void {
-    if (this.#flow.send(stream)) this.#afterLocalEnd(stream)
+    if (this.#flow.send(stream)) this.#streams.maybeClose(stream)
   }
 
   sendReset (stream: Stream, code: number, message: string): void {
     this.#writer.control(FrameType.RESET, stream.id, ferry.Reset.encode({ code, message }).finish())
-    this.#closeStream(stream)
+    this.#streams.close(stream)
   }
 
   returnCredit (stream: Stream, n: number): void {
@@ -295,12 +289,12 @@ export class Session extends EventEmitter implements StreamOwner {
       throw protocolError('FERRY_ERR_HELLO_REQUIRED', `got frame type ${type}`)
     }
     switch (type) {
-      case FrameType.DATA: this.#onDataFrame(flags, id, payload); break
+      case FrameType.DATA: this.#streams.onData(flags, id, payload); break
       case FrameType.HEADERS:
-        if (this.role === 'server') this.#onRequestHeaders(flags, id, payload)
-        else this.#onResponseHeaders(flags, id, payload)
+        if (this.role === 'server') this.#streams.onRequestHeaders(flags, id, payload)
+        else this.#streams.onResponseHeaders(flags, id, payload)
         break
-      case FrameType.RESET: this.#onReset(id, payload); break
+      case FrameType.RESET: this.#streams.onReset(id, payload); break
       case FrameType.GOAWAY: this.#onGoaway(payload); break
       case FrameType.PING: this.#pings.onPing(flags, payload); break
       case FrameType.WINDOW_UPDATE: this.#onWindowUpdate(id, payload); break
@@ -342,138 +336,6 @@ export class Session extends EventEmitter implements StreamOwner {
     this.emit('ready')
   }
 
-  #onRequestHeaders (flags: number, id: number, payload: Buffer): void {
-    if ((id & 1) === 0 || id <= this.#lastPeerStreamId) {
-      const existing = this.#streams.get(id)
-      if (existing !== undefined) {
-        this.#streamError(existing, protocolError('FERRY_ERR_STREAM_STATE', 'second HEADERS on a stream (trailers are not supported)', { streamId: id }))
-        return
-      }
-      throw protocolError('FERRY_ERR_STREAM_ID', `stream ${id} after ${this.#lastPeerStreamId}`, { streamId: id })
-    }
-    this.#lastPeerStreamId = id
-    const endStream = (flags & Flags.END_STREAM) !== 0
-    if (this.#goawaySent && id > this.#goawayLastId) {
-      this.#refuse(id, protocolError('FERRY_ERR_GOAWAY', `stream ${id} after GOAWAY`, { streamId: id }))
-      return
-    }
-    if (this.openStreams >= this.localLimits.maxConcurrentStreams) {
-      this.#refuse(id, protocolError('FERRY_ERR_STREAM_LIMIT', `${this.openStreams} open`, { streamId: id }))
-      return
-    }
-    if (payload.length > this.localLimits.maxHeadBytes) {
-      this.#refuse(id, protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.localLimits.maxHeadBytes}`, { streamId: id }))
-      return
-    }
-    let head: RequestHead
-    try {
-      head = decodeRequestHead(payload, id)
-    } catch (err) {
-      this.#refuse(id, err as FerryError)
-      return
-    }
-    const stream = new Stream(id, this, this.localLimits.initialWindow, this.peerLimits.initialWindow)
-    stream.head = head
-    stream.expectedLength = head.bodyLength
-    this.#streams.set(id, stream)
-    this.openStreams++
-    if (endStream) {
-      stream.remoteEnded = true
-      if (head.bodyLength > 0) {
-        this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${head.bodyLength}, got 0`, { streamId: id }))
-        return
-      }
-    }
-    this.emit('stream', stream)
-  }
-
-  #onResponseHeaders (flags: number, id: number, payload: Buffer): void {
-    const stream = this.#streams.get(id)
-    if (stream === undefined) {
-      if ((id & 1) === 1 && id < this.#nextStreamId) return // a stream we already closed
-      throw protocolError('FERRY_ERR_STREAM_ID', `response on stream ${id} never opened`, { streamId: id })
-    }
-    if (stream.response !== null) {
-      this.#streamError(stream, protocolError('FERRY_ERR_STREAM_STATE', 'second HEADERS on a stream', { streamId: id }))
-      return
-    }
-    let head: ResponseHead
-    try {
-      if (payload.length > this.localLimits.maxHeadBytes) {
-        throw protocolError('FERRY_ERR_HEAD_TOO_LARGE', `${payload.length} > ${this.localLimits.maxHeadBytes}`, { streamId: id })
-      }
-      head = decodeResponseHead(payload, id)
-    } catch (err) {
-      this.#streamError(stream, err as FerryError)
-      return
-    }
-    stream.response = head
-    stream.expectedLength = head.bodyLength
-    const endStream = (flags & Flags.END_STREAM) !== 0
-    if (endStream) stream.remoteEnded = true
-    if (endStream && head.bodyLength > 0) {
-      this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${head.bodyLength}, got 0`, { streamId: id }))
-      return
-    }
-    stream.onResponse?.(head, endStream)
-    if (endStream) {
-      stream.onEnd?.()
-      this.#maybeCloseStream(stream)
-    }
-  }
-
-  #onDataFrame (flags: number, id: number, payload: Buffer): void {
-    const len = payload.length
-    this.#flow.receive(len)
-    const stream = this.#streams.get(id)
-    if (stream === undefined) {
-      if (!this.#knownClosed(id)) throw protocolError('FERRY_ERR_STREAM_ID', `DATA on stream ${id} never opened`, { streamId: id })
-      // DATA that was in flight when we closed or refused the stream: drop, keep the credit flowing.
-      this.#flow.release(len)
-      return
-    }
-    if (stream.remoteEnded || (this.role === 'client' && stream.response === null)) {
-      this.#flow.owe(len)
-      this.#streamError(stream, protocolError('FERRY_ERR_STREAM_STATE', stream.remoteEnded ? 'DATA after END_STREAM' : 'DATA before the response head', { streamId: id }))
-      return
-    }
-    if (len > stream.recvWindow) throw protocolError('FERRY_ERR_FLOW_CONTROL', `stream ${id} window ${stream.recvWindow}, got ${len}`, { streamId: id })
-    stream.recvWindow -= len
-    stream.bytesReceived += len
-    // Connection credit goes back on receipt: what a stream holds is bounded by its own
-    // window, and a stream whose reader is slow (a WebSocket, a slow client) must not stall
-    // the other streams of the connection by holding connection credit.
-    this.#flow.release(len)
-    const endStream = (flags & Flags.END_STREAM) !== 0
-    if (stream.expectedLength >= 0 && (stream.bytesReceived > stream.expectedLength || (endStream && stream.bytesReceived !== stream.expectedLength))) {
-      this.#streamError(stream, protocolError('FERRY_ERR_BODY_LENGTH', `declared ${stream.expectedLength}, got ${stream.bytesReceived}${endStream ? '' : '+'}`, { streamId: id }))
-      return
-    }
-    if (endStream) stream.remoteEnded = true
-    if (len > 0) {
-      stream.onData?.(payload)
-      if (!stream.manualConsume && !stream.closed) stream.consume(len)
-    }
-    if (endStream && !stream.closed) {
-      stream.onEnd?.()
-      this.#maybeCloseStream(stream)
-    }
-  }
-
-  #onReset (id: number, payload: Buffer): void {
-    let msg: ferry.Reset
-    try {
-      msg = ferry.Reset.decode(payload)
-    } catch (cause) {
-      throw protocolError('FERRY_ERR_PAYLOAD_INVALID', 'RESET', { cause })
-    }
-    const stream = this.#streams.get(id)
-    if (stream === undefined) return
-    const err = protocolError('FERRY_ERR_STREAM_RESET', `code ${msg.code}${msg.message ? ` (${msg.message})` : ''}`, { streamId: id, resetCode: msg.code })
-    this.#closeStream(stream)
-    stream.onError?.(err)
-  }
-
   #onGoaway (payload: Buffer): void {
     let msg: ferry.GoAway
     try {
@@ -484,15 +346,8 @@ export class Session extends EventEmitter implements StreamOwner {
     const info: GoAwayInfo = { lastStreamId: msg.lastStreamId ?? 0, code: msg.code ?? 0, message: msg.message ?? '' }
     this.#peerGoaway = info
     this.goingAway = true
-    if (this.role === 'client') {
-      // Streams above the last id were never processed: fail them as safe to retry.
-      for (const s of this.#streams.values()) {
-        if (s.id > info.lastStreamId) {
-          this.#closeStream(s)
-          s.onError?.(protocolError('FERRY_ERR_GOAWAY', `stream ${s.id} not processed (last ${info.lastStreamId})`, { streamId: s.id, resetCode: ResetCode.REFUSED_STREAM }))
-        }
-      }
-    }
+    // Client: streams above the last id were never processed: fail them as safe to retry.
+    if (this.role === 'client') this.#streams.failAbove(info.lastStreamId)
     this.emit('goaway', info)
     if (info.code !== ResetCode.NO_ERROR) {
       this.#close(protocolError('FERRY_ERR_PEER_GOAWAY', `code ${info.code}${info.message ? ` (${info.message})` : ''}`))
@@ -504,68 +359,15 @@ export class Session extends EventEmitter implements StreamOwner {
   #onWindowUpdate (id: number, payload: Buffer): void {
     const inc = payload.readUInt32BE(0) & 0x7fffffff
     if (inc === 0) throw protocolError('FERRY_ERR_WINDOW_ZERO', `stream ${id}`, { streamId: id })
-    if (id === 0) {
-      this.#flow.connectionUpdate(inc)
-      return
-    }
-    const stream = this.#streams.get(id)
-    if (stream === undefined) {
-      if (!this.#knownClosed(id)) throw protocolError('FERRY_ERR_STREAM_ID', `WINDOW_UPDATE on stream ${id} never opened`, { streamId: id })
-      return
-    }
-    this.#flow.streamUpdate(stream, inc)
-  }
-
-  // ── stream lifecycle ───────────────────────────────────────────────────────
-
-  /** A stream id that existed once (or was refused): late frames for it are not an error. */
-  #knownClosed (id: number): boolean {
-    if (this.role === 'server') return (id & 1) === 1 && id <= this.#lastPeerStreamId
-    return (id & 1) === 1 && id < this.#nextStreamId
-  }
-
-  #refuse (id: number, err: FerryError): void {
-    this.#writer.control(FrameType.RESET, id, ferry.Reset.encode({ code: err.resetCode, message: err.message }).finish())
-    this.#emitStreamError(err)
-  }
-
-  #streamError (stream: Stream, err: FerryError): void {
-    this.#writer.control(FrameType.RESET, stream.id, ferry.Reset.encode({ code: err.resetCode, message: err.message }).finish())
-    this.#closeStream(stream)
-    this.#emitStreamError(err)
-    stream.onError?.(err)
-  }
-
-  #emitStreamError (err: FerryError): void {
-    if (this.listenerCount('streamError') > 0) this.emit('streamError', err)
-  }
-
-  #afterLocalEnd (stream: Stream): void {
-    this.#maybeCloseStream(stream)
-  }
-
-  #maybeCloseStream (stream: Stream): void {
-    if (stream.localEnded && stream.remoteEnded && !stream.closed) this.#closeStream(stream)
-  }
-
-  #closeStream (stream: Stream): void {
-    if (stream.closed) return
-    stream.closed = true
-    stream.localEnded = true
-    stream.remoteEnded = true
-    stream.pending.length = 0
-    stream.pendingBytes = 0
-    this.#flow.forget(stream)
-    if (this.#streams.delete(stream.id)) this.openStreams--
-    stream.bytesConsumed = stream.bytesReceived
-    this.#maybeEnd()
+    if (id === 0) this.#flow.connectionUpdate(inc)
+    else this.#streams.onWindowUpdate(id, inc)
   }
 
   // ── connection lifecycle ───────────────────────────────────────────────────
 
   /** After GOAWAY (either way) and once no stream is open: end the socket gracefully. */
   #maybeEnd (): void {
-    if (!this.goingAway || this.#goawayPending || this.openStreams > 0 || this.closed || this.#ending) return
+    if (!this.goingAway || this.#goawayPending || this.#streams.open > 0 || this.closed || this.#ending) return
     this.#ending = true
     this.#writer.flush()
     this.#socket.end()
@@ -578,7 +380,7 @@ export class Session extends EventEmitter implements StreamOwner {
     if (!this.#goawaySent && !this.#socket.destroyed) {
       this.#goawaySent = true
       this.#writer.control(FrameType.GOAWAY, 0, ferry.GoAway.encode({
-        lastStreamId: this.role === 'server' ? this.#lastPeerStreamId : 0,
+        lastStreamId: this.role === 'server' ? this.#streams.lastPeerId : 0,
         code: err.resetCode,
         message: err.message.slice(0, 256)
       }).finish())
@@ -594,24 +396,11 @@ export class Session extends EventEmitter implements StreamOwner {
     if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
     this.#writer.flush()
     const streamErr = err.code === 'FERRY_ERR_SESSION_CLOSED' ? err : protocolError('FERRY_ERR_SESSION_CLOSED', err.message, { cause: err })
-    this.#failStreams(streamErr)
+    this.#streams.failAll(streamErr)
     this.#pings.rejectAll()
     if (!this.#socket.destroyed) {
       this.#socket.end()
       this.#destroyTimer = setTimeout(() => this.#socket.destroy(), 1000).unref()
-    }
-  }
-
-  #failStreams (err: FerryError): void {
-    const streams = this.#streams.values()
-    this.#streams.clear()
-    this.openStreams = 0
-    this.#flow.clear()
-    for (const s of streams) {
-      s.closed = true
-      s.localEnded = true
-      s.remoteEnded = true
-      s.onError?.(err)
     }
   }
 
@@ -623,7 +412,7 @@ export class Session extends EventEmitter implements StreamOwner {
 
   #onSocketEnd (): void {
     // Peer sent FIN. Streams still open cannot complete.
-    if (this.openStreams > 0 && !this.closed) {
+    if (this.#streams.open > 0 && !this.closed) {
       this.#close(protocolError('FERRY_ERR_SESSION_CLOSED', 'peer closed the connection'))
     }
   }
@@ -641,7 +430,7 @@ export class Session extends EventEmitter implements StreamOwner {
       this.closed = true
       this.goingAway = true
       if (this.#helloTimer !== null) clearTimeout(this.#helloTimer)
-      this.#failStreams(protocolError('FERRY_ERR_SESSION_CLOSED', detail, { cause: this.#socketError ?? undefined }))
+      this.#streams.failAll(protocolError('FERRY_ERR_SESSION_CLOSED', detail, { cause: this.#socketError ?? undefined }))
       this.#pings.rejectAll()
     }
     this.#writer.discard()
