@@ -42,7 +42,10 @@ describe('CGI mount', () => {
       listen: [`unix:${join(tmp.dir, 'app.sock')}`],
       threads: '1',
       mounts: [
-        { prefix: '/cgi-bin', cgi: 'test/fixtures/cgi-bin', timeout: 1, concurrency: 4, maxQueue: 4 },
+        // a roomy limit for the programs that answer (a loaded box can take over 1 s to start
+        // python3), and the same folder under a 1 s limit for the one that never does
+        { prefix: '/cgi-bin', cgi: 'test/fixtures/cgi-bin', timeout: 10, concurrency: 4, maxQueue: 4 },
+        { prefix: '/cgi-slow', cgi: 'test/fixtures/cgi-bin', timeout: 1, concurrency: 2, maxQueue: 2 },
         { prefix: '/app', handler: 'test/fixtures/mounts/site.ts' }
       ]
     }))
@@ -147,7 +150,7 @@ describe('CGI mount', () => {
   })
 
   test('past the time limit: 504, the process group is killed (no pid left)', async () => {
-    const r = await request(s, head('/cgi-bin/sleep.sh', { requestId: 'rid-sleep' }))
+    const r = await request(s, head('/cgi-slow/sleep.sh', { requestId: 'rid-sleep' }))
     assert.equal(r.status, 504)
     assert.equal(r.get('x-ferry-error'), 'FERRY_ERR_APP_CGI_TIMEOUT')
     assert.equal(r.get('x-request-id'), 'rid-sleep')

@@ -48,6 +48,12 @@ export async function nodeKilled (scale: NodeKilledScale): Promise<NodeKilledRes
     const again = await startNode(c, dir, 'n2', ['--threads', '1'])
     rss.watch('n2 (restarted)', again.pid)
     const readmitted = await front.waitForLog((l) => l.msg === 'upstream node re-admitted', 10000).then(() => true, () => false)
+    // Re-admitted is not yet served: on a loaded box the balancer's first pick of the new
+    // node can come a while later. Wait (bounded) for its first answer, then load on.
+    for (let i = mark, until = Date.now() + 10000; Date.now() < until; await sleep(50)) {
+      while (i < load.outcomes.length && load.outcomes[i]!.body !== 'n2 v1') i++
+      if (i < load.outcomes.length) break
+    }
     await sleep(scale.afterMs)
     const res = await load.stop()
     const failed = (o: { status: number }): boolean => o.status !== 200
