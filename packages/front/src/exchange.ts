@@ -2,22 +2,24 @@
  * One forwarded request: picks a node, opens a stream (native) or a connection (uwsgi),
  * streams the request body up and the response down with backpressure both ways, retries
  * once on another node when that is safe, and answers errors with a status and the request id.
+ * This file keeps the state, the node choice, failures and timeouts; client-side.ts writes to
+ * the client (and reads its request body), retry.ts decides whether a failed attempt goes to
+ * another node, access-log.ts writes the line.
  *
  * Hot path notes: one Exchange object per request and no closures — the stream's callbacks
  * and the request/response listeners are shared functions that find their Exchange through
  * `stream.userData` or a symbol on the Node object.
  */
-import type { ServerResponse } from 'node:http'
-import type { Http2ServerResponse } from 'node:http2'
 import type { Socket } from 'node:net'
 import { type FerryError, type RequestHead, ResetCode, type ResponseHead, type Stream } from '@ferry/protocol'
+import { type AccessLogger, logExchange } from './access-log.js'
+import { type ClientResponse, endResponse, kExchange, readRequestBody, type Tagged, writeBody, writeError, writeResponseHead } from './client-side.js'
 import { frontError } from './errors.js'
-import { type ClientRequest, RESPONSE_HOP_BY_HOP } from './head.js'
+import type { ClientRequest } from './head.js'
 import type { UpstreamNode } from './node.js'
 import type { UpstreamPool, Waiter } from './pool.js'
+import { attemptError, isRefused, mayRetry } from './retry.js'
 import { UwsgiCall } from './uwsgi-call.js'
-
-export type ClientResponse = ServerResponse | Http2ServerResponse
 
 /** A request in flight on a connection of its own (uwsgi nodes). */
 export interface UpstreamCall {
@@ -42,11 +44,6 @@ export interface Upgrade {
   head: Buffer
 }
 
-export interface AccessLogger {
-  info (obj: Record<string, unknown>, msg: string): void
-  warn (obj: Record<string, unknown>, msg: string): void
-}
-
 /** What an Exchange needs from its Forwarder. */
 export interface ExchangeHost {
   readonly maxBody: number
@@ -60,11 +57,6 @@ export interface ExchangeHost {
   /** The node accepted a WebSocket upgrade (101): complete the client's handshake. */
   upgraded (ex: Exchange, stream: Stream, head: ResponseHead): void
 }
-
-const kExchange = Symbol('ferry.exchange')
-type Tagged<T> = T & { [kExchange]?: Exchange }
-
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
 const State = { WAITING: 0, SENT: 1, RESPONDING: 2, DONE: 3 } as const
 
@@ -211,9 +203,7 @@ export class Exchange implements Waiter {
     this.deadline = Date.now() + this.target.timeout
     if (this.head.bodyLength !== 0 && !this.bodyStarted && this.upgrade === null) {
       this.bodyStarted = true
-      const req = this.req
-      req.on('data', onReqData)
-      req.on('end', onReqEnd)
+      readRequestBody(this)
     }
   }
 
@@ -270,67 +260,16 @@ export class Exchange implements Waiter {
     this.status = head.status
     this.expect = head.bodyLength
     this.deadline = Date.now() + this.target.idleTimeout
-    const res = this.res
-    let h = head.headers
-    let hasLength = false
-    for (let i = 0; i < h.length; i += 2) {
-      const name = h[i]!
-      if (RESPONSE_HOP_BY_HOP.has(name)) {
-        h = stripHopByHop(h)
-        break
-      }
-      if (name === 'content-length') hasLength = true
-    }
-    // head.headers is this response's own freshly decoded list: extended in place, not copied.
-    if (!hasLength && head.bodyLength > 0) h.push('content-length', String(head.bodyLength))
-    if (this.h2) (res as Http2ServerResponse).writeHead(head.status, toObject(h))
-    else (res as ServerResponse).writeHead(head.status, h)
+    writeResponseHead(this, head)
     if (endStream) {
-      res.end()
+      this.res.end()
       this.finish()
     }
   }
 
-  /** Upstream response body bytes; returns true when the client took them at once. */
-  body (chunk: Buffer): boolean {
-    if (this.bytesOut === 0 && chunk.length === this.expect) {
-      // The whole body in one chunk: END_STREAM is next; answer with res.end(body).
-      this.bytesOut = chunk.length
-      this.held = chunk
-      return true
-    }
-    if (this.held !== null) {
-      (this.res as ServerResponse).write(this.held)
-      this.held = null
-    }
-    this.bytesOut += chunk.length
-    this.deadline = Date.now() + this.target.idleTimeout
-    if ((this.res as ServerResponse).write(chunk)) return true
-    this.unconsumed += chunk.length
-    if (!this.drainHooked) {
-      this.drainHooked = true
-      this.res.on('drain', onResDrain)
-    }
-    return false
-  }
-
-  /** The client's socket drained: hand the held credit back upstream. */
-  resDrained (): void {
-    const n = this.unconsumed
-    if (n === 0) return
-    this.unconsumed = 0
-    this.deadline = Date.now() + this.target.idleTimeout
-    if (this.stream !== null) this.stream.consume(n)
-    else if (this.uwsgi !== null) this.uwsgi.resume()
-  }
-
   end (): void {
     if (this.state === State.DONE) return
-    const held = this.held
-    if (held !== null) {
-      this.held = null
-      this.res.end(held)
-    } else this.res.end()
+    endResponse(this)
     this.finish()
   }
 
@@ -338,7 +277,7 @@ export class Exchange implements Waiter {
   upstreamError (err: FerryError): void {
     if (this.state === State.DONE) return
     const node = this.node
-    const refused = err.code === 'FERRY_ERR_GOAWAY' || err.resetCode === ResetCode.REFUSED_STREAM
+    const refused = isRefused(err)
     if (node !== null) {
       node.outstanding--
       if (!refused) node.fail(Date.now(), err.code)
@@ -347,15 +286,8 @@ export class Exchange implements Waiter {
     this.uwsgi = null
     this.node = null // outstanding already given back
     this.excluded = node
-    const e = err.code.startsWith('FERRY_ERR_FRONT_')
-      ? err
-      : refused
-        ? frontError('FERRY_ERR_FRONT_NO_HEALTHY_NODE', err.message, { cause: err })
-        : err.code === 'FERRY_ERR_STREAM_RESET' || err.code === 'FERRY_ERR_SESSION_CLOSED'
-          ? frontError('FERRY_ERR_FRONT_UPSTREAM_RESET', `${node?.name ?? ''}: ${err.message}`, { cause: err })
-          : frontError('FERRY_ERR_FRONT_UPSTREAM_PROTOCOL', `${node?.name ?? ''}: ${err.message}`, { cause: err })
-    if (this.state === State.SENT && this.host.retry && this.attempts < 2 && this.bodyBytes === 0 &&
-      (refused || (this.head.bodyLength === 0 && IDEMPOTENT.has(this.head.method)))) {
+    const e = attemptError(err, node, refused)
+    if (this.state === State.SENT && mayRetry(this, refused)) {
       this.state = State.WAITING
       this.lastError = e
       this.dispatch()
@@ -412,19 +344,11 @@ export class Exchange implements Waiter {
     if (this.state === State.DONE) return
     this.#cancelUpstream(ResetCode.CANCEL)
     this.code = err.code
-    const res = this.res
-    if (this.state !== State.RESPONDING && !res.headersSent) {
+    if (this.state !== State.RESPONDING && !this.res.headersSent) {
       this.status = err.statusCode
-      const body = JSON.stringify({ statusCode: err.statusCode, code: err.code, message: err.message, requestId: this.head.requestId })
-      const headers = ['content-type', 'application/json; charset=utf-8', 'x-request-id', this.head.requestId, 'content-length', String(Buffer.byteLength(body))]
-      if (err.statusCode === 503) headers.push('retry-after', this.host.retryAfter)
-      if (err.statusCode === 413 && this.bodyStarted) headers.push('connection', 'close')
-      if (this.h2) (res as Http2ServerResponse).writeHead(err.statusCode, toObject(headers))
-      else (res as ServerResponse).writeHead(err.statusCode, headers)
-      res.end(body)
-      if (this.bodyStarted && this.req.readableEnded === false) this.req.resume()
+      writeError(this, err)
     } else {
-      res.destroy()
+      this.res.destroy()
     }
     this.finish(err)
   }
@@ -438,43 +362,8 @@ export class Exchange implements Waiter {
       if (err === undefined) node.ok()
     }
     this.host.untrack(this)
-    if (this.host.accessLog || err !== undefined) {
-      const line = {
-        method: this.head.method,
-        path: this.head.path,
-        status: this.status,
-        bytes: this.bytesOut,
-        ms: Math.round((performance.now() - this.start) * 1000) / 1000,
-        upstream: node?.name ?? null,
-        code: this.code === '' ? undefined : this.code
-      }
-      if (err !== undefined) this.log.warn({ ...line, err: err.message }, 'upstream request failed')
-      else this.log.info(line, 'request')
-    }
+    if (this.host.accessLog || err !== undefined) logExchange(this, node, err)
   }
-}
-
-/** The request went through an Exchange (its access-log line is written there). */
-export function isForwarded (req: ClientRequest): boolean {
-  return (req as Tagged<ClientRequest>)[kExchange] !== undefined
-}
-
-function stripHopByHop (h: string[]): string[] {
-  const out: string[] = []
-  for (let i = 0; i < h.length; i += 2) if (!RESPONSE_HOP_BY_HOP.has(h[i]!)) out.push(h[i]!, h[i + 1]!)
-  return out
-}
-
-function toObject (h: string[]): Record<string, string | string[]> {
-  const o: Record<string, string | string[]> = {}
-  for (let i = 0; i < h.length; i += 2) {
-    const k = h[i]!
-    const prev = o[k]
-    if (prev === undefined) o[k] = h[i + 1]!
-    else if (Array.isArray(prev)) prev.push(h[i + 1]!)
-    else o[k] = [prev, h[i + 1]!]
-  }
-  return o
 }
 
 // ── shared callbacks (no closure per request) ────────────────────────────────
@@ -484,7 +373,7 @@ function onStreamResponse (this: Stream, head: ResponseHead, endStream: boolean)
 }
 
 function onStreamData (this: Stream, chunk: Buffer): void {
-  if ((this.userData as Exchange).body(chunk)) this.consume(chunk.length)
+  if (writeBody(this.userData as Exchange, chunk)) this.consume(chunk.length)
 }
 
 function onStreamEnd (this: Stream): void {
@@ -499,18 +388,6 @@ function onStreamError (this: Stream, err: FerryError): void {
 function onStreamDrain (this: Stream): void {
   const ex = this.userData as Exchange
   if (ex.stream === this) ex.req.resume()
-}
-
-function onReqData (this: Tagged<ClientRequest>, chunk: Buffer): void {
-  this[kExchange]!.onBody(chunk)
-}
-
-function onReqEnd (this: Tagged<ClientRequest>): void {
-  this[kExchange]!.onBodyEnd()
-}
-
-function onResDrain (this: Tagged<ClientResponse>): void {
-  this[kExchange]!.resDrained()
 }
 
 function onResClose (this: Tagged<ClientResponse>): void {

@@ -10,6 +10,7 @@
  */
 import type { Socket } from 'node:net'
 import { encodeUwsgiRequest, type FerryError, Http1ResponseParser, ResetCode } from '@ferry/protocol'
+import { writeBody } from './client-side.js'
 import { frontError } from './errors.js'
 import type { Exchange, UpstreamCall } from './exchange.js'
 import type { UpstreamNode } from './node.js'
@@ -37,7 +38,7 @@ export class UwsgiCall implements UpstreamCall {
         ex.respond(head, head.bodyLength === 0)
       },
       onBody: (chunk) => {
-        if (!ex.body(chunk)) this.#socket?.pause()
+        if (!writeBody(ex, chunk)) this.#socket?.pause()
       },
       onEnd: () => {
         this.#done = true

@@ -24,7 +24,7 @@ import {
   WsRecordDecoder, wsRecordPieces
 } from '@ferry/protocol'
 import type { WebSocket } from 'ws'
-import type { AccessLogger } from './exchange.js'
+import type { AccessLogger } from './access-log.js'
 
 /** What a bridge needs from the Forwarder. */
 export interface BridgeHost {

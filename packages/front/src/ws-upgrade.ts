@@ -9,7 +9,8 @@ import { type IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { RequestHead, ResponseHead } from '@ferry/protocol'
 import { FRONT_ERRORS, type FrontErrorCode } from './errors.js'
-import type { AccessLogger, Upgrade } from './exchange.js'
+import type { AccessLogger } from './access-log.js'
+import type { Upgrade } from './exchange.js'
 
 /** On the request: the client's socket and the bytes past the head (a WebSocket upgrade). */
 export const kUpgrade = Symbol('ferry.upgrade')
