@@ -12,43 +12,17 @@ import { STATUS_CODES } from 'node:http'
 import { threadId } from 'node:worker_threads'
 import { DEFAULT_WS_MAX_MESSAGE, FerryError } from '@ferry/protocol'
 import type { Logger } from 'pino'
+import { Context, type HandlerContext, kJob } from './context.js'
 import { DEFAULT_LOG_STACK_INTERVAL, ErrorLog } from './error-log.js'
-import { APP_SERVER_ERRORS, appError } from './errors.js'
+import { APP_SERVER_ERRORS } from './errors.js'
 import type { FetchHandler } from './handler.js'
 import { IdTable } from './id-table.js'
 import { Op, type Port, RESPONSE_WINDOW } from './messages.js'
 import { abortError, abortRequest, BodySource, createRequest, requestUrl } from './request.js'
 import { unpackResponse } from './response.js'
-import { FerryWebSocket, type UpgradeOptions, upgradeHeaders, upgradeResponse } from './ws-socket.js'
+import { type FerryWebSocket, upgradeHeaders } from './ws-socket.js'
 
-/** What a handler receives as its second argument. */
-export interface HandlerContext {
-  requestId: string
-  remoteAddress: string
-  remotePort: number
-  threadId: number
-  /**
-   * The mount prefix this request came under ('' for the root mount): WSGI's SCRIPT_NAME.
-   * request.url holds the path below it (the prefix removed, at least '/').
-   */
-  scriptName: string
-  /** Request body length: 0 none, N exact, -1 streamed (length unknown until its end). */
-  bodyLength: number
-  /** The URL as the client sent it, prefix included (the same string as request.url at the root mount). */
-  originalUrl: string
-  /** A pino child logger carrying reqId (created on first use). */
-  readonly log: Logger
-  /** Keep the worker busy with this promise after the response (logged if it rejects). */
-  waitUntil (promise: Promise<unknown>): void
-  /**
-   * Accept a WebSocket upgrade (Deno's API): return `response` from the handler and talk
-   * through `socket`. Throws TypeError when the request is not a WebSocket upgrade, and
-   * FERRY_ERR_APP_WS_UNSUPPORTED (501) when it came over uwsgi, which cannot carry one.
-   */
-  upgradeWebSocket (request: Request, options?: UpgradeOptions): { socket: FerryWebSocket, response: Response }
-}
-
-const kJob = Symbol('ferry.job')
+export type { HandlerContext }
 
 /** How far a job's response got (Job.res). */
 const Res = {
@@ -81,66 +55,6 @@ interface Job {
   ws: FerryWebSocket | null
   /** The response body's reader while #pump runs (cancelled when the job is abandoned). */
   reader: ReadableStreamDefaultReader<Uint8Array> | null
-}
-
-/**
- * The handler's context. A class (log a getter on the prototype), not an object literal with
- * `get log ()` closing over per-request state: that literal gives every request a fresh
- * accessor pair (and so its own map), and measured in the loop alone it made ~3 MB survive
- * every scavenge (0.1 MB without it; the exact V8 retention path was not traced).
- * `waitUntil` stays an own closure: the loop passes it on unbound (ctx.waitUntil).
- */
-class Context implements HandlerContext {
-  requestId: string
-  remoteAddress: string
-  remotePort: number
-  threadId: number = threadId
-  scriptName: string
-  bodyLength: number
-  originalUrl: string
-  waitUntil: (promise: Promise<unknown>) => void
-  #root: Logger
-  #child: Logger | null = null
-  /** Set for a request this node may upgrade (REQ_WS); null otherwise. */
-  ;[kJob]: Job | null = null
-
-  constructor (requestId: string, remoteAddress: string, remotePort: number, scriptName: string, bodyLength: number, originalUrl: string, root: Logger, pending: Promise<unknown>[]) {
-    this.requestId = requestId
-    this.remoteAddress = remoteAddress
-    this.remotePort = remotePort
-    this.scriptName = scriptName
-    this.bodyLength = bodyLength
-    this.originalUrl = originalUrl
-    this.#root = root
-    this.waitUntil = (p: Promise<unknown>): void => {
-      pending.push(Promise.resolve(p).catch((err: unknown) => this.log.error({ err }, 'waitUntil promise rejected')))
-    }
-  }
-
-  get log (): Logger {
-    if (this.#child === null) this.#child = this.#root.child({ reqId: this.requestId })
-    return this.#child
-  }
-
-  upgradeWebSocket (request: Request, options: UpgradeOptions = {}): { socket: FerryWebSocket, response: Response } {
-    if ((request.headers.get('upgrade') ?? '').toLowerCase() !== 'websocket') {
-      throw new TypeError("not a WebSocket upgrade request: the 'upgrade' header must be 'websocket'")
-    }
-    const job = this[kJob]
-    if (job === null) throw appError('FERRY_ERR_APP_WS_UNSUPPORTED', 'this request came over uwsgi, which cannot carry a WebSocket')
-    if (job.ws !== null) throw new TypeError('upgradeWebSocket() was already called for this request')
-    const socket = new FerryWebSocket(request.url, RESPONSE_WINDOW)
-    const headers: string[] = []
-    if (options.protocol !== undefined) {
-      const offered = (request.headers.get('sec-websocket-protocol') ?? '').split(',').map((p) => p.trim())
-      if (!offered.includes(options.protocol)) throw new TypeError(`protocol ${JSON.stringify(options.protocol)} was not offered by the client`)
-      socket.protocol = options.protocol
-      headers.push('sec-websocket-protocol', options.protocol)
-    }
-    if (options.headers !== undefined) for (const [k, v] of new Headers(options.headers)) headers.push(k, v)
-    job.ws = socket
-    return { socket, response: upgradeResponse(headers) }
-  }
 }
 
 /**
