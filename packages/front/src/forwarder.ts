@@ -59,7 +59,7 @@ export class Forwarder implements ExchangeHost, BridgeHost {
       const pool = new UpstreamPool(name, fixed, { ...p, pingTimeout: Math.max(1000, p.connectTimeout), maxBackoff: DEFAULTS.maxBackoff, tls: o.upstreamTls }, plog)
       this.pools.set(name, pool)
       const names = p.upstreams.filter(isDnsUpstream)
-      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, o.dnsInterval, plog))
+      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, { interval: o.dnsInterval, resolver: o.resolver }, plog))
     }
   }
 
@@ -168,7 +168,7 @@ export class Forwarder implements ExchangeHost, BridgeHost {
         this.#dns[i]!.close()
         this.#dns.splice(i, 1)
       }
-      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, this.options.dnsInterval, (l, o, m) => { this.#log[l](o, m) }))
+      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, { interval: this.options.dnsInterval, resolver: this.options.resolver }, (l, o, m) => { this.#log[l](o, m) }))
       else pool.setNodes(fixed)
     }
   }
