@@ -171,9 +171,10 @@ test('srv://: the lowest priority value with an address wins; higher values are 
   await nodesBecome(f, [], from)
   const res = await fetchRaw(`${baseUrl(f.addresses[0]!)}/hello`)
   assert.equal(res.status, 503)
+  assert.equal((JSON.parse(res.body.toString()) as { code: string }).code, 'FERRY_ERR_FRONT_NO_HEALTHY_NODE')
 })
 
-test('a DNS server that stops answering, then answers SERVFAIL: the front keeps the last known nodes and logs a warning', async (t) => {
+test('a DNS server that stops answering, then answers SERVFAIL: the front keeps the last known nodes and logs a warning; a failing SRV target keeps its addresses', async (t) => {
   const dns = await dnsWith(t, [rec('a'), rec('b')])
   const f = await front(dns)
   await nodesBecome(f, [nodeOf('a'), nodeOf('b')])
@@ -189,11 +190,22 @@ test('a DNS server that stops answering, then answers SERVFAIL: the front keeps 
     const spread = await hits(f, 20)
     assert.deepEqual(Object.keys(spread).sort(), ['a', 'b'], `${mode}: ${JSON.stringify(spread)}`)
   }
-  assert.ok(!f.lines.some((l) => l.msg === 'upstream nodes changed' && (l.nodes as string[]).length < 2), 'the node set never shrank')
-  // answering again: the set follows the table again
-  const from = f.lines.length
-  dns.set(SRV, { srv: [rec('c')] })
+  // the SRV records answer, one target does not (SERVFAIL): it keeps its last addresses
   dns.mode = 'answer'
+  dns.servfail.add('b.test.internal')
+  let from = f.lines.length
+  const kept = await f.waitFor((l) => l.msg === 'dns lookup of an SRV target failed; keeping its last known addresses' && f.lines.indexOf(l) >= from, 5000)
+  assert.equal(kept.target, 'b.test.internal')
+  assert.deepEqual(Object.keys(await hits(f, 20)).sort(), ['a', 'b'])
+  assert.ok(!f.lines.some((l) => l.msg === 'upstream nodes changed' && (l.nodes as string[]).length < 2), 'the node set never shrank')
+  // the target answers NXDOMAIN (gone): its node drains
+  from = f.lines.length
+  dns.servfail.clear()
+  dns.delete('b.test.internal')
+  await nodesBecome(f, [nodeOf('a')], from)
+  // the set follows the table again
+  from = f.lines.length
+  dns.set(SRV, { srv: [rec('c')] })
   await nodesBecome(f, [nodeOf('c')], from)
   await reaches(f, 'c')
 })
@@ -263,18 +275,37 @@ test('config errors: bad srv:// forms and bad --resolver values exit 2 with FERR
   }
 })
 
-test('flags > environment > config file for the resolver', async (t) => {
+test('the resolver: config file, environment over it, flag over both; SIGHUP keeps the running servers; --help', async (t) => {
   const dns = await dnsWith(t, [rec('a')])
   const dir = tempDir(hooks)
   const config = join(dir, 'front.json')
-  writeFileSync(config, JSON.stringify({ upstreams: [`srv://${SRV}`], resolver: ['127.0.0.1:1'], dnsInterval: 200 }))
-  // the environment's server (the test server) wins over the file's (nothing listens on port 1)
-  const f = await startFront(hooks, ['--config', config], { FERRY_FRONT_RESOLVER: dns.address })
+  const write = (resolver: string[]): void => { writeFileSync(config, JSON.stringify({ upstreams: [`srv://${SRV}`], resolver, dnsInterval: 200 })) }
+  write([dns.address])
+  const f = await startFront(hooks, ['--config', config])
   await nodesBecome(f, [nodeOf('a')])
   await reaches(f, 'a')
+  // a changed resolver in the file: a warning at SIGHUP, the names still go to the running server
+  write(['127.0.0.1:1'])
+  let from = f.lines.length
+  f.child.kill('SIGHUP')
+  const warn = await f.waitFor((l) => f.lines.indexOf(l) >= from && String(l.msg).startsWith('SIGHUP: the resolver setting changed'))
+  assert.deepEqual(warn.resolver, ['127.0.0.1:1'])
+  await f.waitFor((l) => f.lines.indexOf(l) >= from && l.msg === 'reloaded upstreams')
+  from = f.lines.length
+  dns.set(SRV, { srv: [rec('b')] })
+  await nodesBecome(f, [nodeOf('b')], from)
+  // the environment's server (a second test server) wins over the file's (nothing listens on port 1)
+  const dns2 = await dnsWith(t, [rec('c')])
+  const g = await startFront(hooks, ['--config', config], { FERRY_FRONT_RESOLVER: dns2.address })
+  await nodesBecome(g, [nodeOf('c')])
+  await reaches(g, 'c')
   // a flag wins over the environment
-  const dns2 = await dnsWith(t, [rec('b')])
-  const g = await startFront(hooks, ['--config', config, '--resolver', dns2.address], { FERRY_FRONT_RESOLVER: dns.address })
-  await nodesBecome(g, [nodeOf('b')])
-  await reaches(g, 'b')
+  const h = await startFront(hooks, ['--config', config, '--resolver', dns.address], { FERRY_FRONT_RESOLVER: dns2.address })
+  await nodesBecome(h, [nodeOf('b')])
+  await reaches(h, 'b')
+
+  const help = spawnSync(process.execPath, [CLI, 'front', '--help'], { encoding: 'utf8' }).stdout
+  for (const s of ['srv://<name>', 'uwsgi+srv://', '--resolver <ip[:port]>', 'nginx: resolver', 'service=_ferry._tcp resolve', 'lowest priority value', 'Weights are not used', 'target "."']) {
+    assert.ok(help.includes(s), s)
+  }
 })

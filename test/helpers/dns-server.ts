@@ -14,7 +14,8 @@
  * NOERROR with no answer (NODATA) for a known name without records of the type, NXDOMAIN
  * for an unknown name. Answers are authoritative (AA) with the TTL of the entry (default 0,
  * so resolvers do not cache). `mode` makes it answer SERVFAIL to everything, or stay
- * silent (the query is dropped: the client times out). Every query is kept in `queries`.
+ * silent (the query is dropped: the client times out); names in `servfail` get SERVFAIL
+ * whatever the mode. Every query is kept in `queries`.
  * The additional section of a query (EDNS OPT) is ignored; answers carry none.
  */
 import { createSocket, type RemoteInfo } from 'node:dgram'
@@ -52,6 +53,8 @@ export interface TestDnsServer {
   port: number
   /** 'answer' (default), 'servfail' (every query gets SERVFAIL), 'silent' (no reply at all). */
   mode: 'answer' | 'servfail' | 'silent'
+  /** Names (lower case) answered SERVFAIL in any mode but 'silent'. */
+  servfail: Set<string>
   queries: DnsQuery[]
   /** Replace the records of a name. */
   set (name: string, entry: DnsEntry): void
@@ -135,7 +138,7 @@ function srvData (r: SrvRecord): Buffer {
 }
 
 /** The answer to one query message, or null to drop it. */
-export function answer (msg: Buffer, table: ReadonlyMap<string, DnsEntry>, mode: TestDnsServer['mode'], log?: DnsQuery[]): Buffer | null {
+export function answer (msg: Buffer, table: ReadonlyMap<string, DnsEntry>, mode: TestDnsServer['mode'], log?: DnsQuery[], failing?: ReadonlySet<string>): Buffer | null {
   if (msg.length < 12 || (msg[2]! & 0x80) !== 0) return null // too short to answer, or a response
   if (mode === 'silent') return null
   const q = parseQuestion(msg)
@@ -156,7 +159,7 @@ export function answer (msg: Buffer, table: ReadonlyMap<string, DnsEntry>, mode:
     return Buffer.concat([head, msg.subarray(12, q.end), ...answers])
   }
   if (opcode !== 0) return reply(RCODE.NOTIMP, [])
-  if (mode === 'servfail') return reply(RCODE.SERVFAIL, [])
+  if (mode === 'servfail' || failing?.has(q.name) === true) return reply(RCODE.SERVFAIL, [])
   const entry = table.get(q.name)
   if (entry === undefined) return reply(RCODE.NXDOMAIN, [])
   if (q.qclass !== CLASS_IN) return reply(RCODE.NOERROR, [])
@@ -177,6 +180,7 @@ export async function startDnsServer (t: { after: (fn: () => Promise<void> | voi
     address: '',
     port: 0,
     mode: 'answer',
+    servfail: new Set(),
     queries: [],
     set: (name, entry) => { table.set(key(name), entry) },
     delete: (name) => { table.delete(key(name)) },
@@ -191,7 +195,7 @@ export async function startDnsServer (t: { after: (fn: () => Promise<void> | voi
   socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
     let out: Buffer | null
     try {
-      out = answer(msg, table, server.mode, server.queries)
+      out = answer(msg, table, server.mode, server.queries, server.servfail)
     } catch {
       out = null // a table entry the encoder refuses: the test sees a timeout
     }
