@@ -275,7 +275,7 @@ test('config errors: bad srv:// forms and bad --resolver values exit 2 with FERR
   }
 })
 
-test('the resolver: config file, environment over it, flag over both; SIGHUP keeps the running servers; --help', async (t) => {
+test('the resolver: config file, environment over it, flag over both; SIGHUP keeps the running servers, a bad form at SIGHUP changes nothing; --help', async (t) => {
   const dns = await dnsWith(t, [rec('a')])
   const dir = tempDir(hooks)
   const config = join(dir, 'front.json')
@@ -294,6 +294,16 @@ test('the resolver: config file, environment over it, flag over both; SIGHUP kee
   from = f.lines.length
   dns.set(SRV, { srv: [rec('b')] })
   await nodesBecome(f, [nodeOf('b')], from)
+  // a bad srv:// form at SIGHUP: an error, and the running names go on being watched
+  writeFileSync(config, JSON.stringify({ upstreams: [`srv://${SRV}:8001`], resolver: [dns.address], dnsInterval: 200 }))
+  from = f.lines.length
+  f.child.kill('SIGHUP')
+  const failed = await f.waitFor((l) => f.lines.indexOf(l) >= from && l.msg === 'SIGHUP: reload failed')
+  assert.equal((failed.err as { code?: string }).code, 'FERRY_ERR_FRONT_CONFIG')
+  from = f.lines.length
+  dns.set(SRV, { srv: [rec('a'), rec('b')] })
+  await nodesBecome(f, [nodeOf('a'), nodeOf('b')], from)
+  write([dns.address])
   // the environment's server (a second test server) wins over the file's (nothing listens on port 1)
   const dns2 = await dnsWith(t, [rec('c')])
   const g = await startFront(hooks, ['--config', config], { FERRY_FRONT_RESOLVER: dns2.address })
@@ -301,7 +311,7 @@ test('the resolver: config file, environment over it, flag over both; SIGHUP kee
   await reaches(g, 'c')
   // a flag wins over the environment
   const h = await startFront(hooks, ['--config', config, '--resolver', dns.address], { FERRY_FRONT_RESOLVER: dns2.address })
-  await nodesBecome(h, [nodeOf('b')])
+  await nodesBecome(h, [nodeOf('a'), nodeOf('b')])
   await reaches(h, 'b')
 
   const help = spawnSync(process.execPath, [CLI, 'front', '--help'], { encoding: 'utf8' }).stdout

@@ -10,7 +10,7 @@ import { WebSocketServer } from 'ws'
 import { DnsWatcher } from './dns.js'
 import { type AccessLogger, Exchange, type ExchangeHost, type Target, type Upgrade } from './exchange.js'
 import { buildRequestHead, type HeadOptions } from './head.js'
-import { DEFAULTS, type FerryOptions, isDnsUpstream, type Normalized, normalizeOptions } from './options.js'
+import { checkUpstream, DEFAULTS, type FerryOptions, isDnsUpstream, type Normalized, normalizeOptions } from './options.js'
 import { UpstreamPool } from './pool.js'
 import { frontError } from './errors.js'
 import { defaultUpstreamTls, type UpstreamTls, type UpstreamTlsOptions, upstreamTls } from './upstream-tls.js'
@@ -155,6 +155,8 @@ export class Forwarder implements ExchangeHost, BridgeHost {
    * new nodes connect, removed ones drain.
    */
   reload (upstreams: Record<string, string[]>): void {
+    // every list checked first: a bad one (FERRY_ERR_FRONT_CONFIG) changes nothing
+    for (const list of Object.values(upstreams)) for (const u of list) checkUpstream(u)
     for (const [name, list] of Object.entries(upstreams)) {
       const pool = this.pools.get(name)
       if (pool === undefined) {
