@@ -11,7 +11,7 @@ import { DnsWatcher } from './dns.js'
 import type { AccessLogger } from './access-log.js'
 import { Exchange, type ExchangeHost, type Target, type Upgrade } from './exchange.js'
 import { buildRequestHead, type HeadOptions } from './head.js'
-import { DEFAULTS, type FerryOptions, isDnsUpstream, type Normalized, normalizeOptions } from './options.js'
+import { checkUpstream, DEFAULTS, type FerryOptions, isDnsUpstream, type Normalized, normalizeOptions } from './options.js'
 import { UpstreamPool } from './pool.js'
 import { frontError } from './errors.js'
 import { defaultUpstreamTls, type UpstreamTls, type UpstreamTlsOptions, upstreamTls } from './upstream-tls.js'
@@ -60,7 +60,7 @@ export class Forwarder implements ExchangeHost, BridgeHost {
       const pool = new UpstreamPool(name, fixed, { ...p, pingTimeout: Math.max(1000, p.connectTimeout), maxBackoff: DEFAULTS.maxBackoff, tls: o.upstreamTls }, plog)
       this.pools.set(name, pool)
       const names = p.upstreams.filter(isDnsUpstream)
-      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, o.dnsInterval, plog))
+      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, { interval: o.dnsInterval, resolver: o.resolver }, plog))
     }
   }
 
@@ -156,6 +156,8 @@ export class Forwarder implements ExchangeHost, BridgeHost {
    * new nodes connect, removed ones drain.
    */
   reload (upstreams: Record<string, string[]>): void {
+    // every list checked first: a bad one (FERRY_ERR_FRONT_CONFIG) changes nothing
+    for (const list of Object.values(upstreams)) for (const u of list) checkUpstream(u)
     for (const [name, list] of Object.entries(upstreams)) {
       const pool = this.pools.get(name)
       if (pool === undefined) {
@@ -169,7 +171,7 @@ export class Forwarder implements ExchangeHost, BridgeHost {
         this.#dns[i]!.close()
         this.#dns.splice(i, 1)
       }
-      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, this.options.dnsInterval, (l, o, m) => { this.#log[l](o, m) }))
+      if (names.length > 0) this.#dns.push(new DnsWatcher(pool, fixed, names, { interval: this.options.dnsInterval, resolver: this.options.resolver }, (l, o, m) => { this.#log[l](o, m) }))
       else pool.setNodes(fixed)
     }
   }

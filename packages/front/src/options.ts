@@ -3,6 +3,7 @@
  * operators know from nginx (max_fails, fail_timeout, proxy_read_timeout,
  * client_max_body_size) and gunicorn (forwarded_allow_ips).
  */
+import { isIPv4, isIPv6 } from 'node:net'
 import { DEFAULT_WS_MAX_MESSAGE, parseNodeAddress } from '@ferry/protocol'
 import { frontError } from './errors.js'
 import { defaultUpstreamTls, type UpstreamTls, type UpstreamTlsOptions, upstreamTls } from './upstream-tls.js'
@@ -40,7 +41,7 @@ export interface StaticConfig {
 export interface FerryOptions {
   /**
    * Nodes of the 'default' pool: unix:/p, tcp://h:p, tls://h:p, uwsgi+unix:/p, uwsgi+tcp://h:p,
-   * uwsgi+tls://h:p, dns://name:port.
+   * uwsgi+tls://h:p, dns://name:port, srv://name (and uwsgi+dns://, uwsgi+srv://).
    */
   upstreams?: string[]
   pools?: Record<string, PoolConfig>
@@ -84,8 +85,13 @@ export interface FerryOptions {
   forwardedAllowIps?: string[]
   /** SERVER_NAME for the app (default: the local address of the connection). */
   serverName?: string
-  /** Re-resolve dns:// nodes every N ms (default 5000). */
+  /** Re-resolve dns:// and srv:// nodes every N ms (default 5000). */
   dnsInterval?: number
+  /**
+   * DNS servers asked for dns:// and srv:// names, `ip` or `ip:port` (`[v6]:port`), in order
+   * (nginx resolver). Default: the system's (/etc/resolv.conf).
+   */
+  resolver?: string[]
   /** Accept WebSocket upgrades on forwarded routes (default true). */
   websocket?: boolean
   /** Largest WebSocket message either way, bytes (default 16 MiB); past it: close 1009. */
@@ -124,7 +130,7 @@ function positive (name: string, v: number | undefined, fallback: number, min = 
   return v
 }
 
-/** Check one upstream string (dns:// names are checked by the resolver). */
+/** Check one upstream string (dns:// and srv:// names are resolved later, by DnsWatcher). */
 export function checkUpstream (u: string): void {
   if (typeof u !== 'string') throw frontError('FERRY_ERR_FRONT_CONFIG', `upstream must be a string, got ${JSON.stringify(u)}`)
   if (isDnsUpstream(u)) {
@@ -138,17 +144,67 @@ export function checkUpstream (u: string): void {
   }
 }
 
+const DNS_UPSTREAM = /^(uwsgi\+)?(dns|srv):\/\//
+
+/** dns://, srv://, uwsgi+dns://, uwsgi+srv:// — a node set that DNS names. */
 export function isDnsUpstream (u: string): boolean {
-  return u.startsWith('dns://') || u.startsWith('uwsgi+dns://')
+  return DNS_UPSTREAM.test(u)
 }
 
-/** `dns://name:port` or `uwsgi+dns://name:port`. */
-export function parseDnsUpstream (u: string): { codec: 'native' | 'uwsgi', host: string, port: number } {
-  const codec = u.startsWith('uwsgi+') ? 'uwsgi' : 'native'
-  const rest = u.slice(u.indexOf('dns://') + 6)
-  const m = /^([A-Za-z0-9._-]+):(\d{1,5})\/?$/.exec(rest)
-  if (m === null || Number(m[2]) > 65535 || Number(m[2]) === 0) throw frontError('FERRY_ERR_FRONT_CONFIG', `upstream ${JSON.stringify(u)}: expected dns://name:port`)
-  return { codec, host: m[1]!, port: Number(m[2]) }
+/** A dns:// name (A/AAAA records, one port) or a srv:// name (SRV records, their ports). */
+export type DnsName =
+  | { kind: 'a', codec: 'native' | 'uwsgi', host: string, port: number }
+  | { kind: 'srv', codec: 'native' | 'uwsgi', host: string }
+
+/** A DNS name as ferry takes it: letters, digits, '-', '_' in dot-separated labels of 1-63. */
+function isDnsName (name: string): boolean {
+  if (name.length === 0 || name.length > 254 || !/^[A-Za-z0-9._-]+$/.test(name)) return false
+  const labels = name.endsWith('.') ? name.slice(0, -1).split('.') : name.split('.')
+  return labels.every((l) => l.length > 0 && l.length <= 63)
+}
+
+/**
+ * `dns://name:port`, `srv://name` and their `uwsgi+` forms. Throws FERRY_ERR_FRONT_CONFIG
+ * on another form (srv:// with a port, dns:// without one, an empty or malformed name).
+ */
+export function parseDnsUpstream (u: string): DnsName {
+  const m = DNS_UPSTREAM.exec(u)
+  const codec = m?.[1] === undefined ? 'native' : 'uwsgi'
+  const rest = m === null ? u : u.slice(m[0].length).replace(/\/$/, '')
+  if (m?.[2] === 'srv') {
+    if (isDnsName(rest)) return { kind: 'srv', codec, host: rest }
+    const why = /:\d*$/.test(rest) ? ' (no port: the SRV records carry it)' : ''
+    throw frontError('FERRY_ERR_FRONT_CONFIG', `upstream ${JSON.stringify(u)}: expected srv://name, e.g. srv://_ferry._tcp.app.internal${why}`)
+  }
+  const hp = /^(.*):(\d{1,5})$/.exec(rest)
+  if (m === null || hp === null || !isDnsName(hp[1]!) || Number(hp[2]) > 65535 || Number(hp[2]) === 0) throw frontError('FERRY_ERR_FRONT_CONFIG', `upstream ${JSON.stringify(u)}: expected dns://name:port`)
+  return { kind: 'a', codec, host: hp[1]!, port: Number(hp[2]) }
+}
+
+/**
+ * One `--resolver` value: `ip`, `ip:port`, `[ipv6]`, `[ipv6]:port` or a bare IPv6 address,
+ * returned in the form Resolver#setServers takes. Names are refused (resolving the
+ * resolver's own name would need a resolver). Throws FERRY_ERR_FRONT_CONFIG.
+ */
+export function parseResolver (v: string): string {
+  const bad = (why: string): never => { throw frontError('FERRY_ERR_FRONT_CONFIG', `resolver ${JSON.stringify(v)}: ${why}`) }
+  if (typeof v !== 'string') bad('expected an IP address with an optional port, e.g. 10.0.0.2 or 10.0.0.2:53')
+  const s = v.trim()
+  let host: string
+  let port: string | undefined
+  const v6 = /^\[([^\]]*)\](?::(\d*))?$/.exec(s)
+  if (v6 !== null) [, host = '', port] = v6
+  else if (isIPv6(s)) host = s
+  else {
+    const i = s.lastIndexOf(':')
+    host = i < 0 ? s : s.slice(0, i)
+    port = i < 0 ? undefined : s.slice(i + 1)
+  }
+  const ip = isIPv6(host) ? 6 : v6 === null && isIPv4(host) ? 4 : 0
+  if (ip === 0) bad('expected an IP address with an optional port, e.g. 10.0.0.2, 10.0.0.2:53, [fd00::2]:53 (not a name)')
+  if (port !== undefined && (!/^\d{1,5}$/.test(port) || Number(port) === 0 || Number(port) > 65535)) bad(`bad port ${JSON.stringify(port)} (1-65535)`)
+  const p = port === undefined ? 53 : Number(port)
+  return ip === 6 ? `[${host}]:${p}` : `${host}:${p}`
 }
 
 export interface Normalized {
@@ -165,6 +221,8 @@ export interface Normalized {
   forwardedAllowIps: Set<string>
   serverName: string
   dnsInterval: number
+  /** DNS servers for dns:// and srv:// names (setServers form); empty: the system's. */
+  resolver: string[]
   websocket: boolean
   wsMaxMessage: number
   wsIdleTimeout: number
@@ -174,6 +232,12 @@ export interface Normalized {
 
 function isTlsUpstream (u: string): boolean {
   return /^(uwsgi\+|native\+)?tls:\/\//.test(u.trim())
+}
+
+function resolvers (list: string[] | undefined): string[] {
+  if (list === undefined) return []
+  if (!Array.isArray(list)) throw frontError('FERRY_ERR_FRONT_CONFIG', `resolver must be a list of addresses, got ${JSON.stringify(list)}`)
+  return list.map(parseResolver)
 }
 
 export function normalizeOptions (o: FerryOptions): Normalized {
@@ -212,6 +276,10 @@ export function normalizeOptions (o: FerryOptions): Normalized {
     throw frontError('FERRY_ERR_FRONT_CONFIG', 'upstream TLS options (--upstream-tls-*) given but no upstream is tls://host:port or uwsgi+tls://host:port (they would protect nothing)')
   }
   const tls = anyTls ? (upstreamTls(o.upstreamTls) ?? defaultUpstreamTls()) : null
+  const resolver = resolvers(o.resolver)
+  if (resolver.length > 0 && !Object.values(pools).some((p) => p.upstreams.some(isDnsUpstream))) {
+    throw frontError('FERRY_ERR_FRONT_CONFIG', 'resolver (--resolver) given but no upstream is dns://name:port or srv://name (it would resolve nothing; tcp:// host names are looked up by the system when connecting)')
+  }
   const routes: ResolvedRoute[] = (o.routes ?? []).map((r, i) => {
     if (typeof r.prefix !== 'string' || !r.prefix.startsWith('/')) throw frontError('FERRY_ERR_FRONT_CONFIG', `routes[${i}].prefix must start with /`)
     if (pools[r.pool] === undefined) throw frontError('FERRY_ERR_FRONT_UNKNOWN_POOL', `routes[${i}] names pool ${JSON.stringify(r.pool)}`)
@@ -248,6 +316,7 @@ export function normalizeOptions (o: FerryOptions): Normalized {
     forwardedAllowIps: new Set(o.forwardedAllowIps ?? []),
     serverName: o.serverName ?? '',
     dnsInterval: positive('dnsInterval', o.dnsInterval, DEFAULTS.dnsInterval, 10),
+    resolver,
     websocket: o.websocket !== false,
     wsMaxMessage: positive('wsMaxMessage', o.wsMaxMessage, DEFAULTS.wsMaxMessage, 1),
     wsIdleTimeout: positive('wsIdleTimeout', o.wsIdleTimeout, 0),

@@ -63,6 +63,7 @@ const FLAGS = {
   'trust-request-id': { type: 'boolean' },
   'server-name': { type: 'string' },
   'dns-interval': { type: 'string' },
+  resolver: { type: 'string', multiple: true },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'upstream-tls-ca': { type: 'string' },
@@ -231,6 +232,7 @@ export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = p
   const o: FrontOptions & { logLevel: string } = { ...cfg, logLevel: cfg.logLevel ?? 'info' } as FrontOptions & { logLevel: string }
   delete (o as FrontConfig).listen
   if (flags.upstream !== undefined) o.upstreams = flags.upstream as string[]
+  if (flags.resolver !== undefined) o.resolver = flags.resolver as string[]
   if (flags.static !== undefined) o.static = (flags.static as string[]).map((s) => parseStatic(s, process.cwd()))
   const num = (f: FlagName, key: keyof FrontOptions, parse: (n: string, v: string) => number): void => {
     const v = str(f)
@@ -364,6 +366,9 @@ export async function run (argv: string[]): Promise<number | undefined> {
         for (const [name, p] of Object.entries(next.options.pools ?? {})) lists[name] = p.upstreams
         files = next.upstreamTlsFiles
         https = next.clientTlsFiles
+        if (JSON.stringify(next.options.resolver ?? []) !== JSON.stringify(options.resolver ?? [])) {
+          log.warn({ resolver: next.options.resolver ?? [], running: options.resolver ?? [] }, 'SIGHUP: the resolver setting changed: it takes effect at a restart (dns:// and srv:// names still go to the running servers)')
+        }
       } catch (err) {
         // the TLS files named at the last good load are still re-read below
         log.error({ err: (err as Error).message }, 'SIGHUP: config not reloaded')

@@ -29,6 +29,8 @@ Addresses:
                                tls://10.0.0.5:8001, uwsgi+tls://h:p           the same over TLS (see below;
                                                                               nginx: suwsgi://)
                                dns://app.internal:8001                        A/AAAA records, re-resolved
+                               srv://_ferry._tcp.app.internal                 SRV records (see DNS below)
+                               uwsgi+dns://…, uwsgi+srv://…                   DNS, nodes speaking uwsgi
                              nginx: upstream { server …; }
   --static <dir>[:<prefix>]  serve files from <dir> under <prefix> (default /), with ETag,
                              Last-Modified, Range, index.html; a missing file falls through to
@@ -55,10 +57,38 @@ Upstream health and balancing (least outstanding requests, power of two choices)
                              method without body, or a stream the node refused unprocessed)
                              (nginx: proxy_next_upstream)
   --max-waiting <n>          requests waiting for a node to connect, per pool default 1024
-  --dns-interval <dur>       re-resolve dns:// nodes                          default 5s
   --auth <secret>            shared secret proven by HMAC challenge-response in HELLO (never
                              sent); must match the app nodes' --auth. A node that cannot prove
                              it is refused. Prefer FERRY_FRONT_AUTH (ps shows command lines)
+
+Nodes from DNS (Kubernetes headless services, Consul; nginx: server … resolve):
+  dns://<name>:<port>        one node per A/AAAA address of <name>, on <port>
+                             (nginx: server app.internal:8001 resolve)
+  srv://<name>               SRV records (RFC 2782): one node per A/AAAA address of each
+                             record's target, on the record's port, e.g.
+                               srv://_ferry._tcp.app.default.svc.cluster.local  (Kubernetes:
+                                 headless service, port named "ferry")
+                               srv://_api._tcp.service.consul                   (Consul)
+                             (nginx: server app.internal service=_ferry._tcp resolve)
+                             Only the records with the lowest priority value whose targets
+                             resolve to at least one address are used; higher values are
+                             backups, used only while no lower one resolves.
+                             Weights are not used: least-outstanding balancing already sends
+                             a slower node less. A target "." (service not available) gives
+                             no node; srv:// takes no port (the records carry it).
+  Every --dns-interval the names are asked again (TTLs are not used; nginx: resolver … valid=):
+  new nodes get traffic, vanished ones drain. A lookup that fails (no answer, SERVFAIL, no
+  such name) keeps the last known nodes and logs a warning.
+  --dns-interval <dur>       re-resolve dns:// and srv:// names               default 5s
+  --resolver <ip[:port]>     DNS server for dns:// and srv:// names (repeatable: tried in
+                             order; [v6]:port for IPv6; port default 53). With one, names go
+                             only to these servers (not /etc/hosts); localhost and IP
+                             addresses are still looked up locally. A server silent for
+                             min(2 s, --dns-interval), then twice that on the retry, fails
+                             the lookup (nginx: resolver_timeout). Read at start only
+                             (SIGHUP keeps the running servers).
+                             (nginx: resolver)                  default the system's (/etc/resolv.conf)
+                             Config file: "resolver": ["10.0.0.2", "10.0.0.3:5353"]
 
 Limits and timeouts (each answer carries the request id in x-request-id):
   --timeout <dur>            wait for the response head; past it 504          default 60s
