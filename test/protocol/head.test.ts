@@ -268,3 +268,63 @@ describe('head decoding details', () => {
     assert.equal(hex(a), copy)
   })
 })
+
+// The decoder answers fields that repeat (scheme, authority, a header value per table code, a
+// header name sent as a string, …) from the last value seen in the same slot when the bytes
+// are equal. These decode heads in sequences so the second sees what the first left behind.
+describe('head decoding across heads (repeated-field cache)', () => {
+  const res = (headers: HeaderList): ResponseHead => ({ status: 200, headers, bodyLength: 0 })
+
+  test('a value of the same length that differs in one byte, or is not plain, decodes its own bytes', () => {
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['content-type', 'text/plain']))).headers, ['content-type', 'text/plain'])
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['content-type', 'text/plaiN']))).headers, ['content-type', 'text/plaiN'])
+    // same byte length as "text/plain", one byte replaced by CR: refused, not answered from the cache
+    const cr = Buffer.from(encodeResponseHead(res(['content-type', 'text/plain'])))
+    cr[cr.length - 1] = 0x0d
+    assert.throws(() => decodeResponseHead(cr), { code: 'FERRY_ERR_HEAD_INVALID' })
+    // "text/plaé" is 10 bytes as UTF-8, like "text/plain": decoded as UTF-8
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['content-type', 'text/plaé']))).headers, ['content-type', 'text/plaé'])
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['content-type', 'text/plain']))).headers, ['content-type', 'text/plain'])
+  })
+
+  test('request fields that repeat (authority, scheme, addresses, protocol) follow the bytes', () => {
+    const a: RequestHead = { ...emptyRequestHead(), authority: 'a.example', scheme: 'https', remoteAddress: '10.0.0.1', serverName: 'srv', protocol: 'HTTP/1.1' }
+    const b: RequestHead = { ...a, authority: 'b.example', scheme: 'http', remoteAddress: '10.0.0.2', serverName: 'SRV', protocol: 'HTTP/1.0' }
+    for (const h of [a, a, b, b, a]) assert.deepEqual(decodeRequestHead(encodeRequestHead(h)), h)
+    // authority with a NUL at the cached value's length: refused
+    const bad = Buffer.from(encodeRequestHead(a))
+    bad[bad.indexOf('a.example') + 1] = 0
+    assert.throws(() => decodeRequestHead(bad), { code: 'FERRY_ERR_HEAD_INVALID' })
+  })
+
+  test('a header name sent as a string is checked even after a valid name of the same length', () => {
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['x-ab', '1']))).headers, ['x-ab', '1'])
+    // the same four bytes but one: "x ab" and "X-ab" are not tokens (names travel lower-case)
+    for (const name of ['x ab', 'X-ab']) {
+      const bytes = Buffer.from(encodeResponseHead(res(['x-ab', '1'])))
+      bytes.write(name, bytes.indexOf('x-ab'), 'latin1')
+      assert.throws(() => decodeResponseHead(bytes), { code: 'FERRY_ERR_HEAD_INVALID' })
+    }
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['x-ab', '2']))).headers, ['x-ab', '2'])
+  })
+
+  test('sequences of heads drawn from few values decode each to itself (300 runs)', () => {
+    const value = fc.constantFrom('', 'a', 'b', 'text/html', 'text/htmL', 'text/htmé', 'x'.repeat(40), 'y'.repeat(40), 'x'.repeat(200))
+    const name = fc.constantFrom('content-type', 'accept', 'x-a', 'x-b', 'x-ab', 'y-ab', 'set-cookie')
+    const few: fc.Arbitrary<HeaderList> = fc.array(fc.tuple(name, value), { maxLength: 6 }).map((p) => p.flat())
+    const req: fc.Arbitrary<RequestHead> = fc.record({
+      authority: fc.constantFrom('', 'a.test', 'b.test', 'bücher.test'),
+      scheme: fc.constantFrom('http', 'https'),
+      headers: few,
+      remoteAddress: fc.constantFrom('127.0.0.1', '127.0.0.2', '::1'),
+      serverName: fc.constantFrom('s1', 's2', 'S1'),
+      protocol: fc.constantFrom('HTTP/1.0', 'HTTP/1.1')
+    }).map((f) => ({ ...emptyRequestHead(), ...f }))
+    fc.assert(fc.property(fc.array(fc.tuple(req, few), { minLength: 2, maxLength: 6 }), (heads) => {
+      for (const [h, rh] of heads) {
+        assert.deepEqual(decodeRequestHead(encodeRequestHead(h)), h)
+        assert.deepEqual(decodeResponseHead(encodeResponseHead(res(rh))), res(rh))
+      }
+    }), { numRuns: 300 })
+  })
+})

@@ -8,7 +8,7 @@
  */
 import { protocolError } from './errors.js'
 import { headerCode, headerName, methodCode, methodName } from './header-table.js'
-import { asBuffer, PbReader, writer } from './pb.js'
+import { asBuffer, CACHE_SLOTS, type PbReader, reader, writer } from './pb.js'
 import type { HeaderList, RequestHead, ResponseHead } from './types.js'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
@@ -38,15 +38,22 @@ const T_H_CODE = 0x08
 const T_H_NAME = 0x12
 const T_H_VALUE = 0x1a
 
+/** Bytes a string field may take: tag, a length of up to 5 bytes, up to 3 bytes a char. */
+function room (s: string): number {
+  return 3 * s.length + 6
+}
+
 function writeHeaders (tag: number, headers: HeaderList): void {
   const w = writer
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!
     const value = headers[i + 1]!
+    // Header tag + length (6), code field (11) or name, value
+    w.room(3 * (name.length + value.length) + 32)
     const mark = w.begin(tag)
     const code = headerCode(name)
     if (code !== 0) {
-      w.varint(T_H_CODE)
+      w.byte(T_H_CODE)
       w.varint(code)
     } else if (name.length > 0) {
       w.string(T_H_NAME, name)
@@ -71,7 +78,7 @@ function writeString (tag: number, s: string): void {
 
 function writeUint (tag: number, v: number): void {
   if (v !== 0) {
-    writer.varint(tag)
+    writer.byte(tag)
     writer.varint(v)
   }
 }
@@ -91,7 +98,8 @@ export function encodeRequestHeadView (head: RequestHead): Buffer {
 }
 
 function writeRequestHead (head: RequestHead): void {
-  const w = writer.reset()
+  // room for the fields before the headers, each header (writeHeaders), the fields after them
+  const w = writer.reset(11 + room(head.method) + room(head.path) + room(head.authority) + room(head.scheme))
   const code = methodCode(head.method)
   writeUint(T_METHOD, code)
   if (code === 0) writeString(T_METHOD_NAME, head.method)
@@ -99,12 +107,13 @@ function writeRequestHead (head: RequestHead): void {
   writeString(T_AUTHORITY, head.authority)
   writeString(T_SCHEME, head.scheme)
   writeHeaders(T_HEADERS, head.headers)
+  w.room(44 + room(head.remoteAddress) + room(head.requestId) + room(head.serverName) + room(head.protocol))
   writeString(T_REMOTE_ADDRESS, head.remoteAddress)
   writeUint(T_REMOTE_PORT, head.remotePort)
   writeString(T_REQUEST_ID, head.requestId)
   if (head.bodyLength !== 0) {
     checkEncodeBodyLength(head.bodyLength)
-    w.varint(T_BODY_LENGTH)
+    w.byte(T_BODY_LENGTH)
     w.sint(head.bodyLength)
   }
   writeString(T_SERVER_NAME, head.serverName)
@@ -124,15 +133,31 @@ export function encodeResponseHeadView (head: ResponseHead): Buffer {
 }
 
 function writeResponseHead (head: ResponseHead): void {
-  const w = writer.reset()
+  const w = writer.reset(11)
   writeUint(T_RES_STATUS, head.status)
   writeHeaders(T_RES_HEADERS, head.headers)
+  w.room(11)
   if (head.bodyLength !== 0) {
     checkEncodeBodyLength(head.bodyLength)
-    w.varint(T_RES_BODY_LENGTH)
+    w.byte(T_RES_BODY_LENGTH)
     w.sint(head.bodyLength)
   }
 }
+
+// Cache slots of PbReader.cachedString (pb.ts): the request fields that repeat from one
+// head to the next, a header value per table code, and header names sent as strings by
+// length. A slot only picks which last value the bytes are compared with.
+const S_AUTHORITY = 0
+const S_SCHEME = 1
+const S_REMOTE_ADDRESS = 2
+const S_SERVER_NAME = 3
+const S_PROTOCOL = 4
+const S_VALUE = 8
+const VALUE_CODES = 88 // codes 1..87 have a value slot (the table has 72)
+const S_NAME = S_VALUE + VALUE_CODES
+const NAME_SLOTS = CACHE_SLOTS - S_NAME
+/** Header names sent as strings that passed the token check, by the slot of their length. */
+const validNames: string[] = new Array<string>(NAME_SLOTS).fill('')
 
 /** Reads one Header sub-message (the reader is positioned at its length) and appends to out. */
 function readHeader (r: PbReader, out: HeaderList): void {
@@ -142,15 +167,18 @@ function readHeader (r: PbReader, out: HeaderList): void {
   r.end = end
   let code = 0
   let name = ''
+  let nameSlot = -1
   let value = ''
   let valuePlain = true
   while (r.pos < end) {
     const tag = r.varint()
     if (tag === T_H_CODE) code = r.varint()
-    else if (tag === T_H_NAME) name = r.string()
     else if (tag === T_H_VALUE) {
-      value = r.string()
+      value = code > 0 && code < VALUE_CODES ? r.cachedString(S_VALUE + code) : r.string()
       valuePlain = r.plain
+    } else if (tag === T_H_NAME) {
+      nameSlot = (r.buf[r.pos] ?? 0) % NAME_SLOTS // the length's first byte: names up to 127 bytes get a slot each
+      name = r.cachedString(S_NAME + nameSlot)
     } else r.skip(tag & 7)
   }
   r.end = outerEnd
@@ -158,8 +186,9 @@ function readHeader (r: PbReader, out: HeaderList): void {
     const n = headerName(code)
     if (n === undefined) throw protocolError('FERRY_ERR_HEAD_INVALID', `unknown header code ${code}`, { streamId: r.streamId })
     name = n
-  } else if (!TOKEN.test(name)) {
-    throw protocolError('FERRY_ERR_HEAD_INVALID', `invalid header name ${JSON.stringify(name.slice(0, 64))}`, { streamId: r.streamId })
+  } else if (nameSlot < 0 || name !== validNames[nameSlot]) {
+    if (!TOKEN.test(name)) throw protocolError('FERRY_ERR_HEAD_INVALID', `invalid header name ${JSON.stringify(name.slice(0, 64))}`, { streamId: r.streamId })
+    if (nameSlot >= 0) validNames[nameSlot] = name
   }
   if (!valuePlain && BAD_VALUE.test(value)) throw protocolError('FERRY_ERR_HEAD_INVALID', `header ${name} has CR, LF or NUL in its value`, { streamId: r.streamId })
   out.push(name, value)
@@ -171,7 +200,7 @@ function checkBodyLength (n: number, streamId: number): void {
 
 export function decodeRequestHead (payload: Uint8Array, streamId = 0): RequestHead {
   const buf = asBuffer(payload)
-  const r = new PbReader(buf, 0, buf.length, streamId)
+  const r = reader.reset(buf, 0, buf.length, streamId)
   let mcode = 0
   let method = ''
   let path = ''
@@ -195,16 +224,16 @@ export function decodeRequestHead (payload: Uint8Array, streamId = 0): RequestHe
       case T_METHOD: mcode = r.varint(); break
       case T_METHOD_NAME: method = r.string(); break
       case T_PATH: path = r.string(); pathPlain = r.plain; break
-      case T_AUTHORITY: authority = r.string(); authorityPlain = r.plain; break
-      case T_SCHEME: scheme = r.string(); break
+      case T_AUTHORITY: authority = r.cachedString(S_AUTHORITY); authorityPlain = r.plain; break
+      case T_SCHEME: scheme = r.cachedString(S_SCHEME); break
       case T_HEADERS: readHeader(r, headers); break
-      case T_REMOTE_ADDRESS: remoteAddress = r.string(); break
+      case T_REMOTE_ADDRESS: remoteAddress = r.cachedString(S_REMOTE_ADDRESS); break
       case T_REMOTE_PORT: remotePort = r.varint(); break
       case T_REQUEST_ID: requestId = r.string(); requestIdPlain = r.plain; break
       case T_BODY_LENGTH: bodyLength = r.sint(); break
-      case T_SERVER_NAME: serverName = r.string(); break
+      case T_SERVER_NAME: serverName = r.cachedString(S_SERVER_NAME); break
       case T_SERVER_PORT: serverPort = r.varint(); break
-      case T_PROTOCOL: protocol = r.string(); break
+      case T_PROTOCOL: protocol = r.cachedString(S_PROTOCOL); break
       default: r.skip(tag & 7)
     }
   }
@@ -241,7 +270,7 @@ export function decodeRequestHead (payload: Uint8Array, streamId = 0): RequestHe
 
 export function decodeResponseHead (payload: Uint8Array, streamId = 0): ResponseHead {
   const buf = asBuffer(payload)
-  const r = new PbReader(buf, 0, buf.length, streamId)
+  const r = reader.reset(buf, 0, buf.length, streamId)
   let status = 0
   const headers: HeaderList = []
   let bodyLength = 0

@@ -26,17 +26,25 @@ const SHORT = 24
 const SCRATCH_MIN = 64 * 1024
 let scratch = Buffer.allocUnsafe(SCRATCH_MIN)
 
+/**
+ * Writes into the shared scratch buffer without a bounds check per field: the caller makes
+ * room first (reset(n), room(n)) for what it is about to write — a string of n chars takes at
+ * most 3n + 6 bytes with its tag and length, a varint field 11.
+ */
 export class PbWriter {
   buf: Buffer = scratch
   pos = 0
 
-  reset (): this {
+  /** Start a message with room for n bytes. */
+  reset (n: number): this {
     this.buf = scratch
     this.pos = 0
+    if (n > scratch.length) this.room(n)
     return this
   }
 
-  ensure (n: number): void {
+  /** Room for n more bytes (the scratch buffer grows, keeping what was written). */
+  room (n: number): void {
     if (this.pos + n <= this.buf.length) return
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
     this.buf.copy(next, 0, 0, this.pos)
@@ -44,8 +52,12 @@ export class PbWriter {
     scratch = next
   }
 
+  /** A one-byte tag or varint (v < 0x80). */
+  byte (v: number): void {
+    this.buf[this.pos++] = v
+  }
+
   varint (v: number): void {
-    this.ensure(10)
     const b = this.buf
     let p = this.pos
     if (v < 0x80) {
@@ -77,7 +89,6 @@ export class PbWriter {
    */
   string (tag: number, s: string): void {
     const n = s.length
-    this.ensure(n * 3 + 12)
     const b = this.buf
     b[this.pos++] = tag
     const start = this.pos + 1
@@ -101,7 +112,6 @@ export class PbWriter {
 
   /** Open a nested message: returns a mark for end(). */
   begin (tag: number): number {
-    this.ensure(2)
     this.buf[this.pos++] = tag
     this.pos++ // room for a one-byte length
     return this.pos
@@ -120,7 +130,7 @@ export class PbWriter {
     }
     let extra = 0
     for (let v = n >>> 7; v > 0; v >>>= 7) extra++
-    this.ensure(extra)
+    this.room(extra)
     const buf = this.buf
     buf.copyWithin(start + extra, start, start + n)
     let p = start - 1
@@ -164,45 +174,83 @@ function invalid (what: string, streamId: number): Error {
   return protocolError('FERRY_ERR_HEAD_INVALID', what, { streamId })
 }
 
-/** A cursor over one message's bytes. Every read checks bounds and throws FERRY_ERR_HEAD_INVALID. */
+/**
+ * The last plain string decoded into each cache slot, and its bytes (see
+ * PbReader.cachedString): fields such as the scheme, the server name or a response's
+ * content-type repeat from one head to the next, and comparing their bytes with the last
+ * value's costs less than making a string and scanning it. Only plain strings (ASCII, no CR,
+ * LF or NUL) up to CACHE_MAX bytes enter, so bytes equal to an entry's are plain too.
+ */
+export const CACHE_SLOTS = 128
+const CACHE_MAX = 128
+const cacheStrings: string[] = new Array<string>(CACHE_SLOTS).fill('')
+const cacheBytes = Buffer.alloc(CACHE_SLOTS * CACHE_MAX)
+/**
+ * A string of 13 chars or more cut from the message text is a slice that keeps the whole
+ * text alive (V8 SlicedString); such strings are cached only from messages up to this size,
+ * so the cache keeps at most CACHE_SLOTS × 2 KiB of message text alive.
+ */
+const CACHE_SLICE_MAX_MESSAGE = 2048
+const SLICE_MIN = 13
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * A cursor over one message's bytes. Every read checks bounds and throws
+ * FERRY_ERR_HEAD_INVALID. One reader serves every message (reset() per message): decoding
+ * is synchronous and never calls out, so no two messages share it at once.
+ */
 export class PbReader {
-  buf: Buffer
-  pos: number
-  end: number
-  streamId: number
+  buf: Buffer = EMPTY
+  pos = 0
+  end = 0
+  streamId = 0
   /**
-   * The whole message as one latin1 string (one byte, one char): a field whose bytes are all
-   * ASCII — nearly every header — becomes a substring of it, far cheaper than one UTF-8
-   * decode per field; a field with a byte >= 0x80 is decoded as UTF-8.
+   * The whole message as one latin1 string (one byte, one char), made on the first string
+   * the cache does not answer: a field whose bytes are all ASCII — nearly every header —
+   * becomes a substring of it, far cheaper than one UTF-8 decode per field; a field with a
+   * byte >= 0x80 is decoded as UTF-8.
    */
-  #text: string
+  #text = ''
+  #hasText = false
+  #base = 0
+  #limit = 0
   /**
    * The last string() was plain ASCII without CR, LF or NUL: a caller that must refuse
    * those in a value can skip its own check (one scan serves both).
    */
   plain = true
 
-  constructor (buf: Buffer, pos: number, end: number, streamId: number) {
+  reset (buf: Buffer, pos: number, end: number, streamId: number): this {
     this.buf = buf
     this.pos = pos
     this.end = end
     this.streamId = streamId
-    this.#text = (buf as FastBuffer).latin1Slice(pos, end)
     this.#base = pos
+    this.#limit = end
+    this.#hasText = false
+    this.#text = ''
+    return this
   }
-
-  #base: number
 
   varint (): number {
     const b = this.buf
+    let p = this.pos
+    if (p < this.end) {
+      const first = b[p]!
+      if (first < 0x80) {
+        this.pos = p + 1
+        return first
+      }
+    }
     let result = 0
     let mul = 1
     for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) throw invalid('truncated varint', this.streamId)
-      const byte = b[this.pos++]!
+      if (p >= this.end) throw invalid('truncated varint', this.streamId)
+      const byte = b[p++]!
       result += (byte & 0x7f) * mul
       if (byte < 0x80) {
         if (result > Number.MAX_SAFE_INTEGER) throw invalid('varint beyond 2^53', this.streamId)
+        this.pos = p
         return result
       }
       mul *= 128
@@ -224,15 +272,52 @@ export class PbReader {
 
   string (): string {
     const n = this.length()
-    const a = this.pos - this.#base
+    const p = this.pos
+    this.pos = p + n
+    return this.#decode(p, n)
+  }
+
+  /**
+   * string(), answered from cache slot `slot` when the bytes equal the string last decoded
+   * there (then plain is true); any other plain string replaces it. The slot only picks
+   * which value is compared: the result is the same as string()'s whatever the slot holds.
+   */
+  cachedString (slot: number): string {
+    const n = this.length()
+    const p = this.pos
+    this.pos = p + n
+    const last = cacheStrings[slot]!
+    const b = this.buf
+    const o = slot * CACHE_MAX
+    if (last.length === n) {
+      let i = 0
+      while (i < n && cacheBytes[o + i] === b[p + i]) i++
+      if (i === n) {
+        this.plain = true
+        return last
+      }
+    }
+    const s = this.#decode(p, n)
+    if (this.plain && n <= CACHE_MAX && (n < SLICE_MIN || this.#limit - this.#base <= CACHE_SLICE_MAX_MESSAGE)) {
+      for (let i = 0; i < n; i++) cacheBytes[o + i] = b[p + i]!
+      cacheStrings[slot] = s
+    }
+    return s
+  }
+
+  #decode (p: number, n: number): string {
+    if (!this.#hasText) {
+      this.#text = (this.buf as FastBuffer).latin1Slice(this.#base, this.#limit)
+      this.#hasText = true
+    }
+    const a = p - this.#base
     let s = this.#text.substring(a, a + n)
-    if (n <= SHORT_SCAN ? notPlainBytes(this.buf, this.pos, this.pos + n) : NOT_PLAIN.test(s)) {
+    if (n <= SHORT_SCAN ? notPlainBytes(this.buf, p, p + n) : NOT_PLAIN.test(s)) {
       this.plain = false
-      if (HIGH_BYTE.test(s)) s = (this.buf as FastBuffer).utf8Slice(this.pos, this.pos + n)
+      if (HIGH_BYTE.test(s)) s = (this.buf as FastBuffer).utf8Slice(p, p + n)
     } else {
       this.plain = true
     }
-    this.pos += n
     return s
   }
 
@@ -251,6 +336,8 @@ export class PbReader {
     this.pos += n
   }
 }
+
+export const reader = new PbReader()
 
 /** View any Uint8Array as a Buffer without copying. */
 export function asBuffer (u: Uint8Array): Buffer {
