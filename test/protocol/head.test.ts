@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import {
-  decodeRequestHead, decodeResponseHead, emptyRequestHead, encodeRequestHead, encodeResponseHead,
-  HEADER_NAMES, headerCode, type HeaderList, MAX_BODY_LENGTH, METHODS, methodCode, type RequestHead, type ResponseHead
+  decodeRequestHead, decodeResponseHead, emptyRequestHead, encodeRequestHead, encodeRequestHeadView, encodeResponseHead,
+  encodeResponseHeadView, HEADER_NAMES, headerCode, type HeaderList, MAX_BODY_LENGTH, METHODS, methodCode, type RequestHead, type ResponseHead
 } from '@ferry/protocol'
 import fc from 'fast-check'
 import { ferry } from '../../packages/protocol/gen/ferry.js'
@@ -271,8 +271,9 @@ describe('head decoding details', () => {
 
 // The decoder answers fields that repeat (scheme, authority, a header value per table code, a
 // header name sent as a string, …) from the last value seen in the same slot when the bytes
-// are equal. These decode heads in sequences so the second sees what the first left behind.
-describe('head decoding across heads (repeated-field cache)', () => {
+// are equal, and the encoder copies the bytes of a string it wrote there twice in a row.
+// These run heads in sequences so each sees what the ones before left behind.
+describe('heads across heads (repeated-field caches)', () => {
   const res = (headers: HeaderList): ResponseHead => ({ status: 200, headers, bodyLength: 0 })
 
   test('a value of the same length that differs in one byte, or is not plain, decodes its own bytes', () => {
@@ -326,5 +327,45 @@ describe('head decoding across heads (repeated-field cache)', () => {
         assert.deepEqual(decodeResponseHead(encodeResponseHead(res(rh))), res(rh))
       }
     }), { numRuns: 300 })
+  })
+
+  test('encoding a value again and again, then another of the same length, gives the generated encoder\'s bytes each time', () => {
+    const expect = (h: ResponseHead): string => hex(ferry.ResponseHead.encode({ status: h.status, headers: wireHeaders(h.headers), bodyLength: h.bodyLength }).finish())
+    for (const v of ['text/plain', 'text/plain', 'text/plain', 'text/plaiN', 'text/plaé', 'text/plaiN', 'text/plaiN', 'text/plain', 'x'.repeat(64), 'x'.repeat(64), 'x'.repeat(64), 'x'.repeat(65)]) {
+      const h = res(['content-type', v])
+      assert.equal(hex(encodeResponseHead(h)), expect(h))
+      assert.equal(hex(encodeResponseHeadView(h)), expect(h))
+    }
+  })
+
+  test('sequences of heads drawn from few values encode to the generated encoder\'s bytes, as copies and as views (300 runs)', () => {
+    const value = fc.constantFrom('', 'a', 'b', 'text/html', 'text/htmL', 'text/htmé', 'x'.repeat(40), 'x'.repeat(64), 'x'.repeat(200))
+    const few: fc.Arbitrary<HeaderList> = fc.array(fc.tuple(fc.constantFrom('content-type', 'accept', 'x-a'), value), { maxLength: 4 }).map((p) => p.flat())
+    const req: fc.Arbitrary<RequestHead> = fc.record({
+      authority: fc.constantFrom('', 'a.test', 'b.test', 'bücher.test'),
+      scheme: fc.constantFrom('http', 'https'),
+      headers: few,
+      serverName: fc.constantFrom('s1', 's2', 'S1'),
+      protocol: fc.constantFrom('HTTP/1.0', 'HTTP/1.1')
+    }).map((f) => ({ ...emptyRequestHead(), ...f }))
+    fc.assert(fc.property(fc.array(req, { minLength: 2, maxLength: 8 }), (heads) => {
+      for (const h of heads) {
+        const expect = hex(ferry.RequestHead.encode(wireRequest(h)).finish())
+        assert.equal(hex(encodeRequestHeadView(h)), expect)
+        assert.equal(hex(encodeRequestHead(h)), expect)
+      }
+    }), { numRuns: 300 })
+  })
+
+  test('encoded heads stay intact across many encodes, slab changes and heads larger than a slab', () => {
+    const kept: [Buffer, string][] = []
+    for (let i = 0; i < 2000; i++) {
+      const big = i % 250 === 0 ? ['x-big', 'v'.repeat(20000 + i)] : []
+      const h = { ...emptyRequestHead(), path: `/${i}`, requestId: String(i), headers: ['x-n', String(i), ...big] }
+      const b = encodeRequestHead(h)
+      kept.push([b, hex(ferry.RequestHead.encode(wireRequest(h)).finish())])
+      encodeRequestHeadView({ ...h, path: `/view/${i}` }) // views write where the next head goes
+    }
+    for (const [b, expect] of kept) assert.equal(hex(b), expect)
   })
 })

@@ -2,13 +2,17 @@
  * Request and response heads <-> HEADERS frame payloads (protobuf messages RequestHead and
  * ResponseHead of proto/ferry.proto), with the static header-name table applied and every
  * field validated on decode so a peer can never smuggle CR/LF or an invalid name into the
- * other tier. Hand-written over pb.ts for speed (these run per request); the bytes equal
+ * other tier. Hand-written over pb.ts and pb-writer.ts for speed (these run per request); the bytes equal
  * the generated protobufjs encoder's (test/protocol checks), and any valid protobuf
  * encoding of the messages decodes.
  */
 import { protocolError } from './errors.js'
 import { headerCode, headerName, methodCode, methodName } from './header-table.js'
-import { asBuffer, CACHE_SLOTS, type PbReader, reader, writer } from './pb.js'
+import { asBuffer, CACHE_SLOTS, type PbReader, reader } from './pb.js'
+import {
+  beginField, endField, slab, stringRoom, VARINT_ROOM, writeCachedStringField, writeSintField, writeStringField,
+  writeUintField, writeVarint
+} from './pb-writer.js'
 import type { HeaderList, RequestHead, ResponseHead } from './types.js'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
@@ -38,29 +42,44 @@ const T_H_CODE = 0x08
 const T_H_NAME = 0x12
 const T_H_VALUE = 0x1a
 
-/** Bytes a string field may take: tag, a length of up to 5 bytes, up to 3 bytes a char. */
-function room (s: string): number {
-  return 3 * s.length + 6
+// Cache slots, shared by the reader's cache (pb.ts) and the writer's (pb-writer.ts): the
+// request fields that repeat from one head to the next, a header value per table code, and
+// (reader) header names sent as strings by length. A slot only picks which last value is
+// compared: results never depend on what a slot holds.
+const S_AUTHORITY = 0
+const S_SCHEME = 1
+const S_REMOTE_ADDRESS = 2
+const S_SERVER_NAME = 3
+const S_PROTOCOL = 4
+const S_VALUE = 8
+const VALUE_CODES = 88 // codes 1..87 have a value slot (the table has 72)
+const S_NAME = S_VALUE + VALUE_CODES
+const NAME_SLOTS = CACHE_SLOTS - S_NAME
+
+/** Most bytes the header list takes: per header its tag and length (6), a code field (11) or a name, and a value. */
+function headersRoom (headers: HeaderList): number {
+  let n = 0
+  for (let i = 0; i < headers.length; i += 2) n += 3 * (headers[i]!.length + headers[i + 1]!.length) + 29
+  return n
 }
 
-function writeHeaders (tag: number, headers: HeaderList): void {
-  const w = writer
+function writeHeaders (b: Buffer, p: number, tag: number, headers: HeaderList): number {
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!
     const value = headers[i + 1]!
-    // Header tag + length (6), code field (11) or name, value
-    w.room(3 * (name.length + value.length) + 32)
-    const mark = w.begin(tag)
+    const start = beginField(b, p, tag)
     const code = headerCode(name)
     if (code !== 0) {
-      w.byte(T_H_CODE)
-      w.varint(code)
-    } else if (name.length > 0) {
-      w.string(T_H_NAME, name)
+      b[start] = T_H_CODE
+      p = writeVarint(b, start + 1, code)
+      p = code < VALUE_CODES ? writeCachedStringField(b, p, T_H_VALUE, value, S_VALUE + code) : writeStringField(b, p, T_H_VALUE, value)
+    } else {
+      p = writeStringField(b, start, T_H_NAME, name)
+      p = writeStringField(b, p, T_H_VALUE, value)
     }
-    if (value.length > 0) w.string(T_H_VALUE, value)
-    w.end(mark)
+    p = endField(b, start, p)
   }
+  return p
 }
 
 /** Largest body length a head carries: its zigzag varint must stay a safe integer. */
@@ -72,90 +91,58 @@ function checkEncodeBodyLength (n: number): void {
   }
 }
 
-function writeString (tag: number, s: string): void {
-  if (s.length > 0) writer.string(tag, s)
-}
-
-function writeUint (tag: number, v: number): void {
-  if (v !== 0) {
-    writer.byte(tag)
-    writer.varint(v)
-  }
-}
-
 export function encodeRequestHead (head: RequestHead): Buffer {
-  writeRequestHead(head)
-  return writer.finish()
+  return slab.finish(writeRequestHead(head))
 }
 
 /**
- * The encoded request head as a view into the shared scratch buffer: valid only until the
+ * The encoded request head as a view into the shared encode slab: valid only until the
  * next encode. For writers that copy it at once (Session's staged writes): no allocation.
  */
 export function encodeRequestHeadView (head: RequestHead): Buffer {
-  writeRequestHead(head)
-  return writer.view()
+  return slab.view(writeRequestHead(head))
 }
 
-function writeRequestHead (head: RequestHead): void {
-  // room for the fields before the headers, each header (writeHeaders), the fields after them
-  const w = writer.reset(11 + room(head.method) + room(head.path) + room(head.authority) + room(head.scheme))
+/** Writes the head at slab.pos; returns where it ends. */
+function writeRequestHead (head: RequestHead): number {
+  if (head.bodyLength !== 0) checkEncodeBodyLength(head.bodyLength)
+  const b = slab.reserve(5 * VARINT_ROOM + stringRoom(head.method) + stringRoom(head.path) + stringRoom(head.authority) +
+    stringRoom(head.scheme) + headersRoom(head.headers) + stringRoom(head.remoteAddress) + stringRoom(head.requestId) +
+    stringRoom(head.serverName) + stringRoom(head.protocol))
+  let p = slab.pos
   const code = methodCode(head.method)
-  writeUint(T_METHOD, code)
-  if (code === 0) writeString(T_METHOD_NAME, head.method)
-  writeString(T_PATH, head.path)
-  writeString(T_AUTHORITY, head.authority)
-  writeString(T_SCHEME, head.scheme)
-  writeHeaders(T_HEADERS, head.headers)
-  w.room(44 + room(head.remoteAddress) + room(head.requestId) + room(head.serverName) + room(head.protocol))
-  writeString(T_REMOTE_ADDRESS, head.remoteAddress)
-  writeUint(T_REMOTE_PORT, head.remotePort)
-  writeString(T_REQUEST_ID, head.requestId)
-  if (head.bodyLength !== 0) {
-    checkEncodeBodyLength(head.bodyLength)
-    w.byte(T_BODY_LENGTH)
-    w.sint(head.bodyLength)
-  }
-  writeString(T_SERVER_NAME, head.serverName)
-  writeUint(T_SERVER_PORT, head.serverPort)
-  writeString(T_PROTOCOL, head.protocol)
+  p = writeUintField(b, p, T_METHOD, code)
+  if (code === 0) p = writeStringField(b, p, T_METHOD_NAME, head.method)
+  p = writeStringField(b, p, T_PATH, head.path)
+  p = writeCachedStringField(b, p, T_AUTHORITY, head.authority, S_AUTHORITY)
+  p = writeCachedStringField(b, p, T_SCHEME, head.scheme, S_SCHEME)
+  p = writeHeaders(b, p, T_HEADERS, head.headers)
+  p = writeCachedStringField(b, p, T_REMOTE_ADDRESS, head.remoteAddress, S_REMOTE_ADDRESS)
+  p = writeUintField(b, p, T_REMOTE_PORT, head.remotePort)
+  p = writeStringField(b, p, T_REQUEST_ID, head.requestId)
+  p = writeSintField(b, p, T_BODY_LENGTH, head.bodyLength)
+  p = writeCachedStringField(b, p, T_SERVER_NAME, head.serverName, S_SERVER_NAME)
+  p = writeUintField(b, p, T_SERVER_PORT, head.serverPort)
+  return writeCachedStringField(b, p, T_PROTOCOL, head.protocol, S_PROTOCOL)
 }
 
 export function encodeResponseHead (head: ResponseHead): Buffer {
-  writeResponseHead(head)
-  return writer.finish()
+  return slab.finish(writeResponseHead(head))
 }
 
-/** The encoded response head as a view into the shared scratch buffer (see encodeRequestHeadView). */
+/** The encoded response head as a view into the shared encode slab (see encodeRequestHeadView). */
 export function encodeResponseHeadView (head: ResponseHead): Buffer {
-  writeResponseHead(head)
-  return writer.view()
+  return slab.view(writeResponseHead(head))
 }
 
-function writeResponseHead (head: ResponseHead): void {
-  const w = writer.reset(11)
-  writeUint(T_RES_STATUS, head.status)
-  writeHeaders(T_RES_HEADERS, head.headers)
-  w.room(11)
-  if (head.bodyLength !== 0) {
-    checkEncodeBodyLength(head.bodyLength)
-    w.byte(T_RES_BODY_LENGTH)
-    w.sint(head.bodyLength)
-  }
+function writeResponseHead (head: ResponseHead): number {
+  if (head.bodyLength !== 0) checkEncodeBodyLength(head.bodyLength)
+  const b = slab.reserve(2 * VARINT_ROOM + headersRoom(head.headers))
+  let p = writeUintField(b, slab.pos, T_RES_STATUS, head.status)
+  p = writeHeaders(b, p, T_RES_HEADERS, head.headers)
+  return writeSintField(b, p, T_RES_BODY_LENGTH, head.bodyLength)
 }
 
-// Cache slots of PbReader.cachedString (pb.ts): the request fields that repeat from one
-// head to the next, a header value per table code, and header names sent as strings by
-// length. A slot only picks which last value the bytes are compared with.
-const S_AUTHORITY = 0
-const S_SCHEME = 1
-const S_REMOTE_ADDRESS = 2
-const S_SERVER_NAME = 3
-const S_PROTOCOL = 4
-const S_VALUE = 8
-const VALUE_CODES = 88 // codes 1..87 have a value slot (the table has 72)
-const S_NAME = S_VALUE + VALUE_CODES
-const NAME_SLOTS = CACHE_SLOTS - S_NAME
 /** Header names sent as strings that passed the token check, by the slot of their length. */
 const validNames: string[] = new Array<string>(NAME_SLOTS).fill('')
 

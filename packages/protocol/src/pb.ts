@@ -1,16 +1,12 @@
 /**
- * Minimal protobuf wire primitives for the per-request hot path (the request and response
- * heads). The generated protobufjs code (gen/ferry.js) builds a message object and a Writer
- * operation list per field; for a 12-header head that costs more than JSON. These write the
- * same bytes (fields in number order, proto3 defaults omitted — a test compares them with the
- * generated encoder) into one reused scratch buffer, and read any valid encoding.
+ * Protobuf reading for the per-request hot path (the request and response heads): reads any
+ * valid encoding of a message, checking every bound (pb-writer.ts writes them).
  */
 import { protocolError } from './errors.js'
 
-// Buffer's own utf8Write/utf8Slice (stable since Node 0.x, used by protobufjs and ws) skip
-// the argument normalisation of write()/toString(): a measurable share of a head's cost.
+// Buffer's own utf8Slice/latin1Slice (stable since Node 0.x, used by protobufjs and ws) skip
+// the argument normalisation of toString(): a measurable share of a head's cost.
 interface FastBuffer extends Buffer {
-  utf8Write (s: string, offset: number): number
   utf8Slice (start: number, end: number): string
   latin1Slice (start: number, end: number): string
 }
@@ -18,146 +14,6 @@ interface FastBuffer extends Buffer {
 const HIGH_BYTE = /[\x80-\xff]/
 /** A byte >= 0x80 (decode as UTF-8) or CR, LF, NUL (a caller may refuse the value). */
 const NOT_PLAIN = /[\0\n\r\x80-\xff]/
-/**
- * Strings up to this many chars are written by a JS loop when all ASCII: a call into
- * utf8Write costs ~50 ns whatever the length, the loop ~2 ns a char (measured on Node 20).
- */
-const SHORT = 24
-const SCRATCH_MIN = 64 * 1024
-let scratch = Buffer.allocUnsafe(SCRATCH_MIN)
-
-/**
- * Writes into the shared scratch buffer without a bounds check per field: the caller makes
- * room first (reset(n), room(n)) for what it is about to write — a string of n chars takes at
- * most 3n + 6 bytes with its tag and length, a varint field 11.
- */
-export class PbWriter {
-  buf: Buffer = scratch
-  pos = 0
-
-  /** Start a message with room for n bytes. */
-  reset (n: number): this {
-    this.buf = scratch
-    this.pos = 0
-    if (n > scratch.length) this.room(n)
-    return this
-  }
-
-  /** Room for n more bytes (the scratch buffer grows, keeping what was written). */
-  room (n: number): void {
-    if (this.pos + n <= this.buf.length) return
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
-    this.buf.copy(next, 0, 0, this.pos)
-    this.buf = next
-    scratch = next
-  }
-
-  /** A one-byte tag or varint (v < 0x80). */
-  byte (v: number): void {
-    this.buf[this.pos++] = v
-  }
-
-  varint (v: number): void {
-    const b = this.buf
-    let p = this.pos
-    if (v < 0x80) {
-      b[p++] = v
-    } else if (v <= 0xffffffff) {
-      while (v > 0x7f) {
-        b[p++] = (v & 0x7f) | 0x80
-        v >>>= 7
-      }
-      b[p++] = v
-    } else {
-      while (v > 0x7f) {
-        b[p++] = (v % 128) | 0x80
-        v = Math.floor(v / 128)
-      }
-      b[p++] = v
-    }
-    this.pos = p
-  }
-
-  /** sint64 as zigzag varint, for safe integers. */
-  sint (v: number): void {
-    this.varint(v >= 0 ? v * 2 : -v * 2 - 1)
-  }
-
-  /**
-   * A length-delimited string field. Writes the bytes first, one byte after the tag, then
-   * fixes up the length prefix (moving the bytes when the length needs more than one byte).
-   */
-  string (tag: number, s: string): void {
-    const n = s.length
-    const b = this.buf
-    b[this.pos++] = tag
-    const start = this.pos + 1
-    if (n <= SHORT) {
-      let p = start
-      let i = 0
-      for (; i < n; i++) {
-        const c = s.charCodeAt(i)
-        if (c >= 0x80) break
-        b[p++] = c
-      }
-      if (i === n) {
-        this.pos = p
-        b[start - 1] = n // under 0x80: the one-byte length the field has room for
-        return
-      }
-    }
-    this.pos = start + (b as FastBuffer).utf8Write(s, start)
-    this.#fixLength(start)
-  }
-
-  /** Open a nested message: returns a mark for end(). */
-  begin (tag: number): number {
-    this.buf[this.pos++] = tag
-    this.pos++ // room for a one-byte length
-    return this.pos
-  }
-
-  end (start: number): void {
-    this.#fixLength(start)
-  }
-
-  /** The bytes from `start` to pos are a field body; write its length at start - 1. */
-  #fixLength (start: number): void {
-    const n = this.pos - start
-    if (n < 0x80) {
-      this.buf[start - 1] = n
-      return
-    }
-    let extra = 0
-    for (let v = n >>> 7; v > 0; v >>>= 7) extra++
-    this.room(extra)
-    const buf = this.buf
-    buf.copyWithin(start + extra, start, start + n)
-    let p = start - 1
-    let v = n
-    while (v > 0x7f) {
-      buf[p++] = (v & 0x7f) | 0x80
-      v >>>= 7
-    }
-    buf[p] = v
-    this.pos = start + extra + n
-  }
-
-  /** A view of what was written: valid only until the next encode (copy it at once). */
-  view (): Buffer {
-    return this.buf.subarray(0, this.pos)
-  }
-
-  /** A copy of what was written (the scratch buffer is reused by the next encode). */
-  finish (): Buffer {
-    const out = Buffer.allocUnsafe(this.pos)
-    this.buf.copy(out, 0, 0, this.pos)
-    return out
-  }
-}
-
-export const writer = new PbWriter()
-
 /** Up to this length a field is scanned by a loop: cheaper than entering the regexp. */
 const SHORT_SCAN = 32
 
@@ -179,10 +35,11 @@ function invalid (what: string, streamId: number): Error {
  * PbReader.cachedString): fields such as the scheme, the server name or a response's
  * content-type repeat from one head to the next, and comparing their bytes with the last
  * value's costs less than making a string and scanning it. Only plain strings (ASCII, no CR,
- * LF or NUL) up to CACHE_MAX bytes enter, so bytes equal to an entry's are plain too.
+ * LF or NUL) up to CACHE_MAX bytes enter, so bytes equal to an entry's are plain too; longer
+ * ones compare slower than the regexp scans them.
  */
 export const CACHE_SLOTS = 128
-const CACHE_MAX = 128
+const CACHE_MAX = 32
 const cacheStrings: string[] = new Array<string>(CACHE_SLOTS).fill('')
 const cacheBytes = Buffer.alloc(CACHE_SLOTS * CACHE_MAX)
 /**
@@ -233,15 +90,20 @@ export class PbReader {
   }
 
   varint (): number {
-    const b = this.buf
-    let p = this.pos
+    const p = this.pos
     if (p < this.end) {
-      const first = b[p]!
-      if (first < 0x80) {
+      const first = this.buf[p]!
+      if (first < 0x80) { // one byte: tags, codes, short lengths (small enough to inline)
         this.pos = p + 1
         return first
       }
     }
+    return this.#varintLong()
+  }
+
+  #varintLong (): number {
+    const b = this.buf
+    let p = this.pos
     let result = 0
     let mul = 1
     for (let i = 0; i < 10; i++) {
