@@ -364,7 +364,9 @@ describe('heads across heads (repeated-field caches)', () => {
       const h = { ...emptyRequestHead(), path: `/${i}`, requestId: String(i), headers: ['x-n', String(i), ...big] }
       const b = encodeRequestHead(h)
       kept.push([b, hex(ferry.RequestHead.encode(wireRequest(h)).finish())])
-      encodeRequestHeadView({ ...h, path: `/view/${i}` }) // views write where the next head goes
+      // a view is written where the next head goes: same lengths recur at moving positions
+      const v = { ...h, path: `/v/${i % 10}` }
+      assert.equal(hex(encodeRequestHeadView(v)), hex(ferry.RequestHead.encode(wireRequest(v)).finish()))
     }
     for (const [b, expect] of kept) assert.equal(hex(b), expect)
   })

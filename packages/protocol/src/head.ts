@@ -149,7 +149,33 @@ const validNames: string[] = new Array<string>(NAME_SLOTS).fill('')
 /** Reads one Header sub-message (the reader is positioned at its length) and appends to out. */
 function readHeader (r: PbReader, out: HeaderList): void {
   const len = r.length()
-  const end = r.pos + len
+  const b = r.buf
+  const p = r.pos
+  // The layout this encoder writes for a table name: code (one byte), then the value (if not
+  // empty) with a one-byte length that fills the rest. Anything else takes the general loop.
+  if (len >= 2 && b[p] === T_H_CODE) {
+    const code = b[p + 1]!
+    const name = code < VALUE_CODES ? headerName(code) : undefined
+    if (name !== undefined) {
+      if (len === 2) {
+        r.pos = p + 2
+        out.push(name, '')
+        return
+      }
+      if (b[p + 2] === T_H_VALUE && b[p + 3]! < 0x80 && b[p + 3] === len - 4) {
+        r.pos = p + 3
+        const value = r.cachedString(S_VALUE + code)
+        if (!r.plain && BAD_VALUE.test(value)) throw protocolError('FERRY_ERR_HEAD_INVALID', `header ${name} has CR, LF or NUL in its value`, { streamId: r.streamId })
+        out.push(name, value)
+        return
+      }
+    }
+  }
+  readHeaderFields(r, out, p + len)
+}
+
+/** readHeader for any valid encoding: fields in any order, repeated, unknown, names as strings. */
+function readHeaderFields (r: PbReader, out: HeaderList, end: number): void {
   const outerEnd = r.end
   r.end = end
   let code = 0

@@ -43,16 +43,19 @@ class Slab {
   buf: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE)
   /** Where the next message starts. */
   pos = 0
-  /** view() results by length, for the current buf and pos (a Buffer object costs ~40 ns). */
+  /**
+   * view() results of this slab by length, with the position each was cut at (a Buffer
+   * object costs ~40 ns); emptied when the slab is replaced, so no old slab stays alive.
+   */
   #views: (Buffer | undefined)[] = new Array<Buffer | undefined>(VIEW_CACHE_MAX)
-  #viewsBuf: Buffer = this.buf
-  #viewsPos = 0
+  #viewsAt = new Int32Array(VIEW_CACHE_MAX)
 
   /** Room for a message of at most `max` bytes at `pos`; returns the buffer to write into. */
   reserve (max: number): Buffer {
     if (this.pos + max > this.buf.length) {
       this.buf = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, max))
       this.pos = 0
+      this.#views.fill(undefined)
     }
     return this.buf
   }
@@ -64,12 +67,10 @@ class Slab {
   view (end: number): Buffer {
     const n = end - this.pos
     if (n >= VIEW_CACHE_MAX) return this.buf.subarray(this.pos, end)
-    if (this.buf !== this.#viewsBuf || this.pos !== this.#viewsPos) {
-      this.#views = new Array<Buffer | undefined>(VIEW_CACHE_MAX)
-      this.#viewsBuf = this.buf
-      this.#viewsPos = this.pos
-    }
-    return this.#views[n] ?? (this.#views[n] = this.buf.subarray(this.pos, end))
+    const v = this.#views[n]
+    if (v !== undefined && this.#viewsAt[n] === this.pos) return v
+    this.#viewsAt[n] = this.pos
+    return (this.#views[n] = this.buf.subarray(this.pos, end))
   }
 
   /** The message written from `pos` to `end`, as a buffer of its own: later encodes write past it. */
