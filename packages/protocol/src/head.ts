@@ -2,9 +2,14 @@
  * Request and response heads <-> HEADERS frame payloads (protobuf messages RequestHead and
  * ResponseHead of proto/ferry.proto), with the static header-name table applied and every
  * field validated on decode so a peer can never smuggle CR/LF or an invalid name into the
- * other tier. Hand-written over pb.ts and pb-writer.ts for speed (these run per request); the bytes equal
- * the generated protobufjs encoder's (test/protocol checks), and any valid protobuf
- * encoding of the messages decodes.
+ * other tier. Hand-written over pb.ts (reading) and pb-writer.ts (writing) for speed (these
+ * run per request); the bytes equal the generated protobufjs encoder's (test/protocol
+ * checks), and any valid protobuf encoding of the messages decodes.
+ *
+ * Both directions keep the last value of the fields that repeat from one head to the next
+ * (scheme, authority, addresses, protocol, a header value per table code): a decoded field
+ * whose bytes equal it is answered with the same string, and an encoded string equal to it
+ * is written by copying its bytes. Results never depend on what the caches hold.
  */
 import { protocolError } from './errors.js'
 import { headerCode, headerName, methodCode, methodName } from './header-table.js'
@@ -97,7 +102,8 @@ export function encodeRequestHead (head: RequestHead): Buffer {
 
 /**
  * The encoded request head as a view into the shared encode slab: valid only until the
- * next encode. For writers that copy it at once (Session's staged writes): no allocation.
+ * next encode, and a later call may return the same Buffer object. For writers that copy it
+ * at once (Session's staged writes): no allocation.
  */
 export function encodeRequestHeadView (head: RequestHead): Buffer {
   return slab.view(writeRequestHead(head))
