@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import {
-  decodeRequestHead, decodeResponseHead, emptyRequestHead, encodeRequestHead, encodeResponseHead,
-  HEADER_NAMES, headerCode, type HeaderList, MAX_BODY_LENGTH, METHODS, methodCode, type RequestHead, type ResponseHead
+  decodeRequestHead, decodeResponseHead, emptyRequestHead, encodeRequestHead, encodeRequestHeadView, encodeResponseHead,
+  encodeResponseHeadView, HEADER_NAMES, headerCode, type HeaderList, MAX_BODY_LENGTH, METHODS, methodCode, type RequestHead, type ResponseHead
 } from '@ferry/protocol'
 import fc from 'fast-check'
 import { ferry } from '../../packages/protocol/gen/ferry.js'
@@ -266,5 +266,108 @@ describe('head decoding details', () => {
     const copy = hex(a)
     encodeRequestHead({ ...emptyRequestHead(), path: '/second-one-longer', headers: ['x', 'y'.repeat(100000)] })
     assert.equal(hex(a), copy)
+  })
+})
+
+// The decoder answers fields that repeat (scheme, authority, a header value per table code, a
+// header name sent as a string, …) from the last value seen in the same slot when the bytes
+// are equal, and the encoder copies the bytes of a string it wrote there twice in a row.
+// These run heads in sequences so each sees what the ones before left behind.
+describe('heads across heads (repeated-field caches)', () => {
+  const res = (headers: HeaderList): ResponseHead => ({ status: 200, headers, bodyLength: 0 })
+
+  test('a value of the same length that differs in one byte, or is not plain, decodes its own bytes', () => {
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['content-type', 'text/plain']))).headers, ['content-type', 'text/plain'])
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['content-type', 'text/plaiN']))).headers, ['content-type', 'text/plaiN'])
+    // same byte length as "text/plain", one byte replaced by CR: refused, not answered from the cache
+    const cr = Buffer.from(encodeResponseHead(res(['content-type', 'text/plain'])))
+    cr[cr.length - 1] = 0x0d
+    assert.throws(() => decodeResponseHead(cr), { code: 'FERRY_ERR_HEAD_INVALID' })
+    // "text/plaé" is 10 bytes as UTF-8, like "text/plain": decoded as UTF-8
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['content-type', 'text/plaé']))).headers, ['content-type', 'text/plaé'])
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['content-type', 'text/plain']))).headers, ['content-type', 'text/plain'])
+  })
+
+  test('request fields that repeat (authority, scheme, addresses, protocol) follow the bytes', () => {
+    const a: RequestHead = { ...emptyRequestHead(), authority: 'a.example', scheme: 'https', remoteAddress: '10.0.0.1', serverName: 'srv', protocol: 'HTTP/1.1' }
+    const b: RequestHead = { ...a, authority: 'b.example', scheme: 'http', remoteAddress: '10.0.0.2', serverName: 'SRV', protocol: 'HTTP/1.0' }
+    for (const h of [a, a, b, b, a]) assert.deepEqual(decodeRequestHead(encodeRequestHead(h)), h)
+    // authority with a NUL at the cached value's length: refused
+    const bad = Buffer.from(encodeRequestHead(a))
+    bad[bad.indexOf('a.example') + 1] = 0
+    assert.throws(() => decodeRequestHead(bad), { code: 'FERRY_ERR_HEAD_INVALID' })
+  })
+
+  test('a header name sent as a string is checked even after a valid name of the same length', () => {
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['x-ab', '1']))).headers, ['x-ab', '1'])
+    // the same four bytes but one: "x ab" and "X-ab" are not tokens (names travel lower-case)
+    for (const name of ['x ab', 'X-ab']) {
+      const bytes = Buffer.from(encodeResponseHead(res(['x-ab', '1'])))
+      bytes.write(name, bytes.indexOf('x-ab'), 'latin1')
+      assert.throws(() => decodeResponseHead(bytes), { code: 'FERRY_ERR_HEAD_INVALID' })
+    }
+    assert.deepEqual(decodeResponseHead(encodeResponseHead(res(['x-ab', '2']))).headers, ['x-ab', '2'])
+  })
+
+  test('sequences of heads drawn from few values decode each to itself (300 runs)', () => {
+    const value = fc.constantFrom('', 'a', 'b', 'text/html', 'text/htmL', 'text/htmé', 'x'.repeat(40), 'y'.repeat(40), 'x'.repeat(200))
+    const name = fc.constantFrom('content-type', 'accept', 'x-a', 'x-b', 'x-ab', 'y-ab', 'set-cookie')
+    const few: fc.Arbitrary<HeaderList> = fc.array(fc.tuple(name, value), { maxLength: 6 }).map((p) => p.flat())
+    const req: fc.Arbitrary<RequestHead> = fc.record({
+      authority: fc.constantFrom('', 'a.test', 'b.test', 'bücher.test'),
+      scheme: fc.constantFrom('http', 'https'),
+      headers: few,
+      remoteAddress: fc.constantFrom('127.0.0.1', '127.0.0.2', '::1'),
+      serverName: fc.constantFrom('s1', 's2', 'S1'),
+      protocol: fc.constantFrom('HTTP/1.0', 'HTTP/1.1')
+    }).map((f) => ({ ...emptyRequestHead(), ...f }))
+    fc.assert(fc.property(fc.array(fc.tuple(req, few), { minLength: 2, maxLength: 6 }), (heads) => {
+      for (const [h, rh] of heads) {
+        assert.deepEqual(decodeRequestHead(encodeRequestHead(h)), h)
+        assert.deepEqual(decodeResponseHead(encodeResponseHead(res(rh))), res(rh))
+      }
+    }), { numRuns: 300 })
+  })
+
+  test('encoding a value again and again, then another of the same length, gives the generated encoder\'s bytes each time', () => {
+    const expect = (h: ResponseHead): string => hex(ferry.ResponseHead.encode({ status: h.status, headers: wireHeaders(h.headers), bodyLength: h.bodyLength }).finish())
+    for (const v of ['text/plain', 'text/plain', 'text/plain', 'text/plaiN', 'text/plaé', 'text/plaiN', 'text/plaiN', 'text/plain', 'x'.repeat(64), 'x'.repeat(64), 'x'.repeat(64), 'x'.repeat(65)]) {
+      const h = res(['content-type', v])
+      assert.equal(hex(encodeResponseHead(h)), expect(h))
+      assert.equal(hex(encodeResponseHeadView(h)), expect(h))
+    }
+  })
+
+  test('sequences of heads drawn from few values encode to the generated encoder\'s bytes, as copies and as views (300 runs)', () => {
+    const value = fc.constantFrom('', 'a', 'b', 'text/html', 'text/htmL', 'text/htmé', 'x'.repeat(40), 'x'.repeat(64), 'x'.repeat(200))
+    const few: fc.Arbitrary<HeaderList> = fc.array(fc.tuple(fc.constantFrom('content-type', 'accept', 'x-a'), value), { maxLength: 4 }).map((p) => p.flat())
+    const req: fc.Arbitrary<RequestHead> = fc.record({
+      authority: fc.constantFrom('', 'a.test', 'b.test', 'bücher.test'),
+      scheme: fc.constantFrom('http', 'https'),
+      headers: few,
+      serverName: fc.constantFrom('s1', 's2', 'S1'),
+      protocol: fc.constantFrom('HTTP/1.0', 'HTTP/1.1')
+    }).map((f) => ({ ...emptyRequestHead(), ...f }))
+    fc.assert(fc.property(fc.array(req, { minLength: 2, maxLength: 8 }), (heads) => {
+      for (const h of heads) {
+        const expect = hex(ferry.RequestHead.encode(wireRequest(h)).finish())
+        assert.equal(hex(encodeRequestHeadView(h)), expect)
+        assert.equal(hex(encodeRequestHead(h)), expect)
+      }
+    }), { numRuns: 300 })
+  })
+
+  test('encoded heads stay intact across many encodes, slab changes and heads larger than a slab', () => {
+    const kept: [Buffer, string][] = []
+    for (let i = 0; i < 2000; i++) {
+      const big = i % 250 === 0 ? ['x-big', 'v'.repeat(20000 + i)] : []
+      const h = { ...emptyRequestHead(), path: `/${i}`, requestId: String(i), headers: ['x-n', String(i), ...big] }
+      const b = encodeRequestHead(h)
+      kept.push([b, hex(ferry.RequestHead.encode(wireRequest(h)).finish())])
+      // a view is written where the next head goes: same lengths recur at moving positions
+      const v = { ...h, path: `/v/${i % 10}` }
+      assert.equal(hex(encodeRequestHeadView(v)), hex(ferry.RequestHead.encode(wireRequest(v)).finish()))
+    }
+    for (const [b, expect] of kept) assert.equal(hex(b), expect)
   })
 })

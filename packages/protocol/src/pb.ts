@@ -1,16 +1,12 @@
 /**
- * Minimal protobuf wire primitives for the per-request hot path (the request and response
- * heads). The generated protobufjs code (gen/ferry.js) builds a message object and a Writer
- * operation list per field; for a 12-header head that costs more than JSON. These write the
- * same bytes (fields in number order, proto3 defaults omitted — a test compares them with the
- * generated encoder) into one reused scratch buffer, and read any valid encoding.
+ * Protobuf reading for the per-request hot path (the request and response heads): reads any
+ * valid encoding of a message, checking every bound (pb-writer.ts writes them).
  */
 import { protocolError } from './errors.js'
 
-// Buffer's own utf8Write/utf8Slice (stable since Node 0.x, used by protobufjs and ws) skip
-// the argument normalisation of write()/toString(): a measurable share of a head's cost.
+// Buffer's own utf8Slice/latin1Slice (stable since Node 0.x, used by protobufjs and ws) skip
+// the argument normalisation of toString(): a measurable share of a head's cost.
 interface FastBuffer extends Buffer {
-  utf8Write (s: string, offset: number): number
   utf8Slice (start: number, end: number): string
   latin1Slice (start: number, end: number): string
 }
@@ -18,136 +14,6 @@ interface FastBuffer extends Buffer {
 const HIGH_BYTE = /[\x80-\xff]/
 /** A byte >= 0x80 (decode as UTF-8) or CR, LF, NUL (a caller may refuse the value). */
 const NOT_PLAIN = /[\0\n\r\x80-\xff]/
-/**
- * Strings up to this many chars are written by a JS loop when all ASCII: a call into
- * utf8Write costs ~50 ns whatever the length, the loop ~2 ns a char (measured on Node 20).
- */
-const SHORT = 24
-const SCRATCH_MIN = 64 * 1024
-let scratch = Buffer.allocUnsafe(SCRATCH_MIN)
-
-export class PbWriter {
-  buf: Buffer = scratch
-  pos = 0
-
-  reset (): this {
-    this.buf = scratch
-    this.pos = 0
-    return this
-  }
-
-  ensure (n: number): void {
-    if (this.pos + n <= this.buf.length) return
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n))
-    this.buf.copy(next, 0, 0, this.pos)
-    this.buf = next
-    scratch = next
-  }
-
-  varint (v: number): void {
-    this.ensure(10)
-    const b = this.buf
-    let p = this.pos
-    if (v < 0x80) {
-      b[p++] = v
-    } else if (v <= 0xffffffff) {
-      while (v > 0x7f) {
-        b[p++] = (v & 0x7f) | 0x80
-        v >>>= 7
-      }
-      b[p++] = v
-    } else {
-      while (v > 0x7f) {
-        b[p++] = (v % 128) | 0x80
-        v = Math.floor(v / 128)
-      }
-      b[p++] = v
-    }
-    this.pos = p
-  }
-
-  /** sint64 as zigzag varint, for safe integers. */
-  sint (v: number): void {
-    this.varint(v >= 0 ? v * 2 : -v * 2 - 1)
-  }
-
-  /**
-   * A length-delimited string field. Writes the bytes first, one byte after the tag, then
-   * fixes up the length prefix (moving the bytes when the length needs more than one byte).
-   */
-  string (tag: number, s: string): void {
-    const n = s.length
-    this.ensure(n * 3 + 12)
-    const b = this.buf
-    b[this.pos++] = tag
-    const start = this.pos + 1
-    if (n <= SHORT) {
-      let p = start
-      let i = 0
-      for (; i < n; i++) {
-        const c = s.charCodeAt(i)
-        if (c >= 0x80) break
-        b[p++] = c
-      }
-      if (i === n) {
-        this.pos = p
-        b[start - 1] = n // under 0x80: the one-byte length the field has room for
-        return
-      }
-    }
-    this.pos = start + (b as FastBuffer).utf8Write(s, start)
-    this.#fixLength(start)
-  }
-
-  /** Open a nested message: returns a mark for end(). */
-  begin (tag: number): number {
-    this.ensure(2)
-    this.buf[this.pos++] = tag
-    this.pos++ // room for a one-byte length
-    return this.pos
-  }
-
-  end (start: number): void {
-    this.#fixLength(start)
-  }
-
-  /** The bytes from `start` to pos are a field body; write its length at start - 1. */
-  #fixLength (start: number): void {
-    const n = this.pos - start
-    if (n < 0x80) {
-      this.buf[start - 1] = n
-      return
-    }
-    let extra = 0
-    for (let v = n >>> 7; v > 0; v >>>= 7) extra++
-    this.ensure(extra)
-    const buf = this.buf
-    buf.copyWithin(start + extra, start, start + n)
-    let p = start - 1
-    let v = n
-    while (v > 0x7f) {
-      buf[p++] = (v & 0x7f) | 0x80
-      v >>>= 7
-    }
-    buf[p] = v
-    this.pos = start + extra + n
-  }
-
-  /** A view of what was written: valid only until the next encode (copy it at once). */
-  view (): Buffer {
-    return this.buf.subarray(0, this.pos)
-  }
-
-  /** A copy of what was written (the scratch buffer is reused by the next encode). */
-  finish (): Buffer {
-    const out = Buffer.allocUnsafe(this.pos)
-    this.buf.copy(out, 0, 0, this.pos)
-    return out
-  }
-}
-
-export const writer = new PbWriter()
-
 /** Up to this length a field is scanned by a loop: cheaper than entering the regexp. */
 const SHORT_SCAN = 32
 
@@ -164,45 +30,89 @@ function invalid (what: string, streamId: number): Error {
   return protocolError('FERRY_ERR_HEAD_INVALID', what, { streamId })
 }
 
-/** A cursor over one message's bytes. Every read checks bounds and throws FERRY_ERR_HEAD_INVALID. */
+/**
+ * The last plain string decoded into each cache slot, and its bytes (see
+ * PbReader.cachedString): fields such as the scheme, the server name or a response's
+ * content-type repeat from one head to the next, and comparing their bytes with the last
+ * value's costs less than making a string and scanning it. Only plain strings (ASCII, no CR,
+ * LF or NUL) up to CACHE_MAX bytes enter, so bytes equal to an entry's are plain too; longer
+ * ones compare slower than the regexp scans them.
+ */
+export const CACHE_SLOTS = 128
+const CACHE_MAX = 32
+const cacheStrings: string[] = new Array<string>(CACHE_SLOTS).fill('')
+const cacheBytes = Buffer.alloc(CACHE_SLOTS * CACHE_MAX)
+/**
+ * A string of 13 chars or more cut from the message text is a slice that keeps the whole
+ * text alive (V8 SlicedString); such strings are cached only from messages up to this size,
+ * so the cache keeps at most CACHE_SLOTS × 2 KiB of message text alive.
+ */
+const CACHE_SLICE_MAX_MESSAGE = 2048
+const SLICE_MIN = 13
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * A cursor over one message's bytes. Every read checks bounds and throws
+ * FERRY_ERR_HEAD_INVALID. One reader serves every message (reset() per message): decoding
+ * is synchronous and never calls out, so no two messages share it at once.
+ */
 export class PbReader {
-  buf: Buffer
-  pos: number
-  end: number
-  streamId: number
+  buf: Buffer = EMPTY
+  pos = 0
+  end = 0
+  streamId = 0
   /**
-   * The whole message as one latin1 string (one byte, one char): a field whose bytes are all
-   * ASCII — nearly every header — becomes a substring of it, far cheaper than one UTF-8
-   * decode per field; a field with a byte >= 0x80 is decoded as UTF-8.
+   * The whole message as one latin1 string (one byte, one char), made on the first string
+   * the cache does not answer: a field whose bytes are all ASCII — nearly every header —
+   * becomes a substring of it, far cheaper than one UTF-8 decode per field; a field with a
+   * byte >= 0x80 is decoded as UTF-8.
    */
-  #text: string
+  #text = ''
+  #hasText = false
+  #base = 0
+  #limit = 0
   /**
    * The last string() was plain ASCII without CR, LF or NUL: a caller that must refuse
    * those in a value can skip its own check (one scan serves both).
    */
   plain = true
 
-  constructor (buf: Buffer, pos: number, end: number, streamId: number) {
+  reset (buf: Buffer, pos: number, end: number, streamId: number): this {
     this.buf = buf
     this.pos = pos
     this.end = end
     this.streamId = streamId
-    this.#text = (buf as FastBuffer).latin1Slice(pos, end)
     this.#base = pos
+    this.#limit = end
+    this.#hasText = false
+    this.#text = ''
+    return this
   }
 
-  #base: number
-
   varint (): number {
+    const p = this.pos
+    if (p < this.end) {
+      const first = this.buf[p]!
+      if (first < 0x80) { // one byte: tags, codes, short lengths (small enough to inline)
+        this.pos = p + 1
+        return first
+      }
+    }
+    return this.#varintLong()
+  }
+
+  #varintLong (): number {
     const b = this.buf
+    let p = this.pos
     let result = 0
     let mul = 1
     for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) throw invalid('truncated varint', this.streamId)
-      const byte = b[this.pos++]!
+      if (p >= this.end) throw invalid('truncated varint', this.streamId)
+      const byte = b[p++]!
       result += (byte & 0x7f) * mul
       if (byte < 0x80) {
         if (result > Number.MAX_SAFE_INTEGER) throw invalid('varint beyond 2^53', this.streamId)
+        this.pos = p
         return result
       }
       mul *= 128
@@ -224,15 +134,52 @@ export class PbReader {
 
   string (): string {
     const n = this.length()
-    const a = this.pos - this.#base
+    const p = this.pos
+    this.pos = p + n
+    return this.#decode(p, n)
+  }
+
+  /**
+   * string(), answered from cache slot `slot` when the bytes equal the string last decoded
+   * there (then plain is true); any other plain string replaces it. The slot only picks
+   * which value is compared: the result is the same as string()'s whatever the slot holds.
+   */
+  cachedString (slot: number): string {
+    const n = this.length()
+    const p = this.pos
+    this.pos = p + n
+    const last = cacheStrings[slot]!
+    const b = this.buf
+    const o = slot * CACHE_MAX
+    if (last.length === n) {
+      let i = 0
+      while (i < n && cacheBytes[o + i] === b[p + i]) i++
+      if (i === n) {
+        this.plain = true
+        return last
+      }
+    }
+    const s = this.#decode(p, n)
+    if (this.plain && n <= CACHE_MAX && (n < SLICE_MIN || this.#limit - this.#base <= CACHE_SLICE_MAX_MESSAGE)) {
+      for (let i = 0; i < n; i++) cacheBytes[o + i] = b[p + i]!
+      cacheStrings[slot] = s
+    }
+    return s
+  }
+
+  #decode (p: number, n: number): string {
+    if (!this.#hasText) {
+      this.#text = (this.buf as FastBuffer).latin1Slice(this.#base, this.#limit)
+      this.#hasText = true
+    }
+    const a = p - this.#base
     let s = this.#text.substring(a, a + n)
-    if (n <= SHORT_SCAN ? notPlainBytes(this.buf, this.pos, this.pos + n) : NOT_PLAIN.test(s)) {
+    if (n <= SHORT_SCAN ? notPlainBytes(this.buf, p, p + n) : NOT_PLAIN.test(s)) {
       this.plain = false
-      if (HIGH_BYTE.test(s)) s = (this.buf as FastBuffer).utf8Slice(this.pos, this.pos + n)
+      if (HIGH_BYTE.test(s)) s = (this.buf as FastBuffer).utf8Slice(p, p + n)
     } else {
       this.plain = true
     }
-    this.pos += n
     return s
   }
 
@@ -251,6 +198,8 @@ export class PbReader {
     this.pos += n
   }
 }
+
+export const reader = new PbReader()
 
 /** View any Uint8Array as a Buffer without copying. */
 export function asBuffer (u: Uint8Array): Buffer {
