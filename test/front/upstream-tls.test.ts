@@ -144,6 +144,23 @@ describe('the node refuses fronts without a good client certificate (--tls-clien
     assert.equal(r.status, 502, r.body.toString())
     await node.waitForLog((l) => l.code === 'FERRY_ERR_APP_TLS_HANDSHAKE' && node.logs.indexOf(l) >= before)
   })
+
+  test('over uwsgi+tls:// the health probe sees the refusal too: the node is not counted up, with no request sent', async () => {
+    // uwsgi has no ping: the probe is a connection. A completed handshake used to count as
+    // "up", re-admitting a node that refuses every request of this front.
+    const f = await front(`uwsgi+${node.addresses[0]!}`, ['--upstream-tls-ca', c.ca, '--health-interval', '100ms'])
+    const line = await f.waitForLog((l) => l.code === 'FERRY_ERR_FRONT_UPSTREAM_TLS' && l.msg === 'upstream TLS failed: node not used', 5000)
+    assert.match(String(line.err), /CLOSED_AFTER_HANDSHAKE/)
+    assert.equal(f.logs.filter((l) => l.msg === 'upstream node re-admitted').length, 0)
+  })
+
+  test('over uwsgi+tls:// with a good certificate the probes count the node up: no failure logged, requests served', async () => {
+    const f = await front(`uwsgi+${node.addresses[0]!}`, [...GOOD(), '--health-interval', '100ms'])
+    await new Promise((resolve) => setTimeout(resolve, 600))
+    assert.deepEqual(f.logs.filter((l) => l.code === 'FERRY_ERR_FRONT_UPSTREAM_TLS' || /health check/.test(String(l.msg))), [])
+    const r = await call(f, '/text')
+    assert.equal(r.status, 200, r.body.toString())
+  })
 })
 
 describe('the front refuses nodes whose certificate it cannot verify', { skip }, () => {

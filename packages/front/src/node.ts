@@ -186,23 +186,7 @@ export class UpstreamNode implements Pickable {
   check (): void {
     if (this.removed) return
     if (this.codec === 'uwsgi') {
-      const { socket, handshake } = this.openSocket()
-      socket.setTimeout(this.#options.connectTimeout)
-      socket.once(handshake === null ? 'connect' : 'secureConnect', () => {
-        socket.destroy()
-        this.#tlsLogged = null
-        if (this.down) {
-          this.down = false
-          if (this.ejectedUntil !== 0) this.#readmit()
-        }
-      })
-      socket.once('timeout', () => socket.destroy(new Error('connect timeout')))
-      socket.once('error', (err: NodeJS.ErrnoException) => {
-        this.down = true
-        const e = connectError(this.name, err, this.tls, handshake)
-        this.tlsFailed(e)
-        this.fail(Date.now(), `health check: ${e.message}`)
-      })
+      this.#probeUwsgi()
       return
     }
     for (const s of this.sessions) {
@@ -212,6 +196,55 @@ export class UpstreamNode implements Pickable {
         s.destroy(err)
       })
     }
+  }
+
+  /**
+   * uwsgi has no ping: a connection the node accepts is "up". Over TLS the handshake is not
+   * enough — a node that refuses this front's client certificate closes the connection right
+   * after it (TLS 1.3: after our side has finished), so the probe waits as long again as the
+   * handshake took (50 ms at least, --connect-timeout at most) for that close before it
+   * counts the node up.
+   */
+  #probeUwsgi (): void {
+    const { socket, handshake } = this.openSocket()
+    const started = Date.now()
+    let settled = false
+    const up = (): void => {
+      if (settled) return
+      settled = true
+      socket.destroy()
+      this.#tlsLogged = null
+      if (this.down) {
+        this.down = false
+        if (this.ejectedUntil !== 0) this.#readmit()
+      }
+    }
+    const down = (e: FerryError): void => {
+      if (settled) return
+      settled = true
+      socket.destroy()
+      this.down = true
+      this.tlsFailed(e)
+      this.fail(Date.now(), `health check: ${e.message}`)
+    }
+    socket.setTimeout(this.#options.connectTimeout)
+    if (handshake === null) {
+      socket.once('connect', up)
+    } else {
+      socket.once('secureConnect', () => {
+        const timer = setTimeout(up, Math.min(this.#options.connectTimeout, Math.max(50, 2 * (Date.now() - started))))
+        socket.once('close', () => {
+          clearTimeout(timer)
+          down(closedAfterHandshake(this.name))
+        })
+      })
+    }
+    socket.once('timeout', () => socket.destroy(new Error('connect timeout')))
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      const e = connectError(this.name, err, this.tls, handshake)
+      // a reset right after the handshake is the same refusal as a close
+      down(handshake?.secure === true && e.code !== 'FERRY_ERR_FRONT_UPSTREAM_TLS' ? closedAfterHandshake(this.name) : e)
+    })
   }
 
   /** Stop sending new requests; close connections once their streams finish. */
