@@ -50,6 +50,8 @@ Upstream health and balancing (least outstanding requests, power of two choices)
   --fail-timeout <dur>       failure window and ejection time                 default 10s
                              (nginx: fail_timeout)
   --health-interval <dur>    PING every connection this often; 0 = off        default 5s
+                             (uwsgi nodes: a connection; over TLS it also waits for the
+                             node to refuse this front's certificate)
   --connect-timeout <dur>    connect + HELLO                                  default 5s
                              (nginx: proxy_connect_timeout)
   --no-retry                 do not retry a failed request on another node    (retry is on:
