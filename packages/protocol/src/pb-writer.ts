@@ -157,13 +157,7 @@ export function endField (b: Buffer, start: number, end: number): number {
   let extra = 0
   for (let v = n >>> 7; v > 0; v >>>= 7) extra++
   b.copyWithin(start + extra, start, end)
-  let p = start - 1
-  let v = n
-  while (v > 0x7f) {
-    b[p++] = (v & 0x7f) | 0x80
-    v >>>= 7
-  }
-  b[p] = v
+  writeVarint(b, start - 1, n)
   return end + extra
 }
 
