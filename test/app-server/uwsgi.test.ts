@@ -102,6 +102,24 @@ describe('ferry app: uwsgi codec', () => {
     assert.deepEqual(r.headers.get('set-cookie'), ['a=1', 'b=2'])
   })
 
+  test('bodies on both sides of the 16 KiB written with their head: exact bytes, length, FIN', async () => {
+    for (const size of [6, 16383, 16384, 16385, 70000]) {
+      const body = Buffer.alloc(size - 5, 0x61)
+      const r = await send(app.addresses[0]!, [uwsgi('/text', { method: 'POST', bodyLength: body.length, headers: ['content-type', 'text/plain'] }), body])
+      assert.equal(r.status, 200)
+      assert.equal(r.headers.get('content-length')![0], String(size))
+      assert.equal(r.body.length, size, `a ${size}-byte answer, nothing more or less`)
+      assert.ok(r.body.equals(Buffer.concat([Buffer.from('POST '), body])))
+      assert.equal(r.fin, true)
+    }
+    const bytes = await send(app.addresses[0]!, [uwsgi('/bytes')])
+    assert.deepEqual([...bytes.body], [0, 1, 2, 255])
+    const empty = await send(app.addresses[0]!, [uwsgi('/empty')])
+    assert.equal(empty.status, 204)
+    assert.equal(empty.body.length, 0)
+    assert.equal(empty.fin, true)
+  })
+
   test('1 MiB echo through uwsgi', async () => {
     const body = Buffer.alloc(1 << 20, 3)
     const r = await send(app.addresses[1]!, [uwsgi('/echo', { method: 'POST', bodyLength: body.length }), body])

@@ -52,6 +52,18 @@ describe('encodeHttp1ResponseHead bytes', () => {
     assert.equal(buf.toString('hex'), Buffer.from('HTTP/1.1 200 OK\r\nx-l: caf\xe9\r\nx-e: \r\ncontent-length: 0\r\n\r\n', 'latin1').toString('hex'))
   })
 
+  test('a body passed along is written right after the head, in the same buffer', () => {
+    const head: ResponseHead = { status: 200, headers: ['content-type', 'text/plain'], bodyLength: 11 }
+    const body = new Uint8Array(Buffer.from('hello world'))
+    const both = encodeHttp1ResponseHead(head, body)
+    assert.equal(both.toString('latin1'), `${text(head)}hello world`)
+    assert.equal(both.byteLength, encodeHttp1ResponseHead(head).byteLength + 11, 'no slack after the body')
+    const bin = new Uint8Array(256).map((_, i) => i)
+    assert.deepEqual([...encodeHttp1ResponseHead({ status: 200, headers: [], bodyLength: 256 }, bin).subarray(-256)], [...bin], 'bytes copied as they are')
+    assert.equal(encodeHttp1ResponseHead(head, new Uint8Array(0)).toString('latin1'), text(head), 'an empty body adds nothing')
+    expectInvalid(() => encodeHttp1ResponseHead({ status: 200, headers: ['x', 'a\r\nb'], bodyLength: 1 }, new Uint8Array(1)))
+  })
+
   test('reason phrases: Node\'s table, "Unknown" otherwise; statusLine is cached', () => {
     assert.equal(statusLine(599), 'HTTP/1.1 599 Unknown\r\n')
     assert.equal(statusLine(418), 'HTTP/1.1 418 I\'m a Teapot\r\n')

@@ -8,7 +8,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { describe, test, type TestContext } from 'node:test'
 import { encodeRequestHead, Flags, FrameType, PREFACE, PROTOCOL_ERRORS, ResetCode, Session } from '@ferry/protocol'
 import {
-  decodeGoaway, decodeHello, frame, getHead, helloPayload, once, RawPeer, sessionWithRawPeer, socketPair, unhex
+  decodeGoaway, decodeHello, frame, getHead, helloPayload, once, type RawPeer, sessionWithRawPeer, socketPair, unhex
 } from '../helpers/fixtures-native.ts'
 
 const T = { timeout: 15000 }

@@ -20,6 +20,9 @@ import type { ConnectionHost } from './native.js'
 import type { Exchange } from './pool.js'
 import { errorResponse, ensureRequestId } from './respond.js'
 
+/** A response body up to this size is copied into its head's buffer (one write instead of two). */
+const INLINE_BODY = 16 * 1024
+
 /** Request-body bytes read from the socket but not yet taken by the handler, before pausing. */
 const BODY_WINDOW = 256 * 1024
 
@@ -93,8 +96,7 @@ class UwsgiExchange implements Exchange {
     }
     if (!this.#headSent && !this.#socket.destroyed) {
       const r = errorResponse(e, this.head ?? { method: 'GET', requestId: '' } as RequestHead)
-      this.#socket.write(encodeHttp1ResponseHead({ status: r.status, headers: r.headers, bodyLength: r.body.byteLength }))
-      this.#socket.write(r.body)
+      this.#socket.write(encodeHttp1ResponseHead({ status: r.status, headers: r.headers, bodyLength: r.body.byteLength }, r.body))
     }
     this.#done = true
     this.#socket.end()
@@ -174,9 +176,11 @@ class UwsgiExchange implements Exchange {
       if (declared >= 0) length = declared
     }
     this.#headSent = true
+    // a small body goes out in the head's buffer: one write (and, when it ends the response, the FIN with it)
+    const inline = body !== null && body.byteLength > 0 && body.byteLength <= INLINE_BODY ? body : null
     let encoded: Buffer
     try {
-      encoded = encodeHttp1ResponseHead({ status, headers, bodyLength: length })
+      encoded = encodeHttp1ResponseHead({ status, headers, bodyLength: length }, inline)
     } catch (err) {
       // a header that cannot be written on HTTP/1 (CR/LF in a value…): a 500 rather than a split response
       this.#headSent = false
@@ -185,9 +189,14 @@ class UwsgiExchange implements Exchange {
       return
     }
     const s = this.#socket
+    if (inline !== null || body === null || body.byteLength === 0) {
+      if (end) this.#finish(encoded)
+      else s.write(encoded)
+      return
+    }
     s.cork()
     s.write(encoded)
-    if (body !== null && body.byteLength > 0) s.write(body)
+    s.write(body)
     s.uncork()
     if (end) this.#finish()
   }
@@ -232,11 +241,7 @@ class UwsgiExchange implements Exchange {
     if (!this.#headSent && !this.#socket.destroyed) {
       const r = errorResponse(err, this.head)
       this.#headSent = true
-      this.#socket.cork()
-      this.#socket.write(encodeHttp1ResponseHead({ status: r.status, headers: r.headers, bodyLength: r.body.byteLength }))
-      if (r.body.byteLength > 0) this.#socket.write(r.body)
-      this.#socket.uncork()
-      this.#finish()
+      this.#finish(encodeHttp1ResponseHead({ status: r.status, headers: r.headers, bodyLength: r.body.byteLength }, r.body))
       return
     }
     // Mid-body: the only way to tell an HTTP/1 peer the body is incomplete is to cut it short.
@@ -245,13 +250,15 @@ class UwsgiExchange implements Exchange {
     this.#socket.destroy()
   }
 
-  #finish (): void {
+  /** The response is complete (`last`: its final bytes, written with the FIN). */
+  #finish (last?: Buffer): void {
     if (this.#done) return
     this.#done = true
     this.#host.onRequestDone(this.#status, performance.now() - this.#start, this.mount)
     // Any request body still arriving is read and dropped; our side ends with FIN, never RST.
     this.#flow()
-    this.#socket.end()
+    if (last === undefined) this.#socket.end()
+    else this.#socket.end(last)
   }
 }
 
