@@ -80,7 +80,6 @@ export class WorkerLoop {
   /** Not a Map: one insert and one delete per request would churn it (see IdTable). */
   #jobs = new IdTable<Job>()
   #out: unknown[] = []
-  #transfer: ArrayBuffer[] = []
   #flushScheduled = false
   #stopping = false
   #resolveStopped: (() => void) | null = null
@@ -126,10 +125,10 @@ export class WorkerLoop {
     this.#flushScheduled = false
     if (this.#out.length === 0) return
     const out = this.#out
-    const transfer = this.#transfer
     this.#out = []
-    this.#transfer = []
-    this.#port.postMessage(out, transfer)
+    // nothing is transferred: a response body may be the handler's own buffer, still in use
+    // by it (a cached page returned by every request), so it goes by copy (see own())
+    this.#port.postMessage(out)
   }
 
   #onBatch (msg: unknown[]): void {
