@@ -7,12 +7,20 @@
  * this process and, when installed, by wrk (wrk-mix.ts; the report judges the condition on
  * wrk's figure) — reported by `npm run reliability`, not asserted by the test: a shared box
  * cannot hold it steady.
- * Threads run many requests at once (the default --concurrency 64): an async hang holds only
+ * Threads run many requests at once (--concurrency, below): an async hang holds only
  * its own slot until --timeout, and the injected "crash" (an uncaught exception thrown from
  * the request's setImmediate) is attributed to its request by the worker's async context:
  * that request gets 500 FERRY_ERR_APP_UNCAUGHT and the thread goes on (--max-uncaught
  * recycles it gracefully after enough of them), so no thread dies and no other request on it
  * is touched. (Before, each crash ended its thread and the others were re-dispatched.)
+ *
+ * The node's slots (threads × --concurrency) are sized for the hangs, as an operator must
+ * (docs/operations.md, Tune): a hang holds its slot for --timeout plus up to one sweep
+ * (≈ 1.1 s), so 1% of 25–30k req/s keeps ≈ 300 slots busy. With the default 64 per thread
+ * (256 slots) the hangs alone took every slot once the rate passed ≈ 23k req/s, and the good
+ * requests then waited in the queue for a hang to time out: good req/s fell to ≈ 50. That
+ * measured the configured limit, not the fault handling; the peaks of requests in flight and
+ * queued during the faulty rounds are reported, so a run at the limit shows as one.
  */
 import { join } from 'node:path'
 import { makeTempDir, removeDir } from '../../helpers/tmp.ts'
@@ -30,6 +38,9 @@ export interface FaultScale {
   wrkRounds: number
   wrkSeconds: number
 }
+
+/** Per thread: 4 × 256 = 1024 slots, ≥ 3× the hangs held at the rates this box reaches. */
+export const CONCURRENCY = 256
 
 export const FAULTS_SMALL: FaultScale = { connections: 8, roundMs: 1500, rounds: 2, threads: 4, wrkRounds: 1, wrkSeconds: 2 }
 export const FAULTS_FULL: FaultScale = { connections: 32, roundMs: 2000, rounds: 7, threads: 4, wrkRounds: 7, wrkSeconds: 3 }
@@ -65,6 +76,8 @@ export interface FaultResult {
   threadsAfter: number
   /** Median over rounds of good req/s with faults ÷ good req/s of the fault-free twin (undici load). */
   goodRatio: number
+  /** The faulty node's peaks during its undici rounds. */
+  peak: { inFlight: number, queued: number }
   /** The same with wrk as the load generator (wrk-mix.ts); null without wrk. */
   wrk: WrkResult | null
 }
@@ -84,6 +97,8 @@ export interface WrkResult {
   hangConnections: number
   /** ferry_app_threads after the wrk rounds. */
   threadsAfter: number
+  /** The faulty node's peaks during its wrk rounds. */
+  peak: { inFlight: number, queued: number }
 }
 
 interface Setup {
@@ -96,7 +111,7 @@ interface Setup {
 /** One app node (its own --stats) behind its own front; `rss` (the faulty one's) samples their memory. */
 async function setUp (c: ReturnType<typeof cleanup>, dir: string, name: string, threads: number, rss: RssSampler | null): Promise<Setup> {
   const stats = join(dir, `${name}-stats.sock`)
-  const node = await startNode(c, dir, name, ['--threads', String(threads), '--timeout', '1', '--stats', `unix:${stats}`])
+  const node = await startNode(c, dir, name, ['--threads', String(threads), '--concurrency', String(CONCURRENCY), '--timeout', '1', '--stats', `unix:${stats}`])
   const front = await startFront(c, [`unix:${join(dir, `${name}.sock`)}`], ['--timeout', '10s'])
   rss?.watch(`app ${name}`, node.pid)
   rss?.watch(`front ${name}`, front.pid)
@@ -145,6 +160,7 @@ async function wrkRounds (dir: string, clean: Setup, faulty: Setup, scale: Fault
   const cpuClean: number[] = []
   const cpuFaulty: number[] = []
   const ratios: number[] = []
+  const peaks = new PeakSampler(faulty.stats)
   for (let k = 0; k < scale.wrkRounds; k++) {
     let c0 = cpu(clean)
     const a = await runWrkMix(dir, clean.base, 'none', connections, scale.wrkSeconds)
@@ -161,7 +177,37 @@ async function wrkRounds (dir: string, clean: Setup, faulty: Setup, scale: Fault
     goodFaulty.push(Math.round(b.ok / b.seconds))
     ratios.push((b.ok / b.seconds) / (a.ok / a.seconds))
   }
-  return { goodRatio: median(ratios), goodClean, goodFaulty, cpuClean: median(cpuClean), cpuFaulty: median(cpuFaulty), mix: mix!, hang: hang!, hangConnections, threadsAfter: 0 }
+  const peak = await peaks.stop()
+  return { goodRatio: median(ratios), goodClean, goodFaulty, cpuClean: median(cpuClean), cpuFaulty: median(cpuFaulty), mix: mix!, hang: hang!, hangConnections, threadsAfter: 0, peak }
+}
+
+/** Peaks of the faulty node's requests in flight and queued for a slot (--stats, every 200 ms). */
+class PeakSampler {
+  inFlight = 0
+  queued = 0
+  #stop = false
+  readonly #done: Promise<void>
+
+  constructor (stats: string) {
+    this.#done = (async () => {
+      while (!this.#stop) {
+        try {
+          const text = await getUnix(stats, '/metrics')
+          this.inFlight = Math.max(this.inFlight, metric(text, 'ferry_app_requests_in_flight'))
+          this.queued = Math.max(this.queued, metric(text, 'ferry_app_queue_depth'))
+        } catch {
+          // the node is busy or going away: the next sample will tell
+        }
+        await sleep(200)
+      }
+    })()
+  }
+
+  async stop (): Promise<{ inFlight: number, queued: number }> {
+    this.#stop = true
+    await this.#done
+    return { inFlight: this.inFlight, queued: this.queued }
+  }
 }
 
 /** Reads the faulty node's thread count (waiting, bounded, for the pool to regain its size) and worker events. */
@@ -203,6 +249,7 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
     let first = 0
     await round(clean, scale, false, 0)
     await round(faultySetup, scale, false, 0)
+    const peaks = new PeakSampler(faultySetup.stats)
     for (let k = 0; k < scale.rounds; k++) {
       const a = await round(clean, scale, false, 0)
       const b = await round(faultySetup, scale, true, first)
@@ -215,6 +262,7 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
       cpuClean.push(a.cpuPerGood)
       cpuFaulty.push(b.cpuPerGood)
     }
+    const peak = await peaks.stop()
     const { threadsAfter, events } = await poolAfter(faultySetup.stats, scale.threads)
     let wrk: WrkResult | null = null
     if (scale.wrkRounds > 0 && hasWrk()) {
@@ -241,16 +289,17 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
     }
     const ev = events
     const report = summarize('4 handler faults (5% throw, 1% hang, 1% crash)',
-      `GET, ${scale.connections} conns, ${scale.rounds} rounds × ${scale.roundMs / 1000} s interleaved with a fault-free twin, ${scale.threads} threads × concurrency 64, --timeout 1`,
+      `GET, ${scale.connections} conns, ${scale.rounds} rounds × ${scale.roundMs / 1000} s interleaved with a fault-free twin, ${scale.threads} threads × concurrency ${CONCURRENCY}, --timeout 1`,
       { outcomes, sent: outcomes.length, seconds }, (o) => !asExpected(o), rss,
       [`by kind: ${JSON.stringify(byKind)}`, `good req/s per round: faulty ${goodFaulty.join(', ')} vs fault-free ${goodClean.join(', ')}; median ratio ${ratio.toFixed(2)}`,
         `server CPU (node + front) per good request: faulty ${median(cpuFaulty).toFixed(1)} µs vs fault-free ${median(cpuClean).toFixed(1)} µs (medians)`,
+        `faulty node's peaks (undici rounds): ${peak.inFlight} requests in flight of ${scale.threads * CONCURRENCY} slots, ${peak.queued} queued`,
         `threads after: ${threadsAfter}/${scale.threads}`, `hangs answered 500 (second crash): ${hangCrashed}`,
         `crash answers: ${JSON.stringify(crashCodes)}`, `worker events: uncaught ${ev.uncaught ?? 0}, crashed ${ev.crashed ?? 0}, recycled ${ev.recycled ?? 0}, timed out ${ev.timedOut ?? 0}`,
         ...wrkNotes(wrk, scale)],
       (o) => o.kind === 'none')
     report.failed = outcomes.filter((o) => o.status !== 200).length
-    return { report, unexpected, byKind, hangCrashed, crashCodes, events: ev, threadsAfter, goodRatio: ratio, wrk }
+    return { report, unexpected, byKind, hangCrashed, crashCodes, events: ev, threadsAfter, goodRatio: ratio, peak, wrk }
   } finally {
     await c.run()
   }
@@ -263,6 +312,7 @@ function wrkNotes (w: WrkResult | null, scale: FaultScale): string[] {
   const hangShare = h.sentHang / (m.sentNone + m.sentThrow + m.sentCrash + h.sentHang)
   return [`with wrk (${scale.wrkRounds} rounds × ${scale.wrkSeconds} s, 32 conns + ${w.hangConnections} conns of hangs): good req/s faulty ${w.goodFaulty.join(', ')} vs fault-free ${w.goodClean.join(', ')}; median ratio ${w.goodRatio.toFixed(2)}`,
     `with wrk, server CPU per good request: faulty ${w.cpuFaulty.toFixed(1)} µs vs fault-free ${w.cpuClean.toFixed(1)} µs (medians)`,
+    `with wrk, the faulty node's peaks: ${w.peak.inFlight} requests in flight of ${scale.threads * CONCURRENCY} slots, ${w.peak.queued} queued`,
     `with wrk, faulty answers: 200 ${m.ok}, 500 threw ${m.threw}, 500 uncaught ${m.uncaught}, other ${m.other + h.other}, socket errors ${m.socketErrors + h.socketErrors}; hangs 504 ${h.timedOut} (${(hangShare * 100).toFixed(1)}% of requests sent); sent throw ${m.sentThrow}, crash ${m.sentCrash}`]
 }
 
