@@ -93,8 +93,10 @@ export interface WrkResult {
   /** Summed over the faulty rounds: the mix stream and the hang stream. */
   mix: WrkCounts
   hang: WrkCounts
-  /** Connections of the hang stream (≈ 1% of the requests hang). */
-  hangConnections: number
+  /** Connections of the hang stream in each round (≈ 1% of the requests hang). */
+  hangConnections: number[]
+  /** Per round: hangs ÷ all requests, as rates while the mix ran. */
+  hangShares: number[]
   /** ferry_app_threads after the wrk rounds. */
   threadsAfter: number
   /** The faulty node's peaks during its wrk rounds. */
@@ -145,8 +147,13 @@ async function wrkRounds (dir: string, clean: Setup, faulty: Setup, scale: Fault
   const cpu = (s: Setup): number => s.pids.reduce((a, p) => a + cpuUs(p), 0)
   await runWrkMix(dir, clean.base, 'none', connections, 1)
   const warm = await runWrkMix(dir, faulty.base, 'mix', connections, 1)
-  // hangs ≈ 1% of what the faulty twin is sent: each hang connection sends one per --timeout (1 s)
-  const hangConnections = Math.max(1, Math.round((warm.ok + warm.threw + warm.uncaught) / warm.seconds / 99))
+  // hangs ≈ 1% of what the faulty twin is sent: a hang connection sends one per cycle (the
+  // node's --timeout, 1 s, up to a sweep more, and the round trip); the first round is sized
+  // from the warm-up, each next one from the last faulty round's mix rate and measured cycle
+  // (sized from the warm-up alone, slower faulty rounds made the hangs 1.2-2.1% of requests)
+  const hangSizes: number[] = []
+  const hangShares: number[] = []
+  let hangConnections = Math.max(1, Math.round((warm.ok + warm.threw + warm.uncaught) / warm.seconds / 99))
   const sum = (a: WrkCounts | null, b: WrkCounts): WrkCounts => {
     if (a === null) return { ...b }
     const out = { ...a }
@@ -166,19 +173,29 @@ async function wrkRounds (dir: string, clean: Setup, faulty: Setup, scale: Fault
     const a = await runWrkMix(dir, clean.base, 'none', connections, scale.wrkSeconds)
     cpuClean.push((cpu(clean) - c0) / a.ok)
     // the hang stream starts first and outlasts the mix by its 1 s of hanging
+    hangSizes.push(hangConnections)
     const hangs = runWrkMix(dir, faulty.base, 'hang', hangConnections, scale.wrkSeconds + 2)
     await sleep(1000)
     c0 = cpu(faulty)
     const b = await runWrkMix(dir, faulty.base, 'mix', connections, scale.wrkSeconds)
     cpuFaulty.push((cpu(faulty) - c0) / b.ok)
-    hang = sum(hang, await hangs)
+    const h = await hangs
+    hang = sum(hang, h)
     mix = sum(mix, b)
+    // the share of requests that hung while the mix ran: both as rates (the hang stream runs longer)
+    const mixRate = (b.ok + b.threw + b.uncaught) / b.seconds
+    hangShares.push(h.timedOut / h.seconds / (h.timedOut / h.seconds + mixRate))
+    if (h.timedOut > 0) {
+      const cycle = h.seconds * hangConnections / h.timedOut
+      // halfway to the new estimate: one noisy round must not swing the next
+      hangConnections = Math.max(1, Math.round((hangConnections + mixRate / 99 * cycle) / 2))
+    }
     goodClean.push(Math.round(a.ok / a.seconds))
     goodFaulty.push(Math.round(b.ok / b.seconds))
     ratios.push((b.ok / b.seconds) / (a.ok / a.seconds))
   }
   const peak = await peaks.stop()
-  return { goodRatio: median(ratios), goodClean, goodFaulty, cpuClean: median(cpuClean), cpuFaulty: median(cpuFaulty), mix: mix!, hang: hang!, hangConnections, threadsAfter: 0, peak }
+  return { goodRatio: median(ratios), goodClean, goodFaulty, cpuClean: median(cpuClean), cpuFaulty: median(cpuFaulty), mix: mix!, hang: hang!, hangConnections: hangSizes, hangShares, threadsAfter: 0, peak }
 }
 
 /** Peaks of the faulty node's requests in flight and queued for a slot (--stats, every 200 ms). */
@@ -309,11 +326,10 @@ function wrkNotes (w: WrkResult | null, scale: FaultScale): string[] {
   if (w === null) return ['with wrk: not measured (wrk not installed)']
   const m = w.mix
   const h = w.hang
-  const hangShare = h.sentHang / (m.sentNone + m.sentThrow + m.sentCrash + h.sentHang)
-  return [`with wrk (${scale.wrkRounds} rounds × ${scale.wrkSeconds} s, 32 conns + ${w.hangConnections} conns of hangs): good req/s faulty ${w.goodFaulty.join(', ')} vs fault-free ${w.goodClean.join(', ')}; median ratio ${w.goodRatio.toFixed(2)}`,
+  return [`with wrk (${scale.wrkRounds} rounds × ${scale.wrkSeconds} s, 32 conns + ${w.hangConnections.join('/')} conns of hangs by round): good req/s faulty ${w.goodFaulty.join(', ')} vs fault-free ${w.goodClean.join(', ')}; median ratio ${w.goodRatio.toFixed(2)}`,
     `with wrk, server CPU per good request: faulty ${w.cpuFaulty.toFixed(1)} µs vs fault-free ${w.cpuClean.toFixed(1)} µs (medians)`,
     `with wrk, the faulty node's peaks: ${w.peak.inFlight} requests in flight of ${scale.threads * CONCURRENCY} slots, ${w.peak.queued} queued`,
-    `with wrk, faulty answers: 200 ${m.ok}, 500 threw ${m.threw}, 500 uncaught ${m.uncaught}, other ${m.other + h.other}, socket errors ${m.socketErrors + h.socketErrors}; hangs 504 ${h.timedOut} (${(hangShare * 100).toFixed(1)}% of requests sent); sent throw ${m.sentThrow}, crash ${m.sentCrash}`]
+    `with wrk, faulty answers: 200 ${m.ok}, 500 threw ${m.threw}, 500 uncaught ${m.uncaught}, other ${m.other + h.other}, socket errors ${m.socketErrors + h.socketErrors}; hangs 504 ${h.timedOut} (while the mix ran, ${w.hangShares.map((x) => (x * 100).toFixed(1)).join('/')}% of requests by round); sent throw ${m.sentThrow}, crash ${m.sentCrash}`]
 }
 
 function median (xs: number[]): number {
