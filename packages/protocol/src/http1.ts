@@ -55,9 +55,9 @@ function framingHeader (name: string): boolean {
 }
 
 /**
- * The response head as one buffer, followed by `body` when given (a small body written with
- * its head in one buffer is one write and one read for the peer — for a uwsgi connection,
- * answered and closed at once, that saves a syscall and a wake-up on both sides). Throws
+ * The response head as one buffer, followed by `body` when given: a small body and its head
+ * in one buffer go out as one plain write rather than a corked writev of two (a uwsgi
+ * answer: measured ≈ 15 % cheaper for the node behind nginx, see uwsgi-conn.ts). Throws
  * FERRY_ERR_HTTP1_HEADER_INVALID for a header that cannot be written safely (see the file
  * comment).
  */
