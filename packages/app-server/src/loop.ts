@@ -222,7 +222,7 @@ export class WorkerLoop {
     if (job === undefined || job.settled) return false
     this.#push([Op.UNCAUGHT, job.rid])
     const answered = job.cancelled ? 'already answered' : job.res === Res.NONE ? '500' : job.res === Res.HEAD ? 'failed after its head' : 'response was complete'
-    job.context.log.error({ err: this.#errors.err(err, job.context.requestId), code: 'FERRY_ERR_APP_UNCAUGHT', origin, answered }, 'uncaught exception in a request: that request fails, the thread goes on')
+    this.#log.error({ reqId: job.context.requestId, err: this.#errors.err(err, job.context.requestId), code: 'FERRY_ERR_APP_UNCAUGHT', origin, answered }, 'uncaught exception in a request: that request fails, the thread goes on')
     if (job.cancelled) return true
     if (job.res === Res.NONE) this.#sendError(job, 500, 'FERRY_ERR_APP_UNCAUGHT')
     else if (job.res === Res.HEAD) this.#push([Op.FAIL, job.rid, 500, 'FERRY_ERR_APP_UNCAUGHT', String((err as Error)?.message ?? err)])
@@ -276,7 +276,7 @@ export class WorkerLoop {
       }
       const u = res !== null && typeof res === 'object' ? unpackResponse(res as Response) : null
       if (u === null) {
-        job.context.log.error({ code: 'FERRY_ERR_APP_HANDLER_RESULT', got: res === null ? 'null' : typeof res }, APP_SERVER_ERRORS.FERRY_ERR_APP_HANDLER_RESULT.message)
+        this.#log.error({ reqId: job.context.requestId, code: 'FERRY_ERR_APP_HANDLER_RESULT', got: res === null ? 'null' : typeof res }, APP_SERVER_ERRORS.FERRY_ERR_APP_HANDLER_RESULT.message)
         this.#sendError(job, 500, 'FERRY_ERR_APP_HANDLER_RESULT')
         return
       }
@@ -303,12 +303,14 @@ export class WorkerLoop {
       if (job.cancelled) return
       const headSent = job.res !== Res.NONE
       if (!headSent && err instanceof FerryError && err.code === 'FERRY_ERR_APP_WS_UNSUPPORTED') {
-        job.context.log.warn({ code: err.code }, err.message)
+        this.#log.warn({ reqId: job.context.requestId, code: err.code }, err.message)
         this.#sendError(job, 501, err.code)
         return
       }
       const code = headSent ? 'FERRY_ERR_APP_RESPONSE_BODY' : 'FERRY_ERR_APP_HANDLER_THREW'
-      job.context.log.error({ err: this.#errors.err(err, job.context.requestId), code }, headSent ? 'response body stream failed' : 'handler threw')
+      // the loop's own logger with the reqId field: the same line as the request's child logger
+      // writes, without making that child (a pino child per failed request) on the failure path
+      this.#log.error({ reqId: job.context.requestId, err: this.#errors.err(err, job.context.requestId), code }, headSent ? 'response body stream failed' : 'handler threw')
       if (headSent) this.#push([Op.FAIL, job.rid, 500, code, String((err as Error)?.message ?? err)])
       else this.#sendError(job, 500, code)
     } finally {
