@@ -3,7 +3,7 @@
  * status the client gets, and a default message. Across the worker boundary an error
  * travels as `{ code, message, statusCode }`.
  */
-import { type CodeInfo, codedErrorFactory, codeInfo as info } from '@ferry/protocol'
+import { type CodeInfo, codedErrorFactory, codeInfo as info } from '@ferry/protocol/core'
 
 export const APP_SERVER_ERRORS = {
   FERRY_ERR_APP_ADDRESS_IN_USE: info('address is already served by a live process', 500),

@@ -8,9 +8,8 @@
  * work raised it (see `uncaught`): that request fails, the thread goes on.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { STATUS_CODES } from 'node:http'
 import { threadId } from 'node:worker_threads'
-import { DEFAULT_WS_MAX_MESSAGE, FerryError } from '@ferry/protocol'
+import { DEFAULT_WS_MAX_MESSAGE, FerryError } from '@ferry/protocol/core'
 import type { Logger } from 'pino'
 import { Context, type HandlerContext, kJob } from './context.js'
 import { DEFAULT_LOG_STACK_INTERVAL, ErrorLog } from './error-log.js'
@@ -381,7 +380,7 @@ export class WorkerLoop {
 
   #sendError (job: Job, status: number, code: string): void {
     job.res = Res.DONE
-    const body = `${STATUS_CODES[status] ?? 'Error'} (request id ${job.context.requestId})\n`
+    const body = `${REASONS[status] ?? 'Error'} (request id ${job.context.requestId})\n`
     // Its own exact-size buffer: Buffer.from(short string) is a view into an 8 KiB pool slab,
     // and structured clone copies a view's whole buffer (8 KiB per failed request, enough
     // external memory to start full GCs on the main thread when 5% of requests throw).
@@ -396,6 +395,9 @@ export class WorkerLoop {
 }
 
 const utf8 = new TextEncoder()
+
+/** The reasons of the statuses #sendError answers (node:http's STATUS_CODES is a module graph a worker does not otherwise load). */
+const REASONS: Record<number, string> = { 500: 'Internal Server Error', 501: 'Not Implemented' }
 
 /** A view that owns its whole ArrayBuffer (structured clone copies the whole buffer of a view). */
 function own (u: Uint8Array): Uint8Array {

@@ -8,7 +8,7 @@
  * slow application cannot starve another; a CGI mount runs a program per request (cgi.ts).
  * Both are a `Dispatcher`: the connections (native.ts, uwsgi-conn.ts) do not tell them apart.
  */
-import type { FerryError } from '@ferry/protocol'
+import type { FerryError } from '@ferry/protocol/core'
 import { appError } from './errors.js'
 import { Metrics } from './metrics.js'
 import type { Exchange } from './pool.js'

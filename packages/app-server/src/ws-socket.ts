@@ -14,7 +14,7 @@
 import {
   decodeWsClose, encodeWsClose, encodeWsRecord, type FerryError, isValidCloseCode, WsClose, WsOp, WsRecordDecoder,
   wsRecordPieces
-} from '@ferry/protocol'
+} from '@ferry/protocol/core'
 import type { BodySource } from './request.js'
 
 /** What the socket needs from its loop job. */
