@@ -64,7 +64,7 @@ export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
   timeout: 30000,
   maxRequests: 0,
   maxRequestsJitter: 0,
-  maxUncaught: 1000,
+  maxUncaught: 10000,
   maxMemory: 0,
   gracefulTimeout: 30000,
   idleTimeout: 10000,
