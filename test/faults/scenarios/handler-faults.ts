@@ -99,6 +99,8 @@ export interface WrkResult {
   hangShares: number[]
   /** ferry_app_threads after the wrk rounds. */
   threadsAfter: number
+  /** ferry_app_workers_events_total after the wrk rounds (counted from the node's start), by event. */
+  events: Record<string, number>
   /** The faulty node's peaks during its wrk rounds. */
   peak: { inFlight: number, queued: number }
 }
@@ -195,7 +197,7 @@ async function wrkRounds (dir: string, clean: Setup, faulty: Setup, scale: Fault
     ratios.push((b.ok / b.seconds) / (a.ok / a.seconds))
   }
   const peak = await peaks.stop()
-  return { goodRatio: median(ratios), goodClean, goodFaulty, cpuClean: median(cpuClean), cpuFaulty: median(cpuFaulty), mix: mix!, hang: hang!, hangConnections: hangSizes, hangShares, threadsAfter: 0, peak }
+  return { goodRatio: median(ratios), goodClean, goodFaulty, cpuClean: median(cpuClean), cpuFaulty: median(cpuFaulty), mix: mix!, hang: hang!, hangConnections: hangSizes, hangShares, threadsAfter: 0, events: {}, peak }
 }
 
 /** Peaks of the faulty node's requests in flight and queued for a slot (--stats, every 200 ms). */
@@ -286,6 +288,7 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
       wrk = await wrkRounds(dir, clean, faultySetup, scale)
       const after = await poolAfter(faultySetup.stats, scale.threads)
       wrk.threadsAfter = after.threadsAfter
+      wrk.events = after.events
     }
     const unexpected: Record<string, number> = {}
     const byKind: Record<string, number> = {}
@@ -329,6 +332,7 @@ function wrkNotes (w: WrkResult | null, scale: FaultScale): string[] {
   return [`with wrk (${scale.wrkRounds} rounds × ${scale.wrkSeconds} s, 32 conns + ${w.hangConnections.join('/')} conns of hangs by round): good req/s faulty ${w.goodFaulty.join(', ')} vs fault-free ${w.goodClean.join(', ')}; median ratio ${w.goodRatio.toFixed(2)}`,
     `with wrk, server CPU per good request: faulty ${w.cpuFaulty.toFixed(1)} µs vs fault-free ${w.cpuClean.toFixed(1)} µs (medians)`,
     `with wrk, the faulty node's peaks: ${w.peak.inFlight} requests in flight of ${scale.threads * CONCURRENCY} slots, ${w.peak.queued} queued`,
+    `worker events by the end of the wrk rounds (from the node's start): uncaught ${w.events.uncaught ?? 0}, recycled ${w.events.recycled ?? 0}, crashed ${w.events.crashed ?? 0}; threads after: ${w.threadsAfter}/${scale.threads}`,
     `with wrk, faulty answers: 200 ${m.ok}, 500 threw ${m.threw}, 500 uncaught ${m.uncaught}, other ${m.other + h.other}, socket errors ${m.socketErrors + h.socketErrors}; hangs 504 ${h.timedOut} (while the mix ran, ${w.hangShares.map((x) => (x * 100).toFixed(1)).join('/')}% of requests by round); sent throw ${m.sentThrow}, crash ${m.sentCrash}`]
 }
 
