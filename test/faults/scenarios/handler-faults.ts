@@ -17,11 +17,12 @@
  * The node's slots (threads × --concurrency) are sized for the hangs, as an operator must
  * (docs/operations.md, Tune): a hang holds its slot for --timeout plus up to one sweep
  * (≈ 1.1 s), so 1% of 25–30k req/s keeps ≈ 300 slots busy. With the default 64 per thread
- * (256 slots) the hangs alone took every slot once the rate passed ≈ 23k req/s, and the good
+ * (256 slots with the 4 threads it then ran) the hangs alone took every slot once the rate passed ≈ 23k req/s, and the good
  * requests then waited in the queue for a hang to time out: good req/s fell to ≈ 50. That
  * measured the configured limit, not the fault handling; the peaks of requests in flight and
  * queued during the faulty rounds are reported, so a run at the limit shows as one.
  */
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { makeTempDir, removeDir } from '../../helpers/tmp.ts'
 import { baseUrl, cleanup, cpuUs, getUnix, Load, metric, type Outcome, type Req, RssSampler, type ScenarioReport, sleep, startFront, startNode, summarize } from '../harness.ts'
@@ -39,11 +40,24 @@ export interface FaultScale {
   wrkSeconds: number
 }
 
-/** Per thread: 4 × 256 = 1024 slots, ≥ 3× the hangs held at the rates this box reaches. */
-export const CONCURRENCY = 256
+/** The node's slots (threads × --concurrency): ≥ 2× the hangs held at the rates this box reaches. */
+export const SLOTS = 1024
 
-export const FAULTS_SMALL: FaultScale = { connections: 8, roundMs: 1500, rounds: 2, threads: 4, wrkRounds: 1, wrkSeconds: 2 }
-export const FAULTS_FULL: FaultScale = { connections: 32, roundMs: 2000, rounds: 7, threads: 4, wrkRounds: 7, wrkSeconds: 3 }
+/**
+ * Threads: what `ferry app` runs by default, one per core (at least 2, so a thread's faults
+ * can be seen not to touch another's). The scenario ran 4 threads on this 2-vCPU box until
+ * session 7: over-subscribed, the faults' extra wake-ups cost more than the faults (hand-built
+ * twins, 6 rounds each, 300 hang connections: median ratio 0.75 with 4 threads, 0.84 with 2).
+ */
+const THREADS = Math.max(2, availableParallelism())
+
+/** --concurrency per thread, so the node has SLOTS slots. */
+export function concurrency (threads: number): number {
+  return Math.ceil(SLOTS / threads)
+}
+
+export const FAULTS_SMALL: FaultScale = { connections: 8, roundMs: 1500, rounds: 2, threads: THREADS, wrkRounds: 1, wrkSeconds: 2 }
+export const FAULTS_FULL: FaultScale = { connections: 32, roundMs: 2000, rounds: 7, threads: THREADS, wrkRounds: 7, wrkSeconds: 3 }
 
 /** The fault of request i: 5 in 100 throw, 1 hangs, 1 crashes its worker. */
 export function faultOf (i: number): string {
@@ -115,7 +129,7 @@ interface Setup {
 /** One app node (its own --stats) behind its own front; `rss` (the faulty one's) samples their memory. */
 async function setUp (c: ReturnType<typeof cleanup>, dir: string, name: string, threads: number, rss: RssSampler | null): Promise<Setup> {
   const stats = join(dir, `${name}-stats.sock`)
-  const node = await startNode(c, dir, name, ['--threads', String(threads), '--concurrency', String(CONCURRENCY), '--timeout', '1', '--stats', `unix:${stats}`])
+  const node = await startNode(c, dir, name, ['--threads', String(threads), '--concurrency', String(concurrency(threads)), '--timeout', '1', '--stats', `unix:${stats}`])
   const front = await startFront(c, [`unix:${join(dir, `${name}.sock`)}`], ['--timeout', '10s'])
   rss?.watch(`app ${name}`, node.pid)
   rss?.watch(`front ${name}`, front.pid)
@@ -309,11 +323,11 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
     }
     const ev = events
     const report = summarize('4 handler faults (5% throw, 1% hang, 1% crash)',
-      `GET, ${scale.connections} conns, ${scale.rounds} rounds × ${scale.roundMs / 1000} s interleaved with a fault-free twin, ${scale.threads} threads × concurrency ${CONCURRENCY}, --timeout 1`,
+      `GET, ${scale.connections} conns, ${scale.rounds} rounds × ${scale.roundMs / 1000} s interleaved with a fault-free twin, ${scale.threads} threads × concurrency ${concurrency(scale.threads)}, --timeout 1`,
       { outcomes, sent: outcomes.length, seconds }, (o) => !asExpected(o), rss,
       [`by kind: ${JSON.stringify(byKind)}`, `good req/s per round: faulty ${goodFaulty.join(', ')} vs fault-free ${goodClean.join(', ')}; median ratio ${ratio.toFixed(2)}`,
         `server CPU (node + front) per good request: faulty ${median(cpuFaulty).toFixed(1)} µs vs fault-free ${median(cpuClean).toFixed(1)} µs (medians)`,
-        `faulty node's peaks (undici rounds): ${peak.inFlight} requests in flight of ${scale.threads * CONCURRENCY} slots, ${peak.queued} queued`,
+        `faulty node's peaks (undici rounds): ${peak.inFlight} requests in flight of ${scale.threads * concurrency(scale.threads)} slots, ${peak.queued} queued`,
         `threads after: ${threadsAfter}/${scale.threads}`, `hangs answered 500 (second crash): ${hangCrashed}`,
         `crash answers: ${JSON.stringify(crashCodes)}`, `worker events: uncaught ${ev.uncaught ?? 0}, crashed ${ev.crashed ?? 0}, recycled ${ev.recycled ?? 0}, timed out ${ev.timedOut ?? 0}`,
         ...wrkNotes(wrk, scale)],
@@ -331,7 +345,7 @@ function wrkNotes (w: WrkResult | null, scale: FaultScale): string[] {
   const h = w.hang
   return [`with wrk (${scale.wrkRounds} rounds × ${scale.wrkSeconds} s, 32 conns + ${w.hangConnections.join('/')} conns of hangs by round): good req/s faulty ${w.goodFaulty.join(', ')} vs fault-free ${w.goodClean.join(', ')}; median ratio ${w.goodRatio.toFixed(2)}`,
     `with wrk, server CPU per good request: faulty ${w.cpuFaulty.toFixed(1)} µs vs fault-free ${w.cpuClean.toFixed(1)} µs (medians)`,
-    `with wrk, the faulty node's peaks: ${w.peak.inFlight} requests in flight of ${scale.threads * CONCURRENCY} slots, ${w.peak.queued} queued`,
+    `with wrk, the faulty node's peaks: ${w.peak.inFlight} requests in flight of ${scale.threads * concurrency(scale.threads)} slots, ${w.peak.queued} queued`,
     `worker events by the end of the wrk rounds (from the node's start): uncaught ${w.events.uncaught ?? 0}, recycled ${w.events.recycled ?? 0}, crashed ${w.events.crashed ?? 0}; threads after: ${w.threadsAfter}/${scale.threads}`,
     `with wrk, faulty answers: 200 ${m.ok}, 500 threw ${m.threw}, 500 uncaught ${m.uncaught}, other ${m.other + h.other}, socket errors ${m.socketErrors + h.socketErrors}; hangs 504 ${h.timedOut} (while the mix ran, ${w.hangShares.map((x) => (x * 100).toFixed(1)).join('/')}% of requests by round); sent throw ${m.sentThrow}, crash ${m.sentCrash}`]
 }
