@@ -45,6 +45,8 @@ export interface Sample {
   cpuUsByProc: Record<string, number>
   /** Bytes read + written through the innermost server's syscalls, per request. */
   hopBytes: number
+  /** Context switches per request, every thread of every server process together. */
+  switches: number
 }
 
 export interface ConfigResult {
@@ -62,6 +64,7 @@ export interface ConfigResult {
   cpuUs: number
   cpuUsByProc: Record<string, number>
   hopBytes: number
+  switches: number
   /** Median req/s ÷ the baseline's median req/s. */
   ratio: number | null
   /** Codec encode+decode per request, both tiers (codec micro-bench), ns. */
@@ -109,7 +112,9 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
       const n = Math.max(r.requests, 1)
       const cpuUsByProc: Record<string, number> = {}
       let cpuS = 0
+      let switches = 0
       for (const [name, u] of delta) {
+        switches += u.switches
         // several app nodes: one entry "app×N" with their sum
         const key = /^app\d+$/.test(name) ? `app×${running.hop.length}` : name
         cpuUsByProc[key] = (cpuUsByProc[key] ?? 0) + u.cpuS * 1e6 / n
@@ -129,7 +134,8 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
         requests: r.requests,
         cpuUs: round1(cpuS * 1e6 / n),
         cpuUsByProc: Object.fromEntries(Object.entries(cpuUsByProc).map(([k, v]) => [k, round1(v)])),
-        hopBytes: Math.round(hop / n)
+        hopBytes: Math.round(hop / n),
+        switches: round(switches / n, 2)
       }
     } finally {
       await Promise.all(running.procs.map((p) => p.stop()))
@@ -167,6 +173,7 @@ function summarize (cfg: Config, samples: Sample[], skipped: string | null, code
     cpuUs: round1(cpuUs),
     cpuUsByProc: Object.fromEntries([...procs].map((p) => [p, round1(m((s) => s.cpuUsByProc[p] ?? 0))])),
     hopBytes: Math.round(m((s) => s.hopBytes)),
+    switches: round(m((s) => s.switches), 2),
     ratio: null,
     framingNs: fns,
     framingShare: fns === null || !(cpuUs > 0) ? null : round(fns / 1000 / cpuUs, 4)
@@ -195,7 +202,7 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
       try {
         const s = await measureOnce(cfg, o, r)
         samples.get(cfg.name)!.push(s)
-        o.log(`round ${r}/${o.rounds} ${cfg.name.padEnd(20)} ${String(Math.round(s.rps)).padStart(7)} req/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/req  hop ${s.hopBytes} B/req`)
+        o.log(`round ${r}/${o.rounds} ${cfg.name.padEnd(20)} ${String(Math.round(s.rps)).padStart(7)} req/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/req  switches ${s.switches}/req  hop ${s.hopBytes} B/req`)
       } catch (err) {
         const first = String((err as Error).message).split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(0, 3).join(' · ')
         skipped.set(cfg.name, `failed in round ${r}: ${first}`)
@@ -262,18 +269,18 @@ const cell = (s: string): string => s.replace(/\|/g, '/').replace(/\n/g, ' ')
 
 export function e2eTable (r: E2eResults): string {
   const lines = [
-    '| configuration | req/s | × fastify | p50 ms | p99 ms | errors | CPU µs/req (tiers) | hop B/req | framing |',
-    '|---|--:|--:|--:|--:|--:|---|--:|--:|'
+    '| configuration | req/s | × fastify | p50 ms | p99 ms | errors | CPU µs/req (tiers) | switches/req | hop B/req | framing |',
+    '|---|--:|--:|--:|--:|--:|---|--:|--:|--:|'
   ]
   for (const c of r.configs) {
     if (c.samples.length === 0) {
-      lines.push(`| ${c.label} (\`${c.name}\`) | skipped: ${cell(c.skipped ?? '')} | | | | | | | |`)
+      lines.push(`| ${c.label} (\`${c.name}\`) | skipped: ${cell(c.skipped ?? '')} | | | | | | | | |`)
       continue
     }
     const tiers = Object.entries(c.cpuUsByProc).map(([k, v]) => `${k} ${fmt(v)}`).join(' + ')
     const framing = c.framingShare === null ? '–' : `${fmt(c.framingNs! / 1000, 2)} µs = ${fmt(c.framingShare * 100, 1)}%`
     const note = c.skipped === null ? '' : ` ⚠ ${cell(c.skipped)}`
-    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${c.hopBytes} | ${framing} |`)
+    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${fmt(c.switches ?? null, 2)} | ${c.hopBytes} | ${framing} |`)
   }
   return lines.join('\n')
 }
@@ -287,6 +294,7 @@ export function e2eMarkdown (r: E2eResults): string {
   lines.push(e2eTable(r), '')
   lines.push(
     '"× fastify": median req/s ÷ fastify direct\'s under the same workload. "CPU µs/req": user+system CPU of every server process (all threads, all workers) ÷ requests. ' +
+    '"switches/req": context switches of every server thread ÷ requests — each one a thread that blocked (an idle event loop, a worker waiting for work) and was woken, or was preempted; on a VM each costs microseconds of kernel CPU that profilers of JavaScript do not show. ' +
     '"hop B/req": bytes read + written by the innermost server\'s syscalls per request (the front↔app hop for ferry; client↔server for fastify direct). ' +
     '"framing": encode+decode of request and response heads and frame headers, both tiers, from the codec micro-bench, as a share of the CPU per request.',
     ''

@@ -189,6 +189,32 @@ export interface Usage {
   /** Bytes read and written through syscalls (sockets included) by the tree. */
   readBytes: number
   writeBytes: number
+  /**
+   * Context switches (voluntary + involuntary) of every thread in the tree: each time a thread
+   * blocked (an idle event loop waiting in epoll, a worker waiting for a message) or was
+   * preempted. Threads that exited in between (a recycled worker) are not counted.
+   */
+  switches: number
+}
+
+/** Context switches of every live thread of `pid` (/proc/<pid>/task/<tid>/status). */
+function switchesOf (pid: number): number {
+  let n = 0
+  let tids: string[]
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return 0
+  }
+  for (const tid of tids) {
+    try {
+      const s = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
+      n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0)
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return n
 }
 
 function ioOf (pid: number): { r: number, w: number } {
@@ -205,12 +231,13 @@ export function usage (procs: readonly ServerProc[]): Map<string, Usage> {
   const t = trees(procs.map((p) => p.pid))
   const out = new Map<string, Usage>()
   for (const p of procs) {
-    const u: Usage = { cpuS: 0, readBytes: 0, writeBytes: 0 }
+    const u: Usage = { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0 }
     for (const pid of t.get(p.pid) ?? []) {
       u.cpuS += (readStat(String(pid))?.ticks ?? 0) / CLK_TCK
       const io = ioOf(pid)
       u.readBytes += io.r
       u.writeBytes += io.w
+      u.switches += switchesOf(pid)
     }
     out.set(p.name, u)
   }
@@ -220,8 +247,8 @@ export function usage (procs: readonly ServerProc[]): Map<string, Usage> {
 export function usageDelta (before: Map<string, Usage>, after: Map<string, Usage>): Map<string, Usage> {
   const out = new Map<string, Usage>()
   for (const [name, a] of after) {
-    const b = before.get(name) ?? { cpuS: 0, readBytes: 0, writeBytes: 0 }
-    out.set(name, { cpuS: a.cpuS - b.cpuS, readBytes: a.readBytes - b.readBytes, writeBytes: a.writeBytes - b.writeBytes })
+    const b = before.get(name) ?? { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0 }
+    out.set(name, { cpuS: a.cpuS - b.cpuS, readBytes: a.readBytes - b.readBytes, writeBytes: a.writeBytes - b.writeBytes, switches: a.switches - b.switches })
   }
   return out
 }

@@ -115,6 +115,8 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   assert.equal(c.errors, 0)
   assert.equal(c.ratio, 1)
   assert.ok(c.rps > 0 && c.cpuUs > 0 && c.hopBytes > 0)
+  // 4 connections leave the event loop idle between requests: it blocks, and is counted
+  assert.ok(c.switches > 0 && Number.isFinite(c.switches), `switches ${c.switches}`)
   assert.ok(c.p50ms > 0 && c.p99ms >= c.p50ms)
   assert.deepEqual(Object.keys(c.cpuUsByProc), ['fastify'])
   assert.match(lines[0]!, /^round 1\/1 fastify/)
@@ -122,7 +124,9 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   writeLatest(dir, { e2e: { machine, results: r } })
   assert.equal(readLatest(dir).e2e?.results.configs[0]?.name, 'fastify')
   assertWellFormed(readFileSync(join(dir, 'latest.svg'), 'utf8'))
-  assert.match(readFileSync(join(dir, 'latest.md'), 'utf8'), /\| fastify direct \(`fastify`\) \| \d+ \| 1\.00 \|/)
+  const md = readFileSync(join(dir, 'latest.md'), 'utf8')
+  assert.match(md, /\| fastify direct \(`fastify`\) \| \d+ \| 1\.00 \|/)
+  assert.match(md, /\| switches\/req \|/)
   await assert.rejects(runE2e(machine, { ...{ root, rounds: 1, seconds: 1, warmupSeconds: 0, connections: 1, generator: defaultGenerator(), codec: null, log: () => {} }, only: ['nope'] }), /unknown configuration/)
 })
 

@@ -49,7 +49,7 @@ export class Call {
   kept: ArrayBuffer[] | null = []
   keptBytes = 0
   /**
-   * The slot's list of its calls runs through the calls themselves (not a Set: see IdTable):
+   * The slot's list of its calls runs through the calls themselves (not a Set: see IntTable in @ferry/protocol):
    * `onSlot` is set while this call is in `slot`'s list.
    */
   onSlot = false

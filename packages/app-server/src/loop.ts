@@ -9,13 +9,12 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { threadId } from 'node:worker_threads'
-import { DEFAULT_WS_MAX_MESSAGE, FerryError } from '@ferry/protocol/core'
+import { DEFAULT_WS_MAX_MESSAGE, FerryError, IntTable } from '@ferry/protocol/core'
 import type { Logger } from 'pino'
 import { Context, type HandlerContext, kJob } from './context.js'
 import { DEFAULT_LOG_STACK_INTERVAL, ErrorLog } from './error-log.js'
 import { APP_SERVER_ERRORS } from './errors.js'
 import type { FetchHandler } from './handler.js'
-import { IdTable } from './id-table.js'
 import { Op, type Port, RESPONSE_WINDOW } from './messages.js'
 import { abortError, abortRequest, BodySource, createRequest, requestUrl } from './request.js'
 import { unpackResponse } from './response.js'
@@ -76,8 +75,8 @@ export class WorkerLoop {
   #handler: FetchHandler
   #log: Logger
   #attribute: boolean
-  /** Not a Map: one insert and one delete per request would churn it (see IdTable). */
-  #jobs = new IdTable<Job>()
+  /** Not a Map: one insert and one delete per request would churn it (see IntTable). */
+  #jobs = new IntTable<Job>()
   #out: unknown[] = []
   #flushScheduled = false
   #stopping = false

@@ -8,12 +8,11 @@
  * or max-uncaught, recovers from crashes (re-dispatching what it may, orphans.ts), and grows /
  * shrinks between min and max threads. `threads.max === 0` runs the loop on the main thread.
  */
-import type { FerryError } from '@ferry/protocol'
+import { type FerryError, IntTable } from '@ferry/protocol'
 import type { Piscina } from 'piscina'
 import { BodyBuffers } from './body-buffers.js'
 import { Call, consumedCredit, type Exchange, keepBody, linkCall, rewindCall, unlinkCall } from './call.js'
 import { appError } from './errors.js'
-import { IdTable } from './id-table.js'
 import { Op } from './messages.js'
 import { stripPrefix } from './mounts.js'
 import { type DeathCode, detachCalls, Fate, orphanFate, soleCause } from './orphans.js'
@@ -31,7 +30,7 @@ export class Pool {
   #o: PoolOptions
   readonly #piscina: Piscina | null
   #slots = new Set<Slot>()
-  #calls = new IdTable<Call>()
+  #calls = new IntTable<Call>()
   #queue: Call[] = []
   /** Suspects: requests that were running on a thread that died, waiting for their one re-run. */
   #retry: Call[] = []

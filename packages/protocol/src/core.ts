@@ -7,4 +7,5 @@
  */
 export * from './constants.js'
 export * from './errors.js'
+export * from './int-table.js'
 export * from './ws-record.js'

@@ -1,5 +1,6 @@
 export * from './constants.js'
 export * from './errors.js'
+export * from './int-table.js'
 export * from './types.js'
 export * from './header-table.js'
 export * from './head.js'

@@ -5,6 +5,7 @@
  * the front's budget per request is a few microseconds). The owning Session drives the
  * fields marked @internal; users call respond/write/end/reset/consume.
  */
+import { IntTable } from './int-table.js'
 import type { FerryError } from './errors.js'
 import type { RequestHead, ResponseHead } from './types.js'
 
@@ -118,46 +119,5 @@ export class Stream {
   }
 }
 
-/**
- * The open streams of a Session by id. Not a Map on purpose: a JS Map/Set that churns (one
- * insert and one delete per request) rehashes into a fresh table every few hundred requests,
- * and V8 links each obsolete table to its successor (for live iterators). A dead table that
- * was promoted to the old generation then keeps every later table — and every stream,
- * request and response they held — alive through each scavenge until the next full GC:
- * measured in the front, ~30% of the young generation survived every scavenge (3-4 MB,
- * 4-20 ms pauses, a mark-compact every ~0.5 s). Integer keys on a null-prototype object
- * (dictionary elements) do not chain.
- */
-export class StreamTable {
-  #byId: Record<number, Stream> = Object.create(null) as Record<number, Stream>
-  #size = 0
-
-  get size (): number { return this.#size }
-
-  get (id: number): Stream | undefined {
-    return this.#byId[id]
-  }
-
-  set (id: number, stream: Stream): void {
-    if (this.#byId[id] === undefined) this.#size++
-    this.#byId[id] = stream
-  }
-
-  /** True when the id was present. */
-  delete (id: number): boolean {
-    if (this.#byId[id] === undefined) return false
-    delete this.#byId[id]
-    this.#size--
-    return true
-  }
-
-  /** A snapshot of the streams, in id order. */
-  values (): Stream[] {
-    return Object.values(this.#byId)
-  }
-
-  clear (): void {
-    this.#byId = Object.create(null) as Record<number, Stream>
-    this.#size = 0
-  }
-}
+/** A session's streams by id (see IntTable for why not a Map). */
+export class StreamTable extends IntTable<Stream> {}
