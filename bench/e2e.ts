@@ -47,6 +47,8 @@ export interface Sample {
   hopBytes: number
   /** Context switches per request, every thread of every server process together. */
   switches: number
+  /** The same per tier (process name → switches per request). */
+  switchesByProc: Record<string, number>
 }
 
 export interface ConfigResult {
@@ -65,6 +67,7 @@ export interface ConfigResult {
   cpuUsByProc: Record<string, number>
   hopBytes: number
   switches: number
+  switchesByProc: Record<string, number>
   /** Median req/s ÷ the baseline's median req/s. */
   ratio: number | null
   /** Codec encode+decode per request, both tiers (codec micro-bench), ns. */
@@ -113,11 +116,13 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
       const cpuUsByProc: Record<string, number> = {}
       let cpuS = 0
       let switches = 0
+      const switchesByProc: Record<string, number> = {}
       for (const [name, u] of delta) {
         switches += u.switches
         // several app nodes: one entry "app×N" with their sum
         const key = /^app\d+$/.test(name) ? `app×${running.hop.length}` : name
         cpuUsByProc[key] = (cpuUsByProc[key] ?? 0) + u.cpuS * 1e6 / n
+        switchesByProc[key] = (switchesByProc[key] ?? 0) + u.switches / n
         cpuS += u.cpuS
       }
       let hop = 0
@@ -135,7 +140,8 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
         cpuUs: round1(cpuS * 1e6 / n),
         cpuUsByProc: Object.fromEntries(Object.entries(cpuUsByProc).map(([k, v]) => [k, round1(v)])),
         hopBytes: Math.round(hop / n),
-        switches: round(switches / n, 2)
+        switches: round(switches / n, 2),
+        switchesByProc: Object.fromEntries(Object.entries(switchesByProc).map(([k, v]) => [k, round(v, 2)]))
       }
     } finally {
       await Promise.all(running.procs.map((p) => p.stop()))
@@ -174,6 +180,7 @@ function summarize (cfg: Config, samples: Sample[], skipped: string | null, code
     cpuUsByProc: Object.fromEntries([...procs].map((p) => [p, round1(m((s) => s.cpuUsByProc[p] ?? 0))])),
     hopBytes: Math.round(m((s) => s.hopBytes)),
     switches: round(m((s) => s.switches), 2),
+    switchesByProc: Object.fromEntries([...procs].map((p) => [p, round(m((s) => s.switchesByProc?.[p] ?? 0), 2)])),
     ratio: null,
     framingNs: fns,
     framingShare: fns === null || !(cpuUs > 0) ? null : round(fns / 1000 / cpuUs, 4)
@@ -269,7 +276,7 @@ const cell = (s: string): string => s.replace(/\|/g, '/').replace(/\n/g, ' ')
 
 export function e2eTable (r: E2eResults): string {
   const lines = [
-    '| configuration | req/s | × fastify | p50 ms | p99 ms | errors | CPU µs/req (tiers) | switches/req | hop B/req | framing |',
+    '| configuration | req/s | × fastify | p50 ms | p99 ms | errors | CPU µs/req (tiers) | switches/req (tiers) | hop B/req | framing |',
     '|---|--:|--:|--:|--:|--:|---|--:|--:|--:|'
   ]
   for (const c of r.configs) {
@@ -278,9 +285,11 @@ export function e2eTable (r: E2eResults): string {
       continue
     }
     const tiers = Object.entries(c.cpuUsByProc).map(([k, v]) => `${k} ${fmt(v)}`).join(' + ')
+    const byTier = Object.entries(c.switchesByProc ?? {})
+    const switchTiers = byTier.length > 1 ? ` (${byTier.map(([k, v]) => `${k} ${fmt(v, 2)}`).join(' + ')})` : ''
     const framing = c.framingShare === null ? '–' : `${fmt(c.framingNs! / 1000, 2)} µs = ${fmt(c.framingShare * 100, 1)}%`
     const note = c.skipped === null ? '' : ` ⚠ ${cell(c.skipped)}`
-    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${fmt(c.switches ?? null, 2)} | ${c.hopBytes} | ${framing} |`)
+    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${fmt(c.switches ?? null, 2)}${switchTiers} | ${c.hopBytes} | ${framing} |`)
   }
   return lines.join('\n')
 }

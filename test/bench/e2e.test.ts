@@ -117,6 +117,8 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   assert.ok(c.rps > 0 && c.cpuUs > 0 && c.hopBytes > 0)
   // 4 connections leave the event loop idle between requests: it blocks, and is counted
   assert.ok(c.switches > 0 && Number.isFinite(c.switches), `switches ${c.switches}`)
+  assert.deepEqual(Object.keys(c.switchesByProc), ['fastify'])
+  assert.equal(c.switchesByProc.fastify, c.switches)
   assert.ok(c.p50ms > 0 && c.p99ms >= c.p50ms)
   assert.deepEqual(Object.keys(c.cpuUsByProc), ['fastify'])
   assert.match(lines[0]!, /^round 1\/1 fastify/)
@@ -126,7 +128,7 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   assertWellFormed(readFileSync(join(dir, 'latest.svg'), 'utf8'))
   const md = readFileSync(join(dir, 'latest.md'), 'utf8')
   assert.match(md, /\| fastify direct \(`fastify`\) \| \d+ \| 1\.00 \|/)
-  assert.match(md, /\| switches\/req \|/)
+  assert.match(md, /\| switches\/req \(tiers\) \|/)
   await assert.rejects(runE2e(machine, { ...{ root, rounds: 1, seconds: 1, warmupSeconds: 0, connections: 1, generator: defaultGenerator(), codec: null, log: () => {} }, only: ['nope'] }), /unknown configuration/)
 })
 
