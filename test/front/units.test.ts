@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { test } from 'node:test'
-import { FRONT_ERRORS, normalizeOptions, pick, type Pickable, pickSession } from '@ferry/front'
+import { FRONT_ERRORS, normalizeOptions, pick, type Pickable } from '@ferry/front'
 import { CLI } from './helpers.ts'
 
 class N implements Pickable {
@@ -44,22 +44,6 @@ test('pick: 3000 picks over idle nodes spread within 1%', () => {
   const nodes = [new N('a'), new N('b'), new N('c')]
   for (let i = 0; i < 3000; i++) pick(nodes, 0)!.served++
   for (const n of nodes) assert.ok(Math.abs(n.served - 1000) <= 10, `${n.name}: ${n.served}`)
-})
-
-test('pickSession: the first session with room; past half its stream limit or backed up, the next; else the least loaded', () => {
-  const S = (name: string, openStreams: number, socketBlocked = false, max = 1024) => ({ name, openStreams, socketBlocked, peerLimits: { maxConcurrentStreams: max } })
-  assert.equal(pickSession([]), null)
-  // concentrate: the first stays chosen while it has room, however idle the second is
-  assert.equal(pickSession([S('a', 0), S('b', 0)])?.name, 'a')
-  assert.equal(pickSession([S('a', 300), S('b', 0)])?.name, 'a')
-  // half the limit: overflow to the next with room
-  assert.equal(pickSession([S('a', 512), S('b', 3)])?.name, 'b')
-  assert.equal(pickSession([S('a', 5, false, 8), S('b', 0, false, 8)])?.name, 'b')
-  // a backed-up socket (a large upload in flight): the next one, even when busier
-  assert.equal(pickSession([S('a', 1, true), S('b', 40)])?.name, 'b')
-  // none has room: the one with the fewest open streams
-  assert.equal(pickSession([S('a', 700), S('b', 600, true), S('c', 650)])?.name, 'b')
-  assert.equal(pickSession([S('a', 2, true)])?.name, 'a')
 })
 
 test('options: bad values are FERRY_ERR_FRONT_CONFIG / _UNKNOWN_POOL', () => {

@@ -51,35 +51,3 @@ export function pick<T extends Pickable> (nodes: readonly T[], now: number, excl
   }
   return best
 }
-
-/** What pickSession needs of a native session. */
-export interface SessionLoad {
-  /** Streams open on it now. */
-  readonly openStreams: number
-  /** Its last socket write was refused (backed up) and no 'drain' has come since. */
-  readonly socketBlocked: boolean
-  /** What the node allows on it. */
-  readonly peerLimits: { readonly maxConcurrentStreams: number }
-}
-
-/**
- * The session of a node for the next request: the first one with room — below half its
- * stream limit, its socket not backed up — else the one with the fewest open streams (null
- * when there is none). Requests concentrate on one connection, so one event-loop turn's
- * frames to the node go out in one write and their answers come back in one read, on both
- * tiers; the other sessions are warm standbys that take the overflow (a backed-up socket:
- * a large upload does not hold the small requests behind it) and the traffic of a
- * connection that is lost. Spreading every request over the sessions (least open streams
- * only, as before) made one write and one read on the link per session per turn: measured
- * at the front, wrk -c50 over two sessions, 0.082 link writes and 0.066 link reads per
- * request against 0.044 and 0.041 (the same as with one session).
- */
-export function pickSession<S extends SessionLoad> (sessions: readonly S[]): S | null {
-  let least: S | null = null
-  for (let i = 0; i < sessions.length; i++) {
-    const s = sessions[i]!
-    if (!s.socketBlocked && s.openStreams < s.peerLimits.maxConcurrentStreams >>> 1) return s
-    if (least === null || s.openStreams < least.openStreams) least = s
-  }
-  return least
-}

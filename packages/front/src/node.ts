@@ -15,7 +15,7 @@ import type { Socket } from 'node:net'
 import {
   type Address, type Codec, type FerryError, formatNodeAddress, type NodeAddress, ResetCode, Session
 } from '@ferry/protocol'
-import { type Pickable, pickSession } from './balancer.js'
+import type { Pickable } from './balancer.js'
 import { frontError } from './errors.js'
 import { closedAfterHandshake, connectError, connectSocket, type Handshake, type UpstreamTls, watchHandshake } from './upstream-tls.js'
 
@@ -131,9 +131,13 @@ export class UpstreamNode implements Pickable {
 
   get connecting (): number { return this.#connecting }
 
-  /** The session for the next request (native nodes): see pickSession. */
+  /** The ready session with the fewest open streams (native nodes). */
   session (): Session | null {
-    return pickSession(this.sessions)
+    const s = this.sessions
+    if (s.length === 0) return null
+    let best = s[0]!
+    for (let i = 1; i < s.length; i++) if (s[i]!.openStreams < best.openStreams) best = s[i]!
+    return best
   }
 
   /** Open connections up to the configured count (native nodes). */
