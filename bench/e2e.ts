@@ -180,7 +180,7 @@ function summarize (cfg: Config, samples: Sample[], skipped: string | null, code
     cpuUsByProc: Object.fromEntries([...procs].map((p) => [p, round1(m((s) => s.cpuUsByProc[p] ?? 0))])),
     hopBytes: Math.round(m((s) => s.hopBytes)),
     switches: round(m((s) => s.switches), 2),
-    switchesByProc: Object.fromEntries([...procs].map((p) => [p, round(m((s) => s.switchesByProc?.[p] ?? 0), 2)])),
+    switchesByProc: Object.fromEntries([...procs].map((p) => [p, round(m((s) => s.switchesByProc[p] ?? 0), 2)])),
     ratio: null,
     framingNs: fns,
     framingShare: fns === null || !(cpuUs > 0) ? null : round(fns / 1000 / cpuUs, 4)

@@ -198,7 +198,7 @@ export class Forwarder implements ExchangeHost, BridgeHost {
   /**
    * A list linked through the Exchanges, not a Set: a Set that churns once per request
    * rehashes into new tables that V8 chains together, and a promoted dead table then keeps
-   * later requests alive through every scavenge (see StreamTable in @ferry/protocol).
+   * later requests alive through every scavenge (see IntTable in @ferry/protocol).
    */
   track (ex: Exchange): void {
     if (ex.tracked) return

@@ -34,11 +34,15 @@ function home (id: number, shift: number): number {
 }
 
 export class IntTable<T> {
-  #keys = new Float64Array(MIN_CELLS).fill(EMPTY)
-  #values: (T | undefined)[] = new Array<T | undefined>(MIN_CELLS).fill(undefined)
-  #mask = MIN_CELLS - 1
-  #shift = 32 - Math.log2(MIN_CELLS)
+  #keys!: Float64Array
+  #values!: (T | undefined)[]
+  #mask = 0
+  #shift = 0
   #size = 0
+
+  constructor () {
+    this.#alloc(MIN_CELLS)
+  }
 
   get size (): number { return this.#size }
 
@@ -108,28 +112,29 @@ export class IntTable<T> {
   /** A snapshot of the values, in ascending id order. */
   values (): T[] {
     const keys = this.#keys
-    const ids: number[] = []
-    for (let i = 0; i < keys.length; i++) if (keys[i] !== EMPTY) ids.push(keys[i]!)
-    ids.sort((a, b) => a - b)
-    return ids.map((id) => this.get(id)!)
+    const cells: number[] = []
+    for (let i = 0; i < keys.length; i++) if (keys[i] !== EMPTY) cells.push(i)
+    cells.sort((a, b) => keys[a]! - keys[b]!)
+    return cells.map((i) => this.#values[i] as T)
   }
 
   clear (): void {
-    this.#keys = new Float64Array(MIN_CELLS).fill(EMPTY)
-    this.#values = new Array<T | undefined>(MIN_CELLS).fill(undefined)
-    this.#mask = MIN_CELLS - 1
-    this.#shift = 32 - Math.log2(MIN_CELLS)
+    this.#alloc(MIN_CELLS)
+  }
+
+  /** Fresh, empty arrays of `cells` cells (a power of two). */
+  #alloc (cells: number): void {
+    this.#keys = new Float64Array(cells).fill(EMPTY)
+    this.#values = new Array<T | undefined>(cells).fill(undefined)
+    this.#mask = cells - 1
+    this.#shift = 32 - Math.log2(cells)
     this.#size = 0
   }
 
   #resize (cells: number): void {
     const keys = this.#keys
     const values = this.#values
-    this.#keys = new Float64Array(cells).fill(EMPTY)
-    this.#values = new Array<T | undefined>(cells).fill(undefined)
-    this.#mask = cells - 1
-    this.#shift = 32 - Math.log2(cells)
-    this.#size = 0
+    this.#alloc(cells)
     for (let i = 0; i < keys.length; i++) if (keys[i] !== EMPTY) this.set(keys[i]!, values[i] as T)
   }
 }

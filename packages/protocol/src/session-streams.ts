@@ -14,7 +14,8 @@ import { type FerryError, protocolError } from './errors.js'
 import { decodeRequestHead, decodeResponseHead } from './head.js'
 import type { FlowControl } from './session-flow.js'
 import type { FrameWriter } from './session-writer.js'
-import { Stream, type StreamOwner, StreamTable } from './stream.js'
+import { IntTable } from './int-table.js'
+import { Stream, type StreamOwner } from './stream.js'
 import type { Limits, RequestHead, ResponseHead } from './types.js'
 
 /** The Session as its streams see it: each Stream's owner, and the emitter of their events. */
@@ -31,7 +32,8 @@ export class Streams {
   readonly #writer: FrameWriter
   readonly #flow: FlowControl
   readonly #onClosed: () => void
-  #table = new StreamTable()
+  /** Open streams by id (IntTable: not a Map, see there). */
+  #table = new IntTable<Stream>()
   #open = 0
   /** Client: the id of the next stream we open. */
   #nextId = 1

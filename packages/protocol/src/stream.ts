@@ -5,7 +5,6 @@
  * the front's budget per request is a few microseconds). The owning Session drives the
  * fields marked @internal; users call respond/write/end/reset/consume.
  */
-import { IntTable } from './int-table.js'
 import type { FerryError } from './errors.js'
 import type { RequestHead, ResponseHead } from './types.js'
 
@@ -119,5 +118,3 @@ export class Stream {
   }
 }
 
-/** A session's streams by id (see IntTable for why not a Map). */
-export class StreamTable extends IntTable<Stream> {}
