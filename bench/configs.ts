@@ -207,6 +207,7 @@ http {
     { name: 'ferry-tcp', label: 'ferry front → app, native, tcp, pool', workload: W.hello, baseline: 'fastify', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 1, 'tcp') },
     { name: 'ferry-uwsgi', label: 'ferry front → app, uwsgi, unix, pool', workload: W.hello, baseline: 'fastify', framing: 'uwsgi', unavailable: noFerry, start: (d) => ferry(d, 1, 'uwsgi+unix') },
     { name: 'ferry-inline', label: 'ferry front → app, native, unix, handler inline (--threads 0)', workload: W.hello, baseline: 'fastify', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 1, 'unix', ['--threads', '0']) },
+    { name: 'ferry-direct', label: 'ferry front → app, native, unix, 2 --direct threads (handler inline on each)', workload: W.hello, baseline: 'fastify', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 1, 'unix', ['--threads', '1', '--direct', '2']) },
     { name: 'reply-from', label: 'fastify + @fastify/reply-from → fastify (tcp)', workload: W.hello, baseline: 'fastify', framing: '', unavailable: () => null, start: replyFrom },
     { name: 'nginx-ferry', label: 'nginx uwsgi_pass → ferry app (unix)', workload: W.hello, baseline: 'fastify', framing: '', unavailable: () => noNginx() ?? noFerry(), start: nginxFerry },
     { name: 'nginx-uwsgi', label: 'nginx uwsgi_pass → uWSGI python, 2 processes (unix)', workload: W.hello, baseline: 'fastify', framing: '', unavailable: () => noNginx() ?? noUwsgi(), start: nginxUwsgi },

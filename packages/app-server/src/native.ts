@@ -162,8 +162,9 @@ function onDrainCb (this: Stream): void {
 
 const FEATURES = ['websocket']
 
-export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost, sessions: Set<Session>, goingAway: boolean): Session {
-  const session = new Session(socket, { role: 'server', initialData: first, agent: 'ferry-app', auth: host.auth ?? undefined, features: FEATURES })
+/** `endpoints`: the node's --direct thread addresses, announced in HELLO (none: undefined). */
+export function serveNative (socket: Socket, first: Buffer, host: ConnectionHost, sessions: Set<Session>, goingAway: boolean, endpoints?: readonly string[]): Session {
+  const session = new Session(socket, { role: 'server', initialData: first, agent: 'ferry-app', auth: host.auth ?? undefined, features: FEATURES, endpoints })
   // listeners allow half-open sockets (uwsgi peers may FIN after the request); native peers
   // that FIN get our FIN back (the session fails any stream still open)
   socket.on('end', () => { if (!socket.writableEnded) socket.end() })

@@ -12,6 +12,7 @@ import { DEFAULT_WS_MAX_MESSAGE, type FerryError, formatAddress, parseAddress, t
 import type { Logger } from 'pino'
 import { DEFAULT_LOG_STACK_INTERVAL } from './error-log.js'
 import { appError } from './errors.js'
+import { DirectThreads } from './direct.js'
 import { type BoundListener, closeListener, type ConnectionKind, listen } from './listener.js'
 import { Metrics } from './metrics.js'
 import { type ConnectionHost, serveNative } from './native.js'
@@ -48,6 +49,12 @@ export interface AppServerOptions extends PoolSettings, TlsFiles {
   uwsgiAllow: string[]
   /** Most open WebSockets on this node; upgrades past it get 503 (FERRY_ERR_APP_WS_LIMIT). */
   maxWebSockets: number
+  /**
+   * Threads that each serve native connections on addresses of their own, announced to fronts
+   * in HELLO, with the handlers inline (direct.ts); 0 = none. The pool still serves whatever
+   * comes to the node's own addresses (uwsgi, fronts that do not use the endpoints).
+   */
+  direct: number
   // TlsFiles: tlsCert / tlsKey (PEM files, required by tls:// listeners) and tlsClientCa
   // (clients must present a certificate it signed; a connection without one is refused).
 }
@@ -77,7 +84,8 @@ export const DEFAULT_OPTIONS: Omit<AppServerOptions, 'handler'> = {
   tlsClientCa: null,
   uwsgiAllow: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
   wsMaxMessage: DEFAULT_WS_MAX_MESSAGE,
-  maxWebSockets: 10000
+  maxWebSockets: 10000,
+  direct: 0
 }
 
 /** After the grace period, how long WebSockets closed with 1001 get for their close handshake, ms. */
@@ -113,6 +121,8 @@ export class AppServer implements ConnectionHost {
   readonly router: Router
   listeners: BoundListener[] = []
   stats: StatsServer | null = null
+  /** --direct's threads (null without). */
+  direct: DirectThreads | null = null
   readonly sessions = new Set<Session>()
   readonly uwsgiSockets = new Set<Socket>()
   get auth (): string | null { return this.options.auth }
@@ -186,12 +196,16 @@ export class AppServer implements ConnectionHost {
     server.#tls = tls
     try {
       await Promise.all(server.#pools().map((p) => p.ready()))
+      if (options.direct > 0) {
+        server.direct = new DirectThreads(options, addresses, log.child({ component: 'direct' }))
+        await server.direct.start()
+      }
       const tlsLog = log.child({ component: 'tls' })
-      for (const a of addresses) {
+      for (const [i, a] of addresses.entries()) {
         server.listeners.push(await listen(a, {
           socketMode: options.socketMode,
           tls,
-          onConnection: (socket, first, kind) => server.#onConnection(socket, first, kind),
+          onConnection: (socket, first, kind) => server.#onConnection(socket, first, kind, i),
           onRefused: (r: TlsRefusal) => tlsLog.warn({ code: 'FERRY_ERR_APP_TLS_HANDSHAKE', reason: r.reason, remoteAddress: r.remoteAddress, address: r.listener, err: r.message }, 'TLS connection refused')
         }))
       }
@@ -255,7 +269,7 @@ export class AppServer implements ConnectionHost {
     })
   }
 
-  #onConnection (socket: Socket, first: Buffer, kind: ConnectionKind): void {
+  #onConnection (socket: Socket, first: Buffer, kind: ConnectionKind, listener: number): void {
     if (this.#closing && kind === 'uwsgi') {
       socket.end()
       return
@@ -268,7 +282,7 @@ export class AppServer implements ConnectionHost {
       return
     }
     if (kind === 'native') {
-      serveNative(socket, first, this, this.sessions, this.#closing)
+      serveNative(socket, first, this, this.sessions, this.#closing, this.direct?.endpoints(listener))
       return
     }
     serveUwsgi(socket, first, this, this.uwsgiSockets)
@@ -347,6 +361,8 @@ export class AppServer implements ConnectionHost {
         })
       })
       this.log.info({ generation: gen, mounts: fetchMounts.map((m) => m.label) }, 'reloaded: new requests go to the new pool; the old pool drains')
+      // the new code loaded: the direct threads are replaced one at a time with fresh ones
+      await this.direct?.reload()
     })().finally(() => { this.#reloading = null })
     return this.#reloading
   }
@@ -370,6 +386,7 @@ export class AppServer implements ConnectionHost {
       new Promise((resolve) => setTimeout(resolve, Math.min(2000, this.options.gracefulTimeout)).unref())
     ])
     const pools: { drain (): Promise<void> }[] = [...this.#pools(), ...this.#draining, ...this.#cgis()]
+    const direct = this.direct?.shutdown(this.options.gracefulTimeout) ?? Promise.resolve(true)
     let drained = await drainWithin(pools, this.options.gracefulTimeout)
     if (!drained) {
       // WebSockets do not end by themselves: after the grace period they are closed with
@@ -383,6 +400,7 @@ export class AppServer implements ConnectionHost {
       }
       if (!drained) this.log.warn({ code: 'FERRY_ERR_APP_SHUTTING_DOWN' }, 'graceful timeout passed; failing the requests still running')
     }
+    drained = await direct && drained
     await this.close()
     return drained
   }
@@ -393,6 +411,7 @@ export class AppServer implements ConnectionHost {
     for (const l of this.listeners) closeListener(l)
     this.listeners = []
     await Promise.all([...this.#pools(), ...this.#draining, ...this.#cgis()].map((p) => p.destroy()))
+    await this.direct?.close()
     // let the last responses flush before the sockets go
     await new Promise((resolve) => setImmediate(resolve))
     for (const s of this.sessions) s.goaway()

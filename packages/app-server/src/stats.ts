@@ -7,8 +7,10 @@ import { unlinkSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { type Address, formatAddress, type Session } from '@ferry/protocol'
-import { BUCKETS, type Metrics } from './metrics.js'
+import { BUCKETS, Metrics } from './metrics.js'
 import { CgiRunner } from './cgi.js'
+import type { DirectFigures, DirectThreads } from './direct.js'
+import { addMetrics, metricsData, type ThreadStats } from './direct-messages.js'
 import type { Mount } from './mounts.js'
 import { Pool } from './pool.js'
 
@@ -17,21 +19,50 @@ export interface StatsSource {
   readonly mounts: Mount[]
   readonly sessions: Set<Session>
   readonly draining: number
+  /** --direct's threads: their figures are added to the node's. */
+  readonly direct?: DirectThreads | null
 }
+
+/** A mount's figures in the --direct threads (summed over them), by mount label. */
+interface DirectMount { metrics: Metrics, inflight: number, queued: number }
 
 export interface StatsServer {
   text: string
   close (): Promise<void>
 }
 
-export function renderMetrics (src: StatsSource): string {
-  const m = src.metrics
+export function renderMetrics (src: StatsSource, direct: DirectFigures | null = null): string {
+  let m = src.metrics
+  const byMount = new Map<string, DirectMount>()
+  const all: ThreadStats[] = direct === null ? [] : [...direct.threads, ...direct.retired]
+  if (direct !== null) {
+    // the node's counters are its pool's and its direct threads' together
+    m = new Metrics()
+    addMetrics(m, metricsData(src.metrics))
+    for (const t of all) {
+      addMetrics(m, t.metrics)
+      const live = direct.threads.includes(t)
+      for (const x of t.mounts) {
+        let d = byMount.get(x.label)
+        if (d === undefined) byMount.set(x.label, d = { metrics: new Metrics(), inflight: 0, queued: 0 })
+        addMetrics(d.metrics, x.metrics)
+        if (live) {
+          d.inflight += x.inflight
+          d.queued += x.queued
+        }
+      }
+    }
+  }
   // the unlabelled figures are the sums over every fetch mount's current pool
   const pools = src.mounts.map((x) => x.dispatcher).filter((d): d is Pool => d instanceof Pool)
   const sum = (f: (p: Pool) => number): number => pools.reduce((a, q) => a + f(q), 0)
   const counters: Record<string, number> = {}
   for (const q of pools) for (const [k, v] of Object.entries(q.counters)) counters[k] = (counters[k] ?? 0) + v
   const p = { inflight: sum((q) => q.inflight), queued: sum((q) => q.queued), threads: sum((q) => q.threads), busyThreads: sum((q) => q.busyThreads), counters }
+  for (const t of direct?.threads ?? []) {
+    p.inflight += t.inflight
+    p.queued += t.queued
+  }
   const lines: string[] = []
   const metric = (name: string, type: string, help: string): void => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`)
@@ -61,20 +92,37 @@ export function renderMetrics (src: StatsSource): string {
   lines.push(`ferry_app_request_duration_seconds_bucket{le="+Inf"} ${m.count}`)
   lines.push(`ferry_app_request_duration_seconds_sum ${m.sumSeconds}`)
   lines.push(`ferry_app_request_duration_seconds_count ${m.count}`)
-  mountMetrics(src.mounts, src.mounts.length === 1 ? m : null, metric, lines)
-  metric('ferry_app_native_connections', 'gauge', 'Open native ferry connections.')
-  lines.push(`ferry_app_native_connections ${src.sessions.size}`)
+  mountMetrics(src.mounts, src.mounts.length === 1 ? m : null, byMount, metric, lines)
+  const threadStreams = (direct?.threads ?? []).flatMap((t) => t.streams)
+  metric('ferry_app_native_connections', 'gauge', 'Open native ferry connections (the --direct threads\' included).')
+  lines.push(`ferry_app_native_connections ${src.sessions.size + threadStreams.length}`)
   metric('ferry_app_native_streams', 'gauge', 'Open streams per native connection.')
   let i = 0
   for (const s of src.sessions) lines.push(`ferry_app_native_streams{connection="${i++}"} ${s.openStreams}`)
+  for (const n of threadStreams) lines.push(`ferry_app_native_streams{connection="${i++}"} ${n}`)
+  if (direct !== null) {
+    metric('ferry_app_direct_threads', 'gauge', 'Running --direct threads (each serves its own native connections).')
+    lines.push(`ferry_app_direct_threads ${direct.live}`)
+    metric('ferry_app_direct_events_total', 'counter', 'Thread starts, crashes, stuck threads terminated, and failed starts of the --direct threads.')
+    for (const [k, v] of Object.entries(direct.counters)) lines.push(`ferry_app_direct_events_total{event="${k}"} ${v}`)
+  }
   return `${lines.join('\n')}\n`
 }
 
 /** The same figures per mount, with a `mount` label (the prefix, '/' for the root mount). */
-function mountMetrics (mounts: Mount[], only: Metrics | null, metric: (name: string, type: string, help: string) => void, lines: string[]): void {
+function mountMetrics (mounts: Mount[], only: Metrics | null, direct: Map<string, DirectMount>, metric: (name: string, type: string, help: string) => void, lines: string[]): void {
   const sorted = [...mounts].sort((a, b) => a.label < b.label ? -1 : 1)
   // with a single mount the server-wide counters are that mount's (see AppServer.onRequestDone)
-  const figures = (m: Mount): Metrics => only ?? m.metrics
+  const figures = (m: Mount): Metrics => {
+    if (only !== null) return only
+    const d = direct.get(m.label)
+    if (d === undefined) return m.metrics
+    const sum = new Metrics()
+    addMetrics(sum, metricsData(m.metrics))
+    addMetrics(sum, metricsData(d.metrics))
+    return sum
+  }
+  const extra = (m: Mount, k: 'inflight' | 'queued'): number => direct.get(m.label)?.[k] ?? 0
   const q = (m: Mount): string => `mount="${m.label.replace(/["\\\n]/g, '_')}"`
   metric('ferry_app_mount_requests_total', 'counter', 'Requests answered, by mount and HTTP status.')
   for (const m of sorted) {
@@ -83,9 +131,9 @@ function mountMetrics (mounts: Mount[], only: Metrics | null, metric: (name: str
   metric('ferry_app_mount_request_duration_seconds_sum', 'counter', 'Sum of request durations per mount, seconds.')
   for (const m of sorted) lines.push(`ferry_app_mount_request_duration_seconds_sum{${q(m)}} ${figures(m).sumSeconds}`)
   metric('ferry_app_mount_in_flight', 'gauge', 'Requests running per mount (fetch: in a worker; CGI: programs running).')
-  for (const m of sorted) lines.push(`ferry_app_mount_in_flight{${q(m)}} ${m.dispatcher instanceof Pool ? m.dispatcher.inflight : (m.dispatcher as CgiRunner).running}`)
+  for (const m of sorted) lines.push(`ferry_app_mount_in_flight{${q(m)}} ${(m.dispatcher instanceof Pool ? m.dispatcher.inflight : (m.dispatcher as CgiRunner).running) + extra(m, 'inflight')}`)
   metric('ferry_app_mount_queue_depth', 'gauge', 'Requests waiting per mount.')
-  for (const m of sorted) lines.push(`ferry_app_mount_queue_depth{${q(m)}} ${m.dispatcher instanceof Pool ? m.dispatcher.queued : (m.dispatcher as CgiRunner).queued}`)
+  for (const m of sorted) lines.push(`ferry_app_mount_queue_depth{${q(m)}} ${(m.dispatcher instanceof Pool ? m.dispatcher.queued : (m.dispatcher as CgiRunner).queued) + extra(m, 'queued')}`)
   metric('ferry_app_mount_threads', 'gauge', 'Worker threads per fetch mount.')
   for (const m of sorted) if (m.dispatcher instanceof Pool) lines.push(`ferry_app_mount_threads{${q(m)}} ${m.dispatcher.threads}`)
   metric('ferry_app_mount_threads_busy', 'gauge', 'Busy worker threads per fetch mount.')
@@ -99,9 +147,15 @@ function mountMetrics (mounts: Mount[], only: Metrics | null, metric: (name: str
 export async function startStats (address: Address, src: StatsSource): Promise<StatsServer> {
   const server = http.createServer((req, res) => {
     if (req.url === '/metrics' || req.url?.startsWith('/metrics?')) {
-      const body = renderMetrics(src)
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) })
-      res.end(body)
+      const direct = src.direct ?? null
+      ;(direct === null ? Promise.resolve(null) : direct.figures()).then((figures) => {
+        const body = renderMetrics(src, figures)
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) })
+        res.end(body)
+      }, (err: unknown) => {
+        res.writeHead(500, { 'content-type': 'text/plain' })
+        res.end(`stats failed: ${String(err)}\n`)
+      })
       return
     }
     res.writeHead(404, { 'content-type': 'text/plain' })

@@ -72,6 +72,8 @@ export class Exchange implements Waiter {
   node: UpstreamNode | null = null
   /** The node a failed attempt used: the retry goes elsewhere. */
   excluded: UpstreamNode | null = null
+  /** The current attempt went to one of the node's --direct threads (see upstreamError). */
+  viaDirect = false
   /** Why the first attempt failed (a retry that cannot start answers with it). */
   lastError: FerryError | null = null
   stream: Stream | null = null
@@ -146,6 +148,7 @@ export class Exchange implements Waiter {
         return
       }
       if (node.codec === 'uwsgi') {
+        this.viaDirect = false
         this.#bind(node)
         const call = new UwsgiCall(this, node)
         if (this.state === State.DONE) return
@@ -170,13 +173,11 @@ export class Exchange implements Waiter {
         }
         // GOAWAY / closed / stream limit on this session: the node's bookkeeping catches up
         // on its own events; try another session or node now.
-        if (err.code === 'FERRY_ERR_GOAWAY' || err.code === 'FERRY_ERR_SESSION_CLOSED') {
-          const i = node.sessions.indexOf(session)
-          if (i >= 0) node.sessions.splice(i, 1)
-        }
+        if (err.code === 'FERRY_ERR_GOAWAY' || err.code === 'FERRY_ERR_SESSION_CLOSED') node.forget(session)
         continue
       }
       this.#bind(node)
+      this.viaDirect = node.directSessions.length > 0 && node.directSessions.includes(session)
       this.stream = stream
       stream.userData = this
       stream.manualConsume = true
@@ -278,14 +279,18 @@ export class Exchange implements Waiter {
     if (this.state === State.DONE) return
     const node = this.node
     const refused = isRefused(err)
+    // A --direct thread that died or was replaced as stuck is one thread of the node, not the
+    // node: it is not counted as the node's failure, and a retry may go to the node's other
+    // threads or its own address (the node's main thread replaces the thread meanwhile).
+    const thread = this.viaDirect
     if (node !== null) {
       node.outstanding--
-      if (!refused) node.fail(Date.now(), err.code)
+      if (!refused && !thread) node.fail(Date.now(), err.code)
     }
     this.stream = null
     this.uwsgi = null
     this.node = null // outstanding already given back
-    this.excluded = node
+    this.excluded = thread ? null : node
     const e = attemptError(err, node, refused)
     if (this.state === State.SENT && mayRetry(this, refused)) {
       this.state = State.WAITING

@@ -13,7 +13,7 @@
  */
 import type { Socket } from 'node:net'
 import {
-  type Address, type Codec, type FerryError, formatNodeAddress, type NodeAddress, ResetCode, Session
+  type Address, type Codec, type FerryError, formatAddress, formatNodeAddress, type NodeAddress, parseAddress, ResetCode, Session
 } from '@ferry/protocol'
 import type { Pickable } from './balancer.js'
 import { frontError } from './errors.js'
@@ -44,6 +44,25 @@ export interface NodeEvents {
 }
 
 const MIN_BACKOFF = 50
+/** Most thread endpoints taken from one node's HELLO (the rest are ignored, with a warning). */
+const MAX_ENDPOINTS = 64
+
+/**
+ * One of the node's --direct threads (announced in its HELLO): one session to it, kept open
+ * (reconnected with backoff) while the node names it.
+ */
+interface DirectLink {
+  name: string
+  address: Address
+  session: Session | null
+  connecting: boolean
+  backoff: number
+  timer: NodeJS.Timeout | null
+  /** The node no longer names it (or the node was removed). */
+  dropped: boolean
+  /** Its last connect failed and that was logged (one line until it connects again). */
+  warned: boolean
+}
 
 export class UpstreamNode implements Pickable {
   readonly name: string
@@ -61,6 +80,12 @@ export class UpstreamNode implements Pickable {
   down = false
   /** Ready sessions that are not going away, in the order they became ready. */
   readonly sessions: Session[] = []
+  /**
+   * Ready sessions to the node's --direct threads (the endpoints its HELLO announced): requests
+   * go there while any is ready — straight to the thread that runs them — else to `sessions`.
+   */
+  readonly directSessions: Session[] = []
+  readonly #links = new Map<string, DirectLink>()
   /** Every live session including draining ones (closed on removal). */
   readonly #all = new Set<Session>()
   #connecting = 0
@@ -95,10 +120,12 @@ export class UpstreamNode implements Pickable {
    * A connection to the node (a TLS one for tls://, resuming the last session) and, for
    * tls://, how far its handshake got (null for plain sockets).
    */
-  openSocket (): { socket: Socket, handshake: Handshake | null } {
+  openSocket (address: Address = this.address): { socket: Socket, handshake: Handshake | null } {
     const tls = this.#options.tls
-    const socket = connectSocket(this.address, tls, this.#tlsSessionFrom === tls ? this.#tlsSession : undefined)
+    const own = address === this.address
+    const socket = connectSocket(address, tls, own && this.#tlsSessionFrom === tls ? this.#tlsSession : undefined)
     if (!this.tls) return { socket, handshake: null }
+    if (!own) return { socket, handshake: watchHandshake(socket) }
     socket.on('session', (session: Buffer) => {
       this.#tlsSession = session
       this.#tlsSessionFrom = tls
@@ -121,7 +148,7 @@ export class UpstreamNode implements Pickable {
       if (now < this.ejectedUntil && !this.soleNode) return false
       if (now >= this.ejectedUntil) this.#readmit()
     }
-    return this.codec === 'uwsgi' || this.sessions.length > 0
+    return this.codec === 'uwsgi' || this.sessions.length > 0 || this.directSessions.length > 0
   }
 
   /** Not usable now, but a connect is under way (requests may wait for it). */
@@ -131,9 +158,9 @@ export class UpstreamNode implements Pickable {
 
   get connecting (): number { return this.#connecting }
 
-  /** The ready session with the fewest open streams (native nodes). */
+  /** The ready session with the fewest open streams (native nodes), a --direct thread's first. */
   session (): Session | null {
-    const s = this.sessions
+    const s = this.directSessions.length > 0 ? this.directSessions : this.sessions
     if (s.length === 0) return null
     let best = s[0]!
     for (let i = 1; i < s.length; i++) if (s[i]!.openStreams < best.openStreams) best = s[i]!
@@ -196,6 +223,13 @@ export class UpstreamNode implements Pickable {
         s.destroy(err)
       })
     }
+    // a silent thread is closed (and reconnected); the node itself answered on its own address
+    for (const s of this.directSessions) {
+      s.ping().catch((err: FerryError) => {
+        this.#events.log('warn', { node: this.name, code: err.code }, 'health check of a --direct thread failed: its connection is closed')
+        s.destroy(err)
+      })
+    }
   }
 
   /**
@@ -252,8 +286,10 @@ export class UpstreamNode implements Pickable {
     this.removed = true
     if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = null
+    for (const link of this.#links.values()) this.#dropLink(link)
     for (const s of this.#all) s.goaway(ResetCode.NO_ERROR, 'node removed')
     this.sessions.length = 0
+    this.directSessions.length = 0
   }
 
   /** Close everything now. */
@@ -261,8 +297,10 @@ export class UpstreamNode implements Pickable {
     this.removed = true
     if (this.#reconnectTimer !== null) clearTimeout(this.#reconnectTimer)
     this.#reconnectTimer = null
+    for (const link of this.#links.values()) this.#dropLink(link)
     for (const s of this.#all) s.destroy()
     this.sessions.length = 0
+    this.directSessions.length = 0
   }
 
   #fill (): void {
@@ -281,9 +319,12 @@ export class UpstreamNode implements Pickable {
     this.#reconnectTimer.unref()
   }
 
-  #connect (): void {
-    this.#connecting++
-    const { socket, handshake } = this.openSocket()
+  /**
+   * A session to `address` (the node's own, or one of its thread endpoints). `settle` is
+   * called once: with null when HELLO was answered, or with why it failed before that.
+   */
+  #open (address: Address, name: string, settle: (err: FerryError | null) => void): Session {
+    const { socket, handshake } = this.openSocket(address)
     socket.setNoDelay?.(true)
     const session = new Session(socket, {
       role: 'client',
@@ -295,18 +336,42 @@ export class UpstreamNode implements Pickable {
     this.#all.add(session)
     let settled = false
     const timer = setTimeout(() => {
-      session.destroy(frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.name}: connect timeout ${this.#options.connectTimeout} ms`))
+      session.destroy(frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${name}: connect timeout ${this.#options.connectTimeout} ms`))
     }, this.#options.connectTimeout)
     timer.unref()
     let lastError: FerryError | null = null
     session.on('error', (err: FerryError) => { lastError = err })
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (!settled) lastError = connectError(this.name, err, this.tls, handshake)
+      if (!settled) lastError = connectError(name, err, this.tls, handshake)
     })
     session.once('ready', () => {
       settled = true
       clearTimeout(timer)
+      settle(null)
+    })
+    session.once('close', () => {
+      this.#all.delete(session)
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      settle(lastError ?? (handshake?.secure === true
+        ? closedAfterHandshake(name)
+        : frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${name}: closed before HELLO`)))
+    })
+    return session
+  }
+
+  #connect (): void {
+    this.#connecting++
+    const session = this.#open(this.address, this.name, (err) => {
       this.#connecting--
+      if (err !== null) {
+        this.down = true
+        this.tlsFailed(err)
+        this.fail(Date.now(), err.message)
+        this.#events.connectFailed(this, err)
+        return
+      }
       if (this.removed || session.goingAway) {
         session.goaway()
         return
@@ -319,6 +384,7 @@ export class UpstreamNode implements Pickable {
       if (this.ejectedUntil !== 0) this.#readmit()
       else if (this.sessions.length === 1) this.#events.nodeUp(this)
       if (wasDown) this.#events.log('info', { node: this.name }, 'upstream node reconnected')
+      this.#adopt(session.peerEndpoints)
     })
     session.on('goaway', () => {
       this.#remove(session)
@@ -326,22 +392,123 @@ export class UpstreamNode implements Pickable {
       if (!this.removed) this.#scheduleReconnect()
     })
     session.once('close', () => {
-      this.#all.delete(session)
       this.#remove(session)
-      if (!settled) {
-        settled = true
-        clearTimeout(timer)
-        this.#connecting--
-        this.down = true
-        const err = lastError ?? (handshake?.secure === true
-          ? closedAfterHandshake(this.name)
-          : frontError('FERRY_ERR_FRONT_UPSTREAM_CONNECT', `${this.name}: closed before HELLO`))
-        this.tlsFailed(err)
-        this.fail(Date.now(), err.message)
-        this.#events.connectFailed(this, err)
-      }
       this.#scheduleReconnect()
     })
+  }
+
+  // ── --direct threads ───────────────────────────────────────────────────────
+
+  /**
+   * The thread endpoints a HELLO of the node announced: new ones are connected, ones it no
+   * longer names are drained. A tcp endpoint is dialled at the host this node was reached at
+   * (its own host part may be a wildcard or a private name), with this node's tls:// setting.
+   */
+  #adopt (endpoints: readonly string[]): void {
+    if (this.removed) return
+    if (endpoints.length > MAX_ENDPOINTS) {
+      this.#events.log('warn', { node: this.name, endpoints: endpoints.length }, `the node announced more than ${MAX_ENDPOINTS} thread endpoints; using the first ${MAX_ENDPOINTS}`)
+    }
+    const want = new Map<string, Address>()
+    for (const e of endpoints.slice(0, MAX_ENDPOINTS)) {
+      const a = this.#endpointAddress(e)
+      if (a !== null) want.set(formatAddress(a), a)
+    }
+    for (const [key, link] of this.#links) {
+      if (want.has(key)) continue
+      this.#dropLink(link)
+      this.#links.delete(key)
+    }
+    for (const [key, address] of want) {
+      if (this.#links.has(key)) continue
+      const link: DirectLink = { name: key, address, session: null, connecting: false, backoff: MIN_BACKOFF, timer: null, dropped: false, warned: false }
+      this.#links.set(key, link)
+      this.#dial(link)
+    }
+  }
+
+  #endpointAddress (text: string): Address | null {
+    let a: Address
+    try {
+      a = parseAddress(text)
+    } catch (err) {
+      this.#events.log('warn', { node: this.name, endpoint: text, err: (err as Error).message }, 'the node announced a thread endpoint that is not an address: ignored')
+      return null
+    }
+    const own = this.address
+    if (a.kind === 'unix') return own.kind === 'unix' ? a : null
+    if (own.kind !== 'tcp') return null
+    return own.tls === true ? { kind: 'tcp', host: own.host, port: a.port, tls: true } : { kind: 'tcp', host: own.host, port: a.port }
+  }
+
+  #dial (link: DirectLink): void {
+    link.connecting = true
+    const session = this.#open(link.address, `${this.name} (thread ${link.name})`, (err) => {
+      link.connecting = false
+      if (err !== null) {
+        // the node still serves on its own address: a thread endpoint this front cannot reach
+        // (another host's unix path, a firewalled port) only costs the direct path
+        if (!link.warned && !link.dropped) {
+          link.warned = true
+          this.#events.log('warn', { node: this.name, endpoint: link.name, code: err.code, err: err.message }, 'cannot reach a --direct thread of the node: its requests go through the node\'s own address until it answers')
+        }
+        return
+      }
+      if (link.dropped || this.removed || session.goingAway) {
+        session.goaway()
+        return
+      }
+      link.session = session
+      link.backoff = MIN_BACKOFF
+      if (link.warned) {
+        link.warned = false
+        this.#events.log('info', { node: this.name, endpoint: link.name }, '--direct thread reachable again')
+      }
+      this.directSessions.push(session)
+      if (this.directSessions.length === 1 && this.sessions.length === 0) this.#events.nodeUp(this)
+    })
+    const gone = (): void => {
+      this.#removeDirect(session)
+      if (link.session === session) link.session = null
+      this.#relink(link)
+    }
+    session.on('goaway', gone)
+    session.once('close', gone)
+  }
+
+  /** Reconnect a thread endpoint after its backoff (a replaced or reloaded thread listens there again). */
+  #relink (link: DirectLink): void {
+    if (link.dropped || this.removed || link.timer !== null || link.connecting || link.session !== null) return
+    const delay = link.backoff
+    link.backoff = Math.min(link.backoff * 2, this.#options.maxBackoff)
+    link.timer = setTimeout(() => {
+      link.timer = null
+      if (!link.dropped && !this.removed) this.#dial(link)
+    }, delay)
+    link.timer.unref()
+  }
+
+  #dropLink (link: DirectLink): void {
+    link.dropped = true
+    if (link.timer !== null) clearTimeout(link.timer)
+    link.timer = null
+    const s = link.session
+    link.session = null
+    if (s !== null) {
+      this.#removeDirect(s)
+      s.goaway(ResetCode.NO_ERROR, 'endpoint removed')
+    }
+  }
+
+  #removeDirect (session: Session): void {
+    const i = this.directSessions.indexOf(session)
+    if (i >= 0) this.directSessions.splice(i, 1)
+  }
+
+  /** A session refused a new stream (going away, closed): take it out of the choice now. */
+  forget (session: Session): void {
+    this.#remove(session)
+    this.#removeDirect(session)
   }
 
   #remove (session: Session): void {

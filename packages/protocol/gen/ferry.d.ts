@@ -131,6 +131,7 @@ export namespace ferry {
         nonce: Uint8Array;
         proof: Uint8Array;
         features: string[];
+        endpoints: string[];
         static encode(message: ferry.Hello.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): ferry.Hello & ferry.Hello.$Shape;
     }
@@ -143,6 +144,7 @@ export namespace ferry {
             nonce?: (Uint8Array|null);
             proof?: (Uint8Array|null);
             features?: (string[]|null);
+            endpoints?: (string[]|null);
             $unknowns?: Uint8Array[];
         }
         type $Shape = ferry.Hello.$Properties;

@@ -975,6 +975,7 @@ export const ferry = $root.ferry = (() => {
          * @property {Uint8Array|null} [nonce] Hello nonce
          * @property {Uint8Array|null} [proof] Hello proof
          * @property {Array.<string>|null} [features] Hello features
+         * @property {Array.<string>|null} [endpoints] Hello endpoints
          * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
          */
 
@@ -1001,6 +1002,7 @@ export const ferry = $root.ferry = (() => {
          */
         const Hello = function (properties) {
             this.features = [];
+            this.endpoints = [];
             if (properties)
                 for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
                     if (properties[keys[i]] != null && keys[i] !== "__proto__")
@@ -1056,6 +1058,14 @@ export const ferry = $root.ferry = (() => {
         Hello.prototype.features = $util.emptyArray;
 
         /**
+         * Hello endpoints.
+         * @member {Array.<string>} endpoints
+         * @memberof ferry.Hello
+         * @instance
+         */
+        Hello.prototype.endpoints = $util.emptyArray;
+
+        /**
          * Encodes the specified Hello message. Does not implicitly {@link ferry.Hello.verify|verify} messages.
          * @function encode
          * @memberof ferry.Hello
@@ -1084,6 +1094,9 @@ export const ferry = $root.ferry = (() => {
             if (message.features != null && message.features.length)
                 for (let i = 0; i < message.features.length; ++i)
                     writer.uint32(/* id 7, wireType 2 =*/58).string(message.features[i]);
+            if (message.endpoints != null && message.endpoints.length)
+                for (let i = 0; i < message.endpoints.length; ++i)
+                    writer.uint32(/* id 8, wireType 2 =*/66).string(message.endpoints[i]);
             if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
@@ -1176,6 +1189,14 @@ export const ferry = $root.ferry = (() => {
                         if (!(message.features && message.features.length))
                             message.features = [];
                         message.features.push(reader.stringVerify());
+                        continue;
+                    }
+                case 8: {
+                        if (wireType !== 2)
+                            break;
+                        if (!(message.endpoints && message.endpoints.length))
+                            message.endpoints = [];
+                        message.endpoints.push(reader.stringVerify());
                         continue;
                     }
                 }

@@ -45,12 +45,16 @@ export interface HelloOptions {
   auth?: string
   agent?: string
   features?: readonly string[]
+  /** Server: the node's per-thread addresses (`ferry app --direct`), announced in its HELLO. */
+  endpoints?: readonly string[]
 }
 
 /** What the peer's HELLO announced. */
 export interface PeerHello {
   limits: Limits
   features: readonly string[]
+  /** A server's per-thread addresses (empty from clients and from nodes without them). */
+  endpoints: readonly string[]
 }
 
 /** One side's handshake state: its nonce, the peer's, and where the exchange stands. */
@@ -103,6 +107,7 @@ export class Handshake {
       },
       agent: this.#options.agent ?? '',
       features: this.#options.features === undefined ? [] : [...this.#options.features],
+      endpoints: this.#server && this.#options.endpoints !== undefined ? [...this.#options.endpoints] : [],
       nonce: secret !== undefined ? this.#nonce : EMPTY,
       proof: secret !== undefined && this.#server ? this.#proof('ferry-server', this.#peerNonce, this.#nonce) : EMPTY
     }).finish()
@@ -144,7 +149,7 @@ export class Handshake {
       connectionWindow: l.connectionWindow ?? 0
     })
     validateLimits(limits, 'peer')
-    return { limits, features: hello.features ?? [] }
+    return { limits, features: hello.features ?? [], endpoints: this.#server ? [] : hello.endpoints ?? [] }
   }
 
   /** Server: check the client's proof of the shared secret (HELLO with ACK). */

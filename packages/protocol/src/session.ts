@@ -44,6 +44,8 @@ export interface SessionOptions {
   agent?: string
   /** Optional features this side supports, announced in HELLO (e.g. 'websocket'). */
   features?: readonly string[]
+  /** Server: more addresses of this node, one per thread serving on its own (HELLO `endpoints`). */
+  endpoints?: readonly string[]
   /** ms to wait for the peer's HELLO (default 10000). */
   helloTimeout?: number
   /** ms before ping() rejects (default 10000). */
@@ -64,6 +66,8 @@ export class Session extends EventEmitter implements StreamOwner {
   peerLimits: Limits = { ...DEFAULT_LIMITS }
   /** Features the peer's HELLO named ([] until it arrives). */
   peerFeatures: readonly string[] = []
+  /** Client: the per-thread addresses the server's HELLO announced (empty when none). */
+  peerEndpoints: readonly string[] = []
   ready = false
   closed = false
   goingAway = false
@@ -310,6 +314,7 @@ export class Session extends EventEmitter implements StreamOwner {
     const peer = hs.receiveHello(payload, this.ready)
     this.peerLimits = peer.limits
     this.peerFeatures = peer.features
+    this.peerEndpoints = peer.endpoints
     this.#flow.peer(peer.limits)
     if (this.role === 'server') {
       this.#writer.control(FrameType.HELLO, 0, hs.hello(this.localLimits))

@@ -35,6 +35,7 @@ const FLAGS = {
   'tls-client-ca': { type: 'string' },
   'uwsgi-allow': { type: 'string' },
   'max-websockets': { type: 'string' },
+  direct: { type: 'string' },
   'ws-max-message': { type: 'string' }
 } as const
 
@@ -252,6 +253,8 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
     if (list.length === 0) throw bad('uwsgi-allow must list addresses (or * for any)')
     o.uwsgiAllow = list
   }
+  const direct = pick('direct')
+  if (direct !== undefined) o.direct = int('direct', direct, 0)
   const maxWs = pick('max-websockets')
   if (maxWs !== undefined) o.maxWebSockets = int('max-websockets', maxWs, 0)
   const wsMax = pick('ws-max-message')
@@ -286,7 +289,7 @@ export async function run (argv: string[]): Promise<number> {
   }
   // The "listening" lines are a contract scripts read: written whatever --log-level says.
   const announce = log.child({}, { level: 'info' })
-  announce.info({ addresses: server.addresses, threads: options.threadsMax === 0 ? 'main' : `${options.threadsMin}:${options.threadsMax}` }, 'listening')
+  announce.info({ addresses: server.addresses, threads: options.threadsMax === 0 ? 'main' : `${options.threadsMin}:${options.threadsMax}`, ...(server.direct !== null ? { direct: server.direct.describe() } : {}) }, 'listening')
   if (server.stats !== null) announce.info({ address: server.stats.text }, 'stats listening')
   log.flush() // lines are written in batches: the announcement goes out now
   return await new Promise<number>((resolve) => {

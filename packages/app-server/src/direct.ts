@@ -1,0 +1,372 @@
+/**
+ * `ferry app --direct N`: N threads that each serve native connections on their own addresses
+ * (direct-thread.ts), with the handlers inline on that thread. A front learns the addresses
+ * from this node's HELLO (`endpoints`) and sends its requests there: no hop from the main
+ * thread to a worker and back, so none of the pool's wake-ups (docs/operations.md).
+ *
+ * The main thread supervises them, as the pool supervises its workers:
+ * - a thread's addresses are derived from the node's listeners — unix:PATH gives PATH.1,
+ *   PATH.2 …; tcp://HOST:PORT (and tls://) gives HOST with a port of its own, kept when the
+ *   thread is replaced — so a front reconnects to the same endpoint;
+ * - harakiri: every thread moves a shared counter each tick; one whose counter stood still
+ *   for longer than the longest --timeout (a handler that spins) is terminated and replaced;
+ * - a thread that dies (an uncaught exception, process.exit, past --max-memory) is replaced at
+ *   once, then with a growing delay while new ones fail to start;
+ * - SIGHUP: one thread at a time is told to shut down (it closes its listeners, sends
+ *   GOAWAY and drains) and a fresh thread with fresh modules takes its addresses;
+ * - SIGTERM: every thread shuts down gracefully within --graceful-timeout;
+ * - --stats: each thread's figures are asked for at scrape time and added to the node's.
+ */
+import { Worker } from 'node:worker_threads'
+import { type Address, formatAddress, parseAddress } from '@ferry/protocol'
+import type { Logger } from 'pino'
+import type { DirectThreadData, FromThread, ThreadStats, ToThread } from './direct-messages.js'
+import { appError } from './errors.js'
+import type { AppServerOptions } from './server.js'
+
+const THREAD_URL = new URL('./direct-thread.js', import.meta.url)
+/** Longest wait between attempts to start a thread that keeps failing, ms. */
+const MAX_RESTART_DELAY = 5000
+/** How long a thread gets to answer a stats request before its last figures are used, ms. */
+const STATS_WAIT = 500
+
+interface DirectSlot {
+  /** 1-based. */
+  index: number
+  worker: Worker | null
+  threadId: number
+  /** What this slot binds, one per node listener (tcp: port 0 until first bound, then that port). */
+  binds: Address[]
+  /** The bound addresses, one per node listener ([] until the first thread listened). */
+  endpoints: string[]
+  beat: Int32Array
+  lastBeat: number
+  lastChange: number
+  running: boolean
+  /** The current thread said 'listening' (its exit is then a crash, not a failed start). */
+  listened: boolean
+  /** Consecutive failed starts (the restart delay grows with them). */
+  failures: number
+  restartTimer: NodeJS.Timeout | null
+  /** The last figures the thread sent. */
+  stats: ThreadStats | null
+  /** The thread was terminated on purpose (stuck): its exit is not a crash. */
+  killed: boolean
+}
+
+export interface DirectFigures {
+  /** One per running thread (the last known figures of a thread that did not answer in time). */
+  threads: ThreadStats[]
+  /** Figures of threads that ended since the start (so counters never go back). */
+  retired: ThreadStats[]
+  live: number
+  counters: DirectThreads['counters']
+}
+
+export class DirectThreads {
+  readonly #o: AppServerOptions
+  readonly #log: Logger
+  readonly #slots: DirectSlot[] = []
+  readonly #tick: number
+  readonly #stuckAfter: number
+  #watch: NodeJS.Timeout | null = null
+  #closing = false
+  #statsSeq = 0
+  readonly #statsWaiters = new Map<number, { pending: Set<DirectSlot>, done: () => void }>()
+  readonly #retired: ThreadStats[] = []
+  /** Waiters for each slot's next 'listening' / 'failed' / 'unbound' / exit. */
+  readonly #events = new Map<Worker, (m: FromThread | { op: 'exit', code: number }) => void>()
+  readonly counters = { started: 0, crashed: 0, stuck: 0, failed: 0 }
+
+  /** `listeners`: the node's bound addresses (the threads' are derived from them). */
+  constructor (options: AppServerOptions, listeners: Address[], log: Logger) {
+    this.#o = options
+    this.#log = log
+    const timeout = Math.max(options.timeout, ...options.mounts.map((m) => m.timeout ?? 0))
+    this.#tick = Math.min(1000, Math.max(50, Math.floor(timeout / 4)))
+    this.#stuckAfter = timeout + this.#tick
+    for (let index = 1; index <= options.direct; index++) {
+      this.#slots.push({
+        index,
+        worker: null,
+        threadId: -1,
+        binds: listeners.map((a) => a.kind === 'unix' ? { ...a, path: `${a.path}.${index}` } : { ...a, port: 0 }),
+        endpoints: [],
+        beat: new Int32Array(new SharedArrayBuffer(4)),
+        lastBeat: 0,
+        lastChange: 0,
+        running: false,
+        listened: false,
+        failures: 0,
+        restartTimer: null,
+        stats: null,
+        killed: false
+      })
+    }
+  }
+
+  /** Start every thread; rejects (after ending them) when one fails to start (its error's code). */
+  async start (): Promise<void> {
+    try {
+      await Promise.all(this.#slots.map(async (slot) => {
+        const r = await this.#spawn(slot)
+        if (r.op === 'failed') throw appError(r.code as 'FERRY_ERR_APP_HANDLER_LOAD', r.message.replace(/^[^:]*: /, ''))
+        if (r.op === 'exit') throw appError('FERRY_ERR_APP_WORKER_CRASHED', `direct thread ${slot.index} exited with code ${r.code} before listening`)
+      }))
+    } catch (err) {
+      await this.close()
+      throw err
+    }
+    this.#watch = setInterval(() => this.#checkBeats(), this.#tick)
+    this.#watch.unref()
+  }
+
+  /** The threads' addresses for connections that reached the node's listener number `i`. */
+  endpoints (i: number): string[] {
+    const out: string[] = []
+    for (const s of this.#slots) if (s.endpoints[i] !== undefined) out.push(s.endpoints[i]!)
+    return out
+  }
+
+  /** For the "listening" line. */
+  describe (): { thread: number, threadId: number, addresses: string[] }[] {
+    return this.#slots.map((s) => ({ thread: s.index, threadId: s.threadId, addresses: s.endpoints }))
+  }
+
+  get live (): number { let n = 0; for (const s of this.#slots) if (s.running) n++; return n }
+
+  /** Start a thread in `slot`; resolves with its first word: listening, failed, or its exit. */
+  #spawn (slot: DirectSlot): Promise<FromThread | { op: 'exit', code: number }> {
+    const o = this.#o
+    const data: DirectThreadData = {
+      options: {
+        ...o,
+        direct: 0,
+        stats: null,
+        listen: slot.binds.map((a) => formatAddress(a)),
+        threadsMin: 0,
+        threadsMax: 0,
+        mounts: o.mounts.map((m) => ({ ...m, threadsMin: 0, threadsMax: 0 }))
+      },
+      index: slot.index,
+      beat: slot.beat,
+      tick: this.#tick
+    }
+    const worker = new Worker(THREAD_URL, {
+      workerData: data,
+      resourceLimits: o.maxMemory > 0 ? { maxOldGenerationSizeMb: o.maxMemory } : {}
+    })
+    slot.worker = worker
+    slot.killed = false
+    slot.running = false
+    slot.listened = false
+    this.counters.started++
+    return new Promise((resolve) => {
+      let first = true
+      const firstWord = (m: FromThread | { op: 'exit', code: number }): void => {
+        if (!first) return
+        first = false
+        resolve(m)
+      }
+      worker.on('message', (m: FromThread) => this.#onMessage(slot, worker, m, firstWord))
+      worker.on('error', (err) => {
+        if (this.#closing || slot.worker !== worker) return
+        this.#log.error({ err, direct: slot.index, threadId: slot.threadId, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'direct thread crashed: its connections are closed (the front retries or fails their requests); replacing it')
+      })
+      worker.once('exit', (code) => {
+        this.#events.get(worker)?.({ op: 'exit', code })
+        this.#events.delete(worker)
+        firstWord({ op: 'exit', code })
+        this.#onExit(slot, worker)
+      })
+    })
+  }
+
+  #onMessage (slot: DirectSlot, worker: Worker, m: FromThread, firstWord: (m: FromThread) => void): void {
+    switch (m.op) {
+      case 'listening':
+        if (slot.worker === worker) {
+          slot.threadId = m.threadId
+          slot.endpoints = m.addresses
+          // a tcp thread keeps its port when replaced, so fronts reconnect to the same endpoint
+          slot.binds = m.addresses.map((a) => parseAddress(a))
+          slot.running = true
+          slot.listened = true
+          slot.failures = 0
+          slot.lastBeat = Atomics.load(slot.beat, 0)
+          slot.lastChange = Date.now()
+        }
+        firstWord(m)
+        break
+      case 'failed':
+        this.counters.failed++
+        if (!this.#closing) this.#log.error({ direct: slot.index, code: m.code, err: m.message }, 'direct thread failed to start')
+        firstWord(m)
+        break
+      case 'stats': {
+        slot.stats = m.stats
+        const w = this.#statsWaiters.get(m.seq)
+        if (w !== undefined) {
+          w.pending.delete(slot)
+          if (w.pending.size === 0) w.done()
+        }
+        break
+      }
+      case 'unbound':
+      case 'stopped':
+        this.#events.get(worker)?.(m)
+        break
+    }
+  }
+
+  #onExit (slot: DirectSlot, worker: Worker): void {
+    if (slot.worker !== worker) return // an old thread that was draining after a reload
+    slot.running = false
+    slot.worker = null
+    if (slot.stats !== null) this.#retired.push(slot.stats)
+    slot.stats = null
+    if (this.#closing) return
+    if (slot.listened && !slot.killed) this.counters.crashed++
+    if (!slot.listened) slot.failures++
+    const delay = slot.failures === 0 ? 0 : Math.min(MAX_RESTART_DELAY, 100 * 2 ** (slot.failures - 1))
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null
+      if (this.#closing) return
+      this.#spawn(slot).then((r) => {
+        if (r.op === 'listening') this.#log.info({ direct: slot.index, threadId: slot.threadId, addresses: slot.endpoints }, 'direct thread replaced')
+      })
+    }, delay)
+    slot.restartTimer.unref()
+  }
+
+  /** Harakiri: a thread whose heartbeat stood still past the timeout is terminated (then replaced). */
+  #checkBeats (): void {
+    const now = Date.now()
+    for (const slot of this.#slots) {
+      if (!slot.running || slot.worker === null) continue
+      const b = Atomics.load(slot.beat, 0)
+      if (b !== slot.lastBeat) {
+        slot.lastBeat = b
+        slot.lastChange = now
+        continue
+      }
+      if (now - slot.lastChange <= this.#stuckAfter) continue
+      this.counters.stuck++
+      slot.killed = true
+      this.#log.error({ direct: slot.index, threadId: slot.threadId, ms: now - slot.lastChange, code: 'FERRY_ERR_APP_WORKER_REPLACED' },
+        'direct thread is stuck (its event loop has not run for longer than the timeout); terminating and replacing it: its connections close, the front retries or fails their requests')
+      slot.running = false
+      slot.worker.terminate().catch(() => {})
+    }
+  }
+
+  /** The next event of `worker` among `ops` (or its exit), or null after `ms`. */
+  #next (worker: Worker, ops: string[], ms: number): Promise<string | null> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#events.delete(worker)
+        resolve(null)
+      }, ms)
+      timer.unref()
+      this.#events.set(worker, (m) => {
+        if (!ops.includes(m.op) && m.op !== 'exit') return
+        clearTimeout(timer)
+        this.#events.delete(worker)
+        resolve(m.op)
+      })
+    })
+  }
+
+  /** Tell `worker` to shut down; resolves once its addresses are free (or it was ended). */
+  async #retire (worker: Worker): Promise<void> {
+    const unbound = this.#next(worker, ['unbound'], 2000)
+    worker.postMessage({ op: 'shutdown' } satisfies ToThread)
+    if (await unbound === null) await worker.terminate()
+    // the rest of its drain goes on; past the grace period it is ended
+    const grace = setTimeout(() => { worker.terminate().catch(() => {}) }, this.#o.gracefulTimeout + 3000)
+    grace.unref()
+    const stopped = this.#next(worker, ['stopped'], this.#o.gracefulTimeout + 3000)
+    stopped.then(() => {
+      clearTimeout(grace)
+      worker.terminate().catch(() => {})
+    })
+  }
+
+  /**
+   * SIGHUP: replace the threads one at a time with fresh ones (fresh module caches: the new
+   * code). Each old thread closes its listeners and GOAWAYs its connections, the new one binds
+   * the same addresses, and the old one finishes its requests. A new thread that fails to load
+   * is retried as a crashed one is (with a growing delay); the others keep serving.
+   */
+  async reload (): Promise<void> {
+    for (const slot of this.#slots) {
+      if (this.#closing) return
+      const old = slot.worker
+      if (slot.restartTimer !== null) {
+        clearTimeout(slot.restartTimer)
+        slot.restartTimer = null
+      }
+      if (old !== null) {
+        if (slot.stats !== null) this.#retired.push(slot.stats)
+        slot.stats = null
+        slot.worker = null
+        slot.running = false
+        await this.#retire(old)
+      }
+      const r = await this.#spawn(slot)
+      if (r.op !== 'listening') this.#log.error({ direct: slot.index }, 'reload: the new direct thread did not start; retrying')
+    }
+    this.#log.info({ direct: this.#slots.length }, 'direct threads reloaded')
+  }
+
+  /** SIGTERM: every thread shuts down gracefully; true when all drained within `ms`. */
+  async shutdown (ms: number): Promise<boolean> {
+    this.#closing = true
+    if (this.#watch !== null) clearInterval(this.#watch)
+    const workers: Worker[] = []
+    for (const s of this.#slots) {
+      if (s.restartTimer !== null) clearTimeout(s.restartTimer)
+      if (s.worker !== null) workers.push(s.worker)
+    }
+    const results = await Promise.all(workers.map(async (w) => {
+      const stopped = this.#next(w, ['stopped'], ms + 3000)
+      w.postMessage({ op: 'shutdown' } satisfies ToThread)
+      const r = await stopped
+      await w.terminate()
+      return r === 'stopped'
+    }))
+    return results.every(Boolean)
+  }
+
+  /** End every thread now. */
+  async close (): Promise<void> {
+    this.#closing = true
+    if (this.#watch !== null) clearInterval(this.#watch)
+    const ends: Promise<unknown>[] = []
+    for (const s of this.#slots) {
+      if (s.restartTimer !== null) clearTimeout(s.restartTimer)
+      if (s.worker !== null) ends.push(s.worker.terminate())
+      s.running = false
+    }
+    await Promise.all(ends)
+  }
+
+  /** Every running thread's figures, asked for now (a thread that does not answer in time: its last). */
+  async figures (): Promise<DirectFigures> {
+    const seq = ++this.#statsSeq
+    const pending = new Set<DirectSlot>()
+    for (const s of this.#slots) if (s.running && s.worker !== null) pending.add(s)
+    if (pending.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, STATS_WAIT)
+        function done (): void { clearTimeout(timer); resolve() }
+        this.#statsWaiters.set(seq, { pending, done })
+        for (const s of pending) s.worker!.postMessage({ op: 'stats', seq } satisfies ToThread)
+      })
+      this.#statsWaiters.delete(seq)
+    }
+    const threads: ThreadStats[] = []
+    for (const s of this.#slots) if (s.running && s.stats !== null) threads.push(s.stats)
+    return { threads, retired: this.#retired, live: this.live, counters: this.counters }
+  }
+}
