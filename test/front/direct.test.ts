@@ -1,0 +1,386 @@
+/**
+ * `ferry app --direct N` behind `ferry front`: N threads each serve native connections on
+ * their own addresses (unix PATH.1, PATH.2 …; tcp: a port each), announced in the node's HELLO,
+ * and the front sends its requests there. uwsgi (which knows nothing of endpoints) still goes
+ * to the node's pool. The main thread supervises the threads: a stuck one (past --timeout) or
+ * one that exits is replaced — its requests fail or are retried, the node is not ejected —
+ * SIGHUP swaps them for fresh ones (new code) without failing a request, SIGTERM drains them
+ * and removes their sockets. --stats counts their requests and their events.
+ */
+import assert from 'node:assert/strict'
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { baseUrl, CLI, fetchRaw, fileHooks, type Proc, ROOT, type Res, sleep, startFront, startProc, tempDir } from './helpers.ts'
+
+const hooks = fileHooks(after)
+const HANDLER = join(ROOT, 'test/front/fixtures/direct-app.mjs')
+
+interface Who { threadId: number, version: string }
+interface DirectEntry { thread: number, threadId: number, addresses: string[] }
+type Line = Record<string, unknown>
+
+/** Start `ferry app direct-app.mjs` with `--threads 1 --direct 2` and `extra` flags. */
+async function startApp (t: { after: (fn: () => Promise<void> | void) => void }, listen: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ app: Proc, direct: DirectEntry[], directIds: number[], stats: string | null }> {
+  const app = await startProc(t, [CLI, 'app', HANDLER, '--listen', listen, '--threads', '1', '--direct', '2', ...extra], { env })
+  const listening = await app.waitFor((l) => l.msg === 'listening')
+  const direct = listening.direct as DirectEntry[]
+  assert.ok(Array.isArray(direct), `no "direct" in the listening line: ${JSON.stringify(listening)}`)
+  let stats: string | null = null
+  if (extra.includes('--stats')) stats = baseUrl((await app.waitFor((l) => l.msg === 'stats listening')).address as string)
+  return { app, direct, directIds: direct.map((d) => d.threadId), stats }
+}
+
+function parseWho (res: Res): Who {
+  assert.equal(res.status, 200, res.body.toString())
+  return JSON.parse(res.body.toString()) as Who
+}
+
+async function who (url: string): Promise<Who> {
+  return parseWho(await fetchRaw(`${url}/who`))
+}
+
+/** `n` GET /who at once; every answer must be 200. */
+async function batch (url: string, n: number): Promise<Who[]> {
+  return Promise.all(Array.from({ length: n }, () => who(url)))
+}
+
+/**
+ * The front answers the first requests through the node's own address until its sessions to
+ * the thread endpoints are up: wait until a direct thread answers.
+ */
+async function untilDirect (url: string, ids: readonly number[], timeoutMs = 10000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const w = await who(url)
+    if (ids.includes(w.threadId)) return
+    if (Date.now() > end) assert.fail(`no --direct thread (${ids.join(', ')}) answered within ${timeoutMs} ms; last threadId ${w.threadId}`)
+    await sleep(20)
+  }
+}
+
+/**
+ * Concurrent batches of GET /who until each of `want` answered; every answer (all 200) must come
+ * from `allowed`. The front picks the thread session with the fewest open streams, so it takes
+ * requests that overlap to reach both.
+ */
+async function seeAll (url: string, want: readonly number[], allowed: (id: number) => boolean, tries = 8, n = 40): Promise<Set<number>> {
+  const seen = new Set<number>()
+  for (let i = 0; i < tries; i++) {
+    for (const w of await batch(url, n)) {
+      assert.ok(allowed(w.threadId), `threadId ${w.threadId} answered (seen so far: ${[...seen].join(', ')})`)
+      seen.add(w.threadId)
+    }
+    if (want.every((id) => seen.has(id))) return seen
+  }
+  assert.fail(`after ${tries} batches of ${n}, saw threadIds ${[...seen].join(', ')}; wanted ${want.join(', ')}`)
+}
+
+async function metrics (statsUrl: string): Promise<string> {
+  const res = await fetchRaw(`${statsUrl}/metrics`)
+  assert.equal(res.status, 200)
+  return res.body.toString()
+}
+
+/** The value of the sample named exactly `sample` (name with its labels), or undefined. */
+function sampleOf (text: string, sample: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${sample} `)) return Number(line.slice(sample.length + 1))
+  }
+  return undefined
+}
+
+async function until (what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 10000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await cond())) {
+    if (Date.now() > end) assert.fail(`timed out (${timeoutMs} ms) waiting for ${what}`)
+    await sleep(25)
+  }
+}
+
+function errorCode (res: Res): string {
+  return (JSON.parse(res.body.toString()) as { code: string }).code
+}
+
+function ejected (front: Proc): Line[] {
+  return front.lines.filter((l) => l.msg === 'upstream node ejected')
+}
+
+describe('--direct over unix: threads, uwsgi to the pool, stats', () => {
+  let sock: string
+  let direct: DirectEntry[]
+  let directIds: number[]
+  let stats: string
+  let url: string
+  before(async () => {
+    sock = join(tempDir(hooks), 'app.sock')
+    const started = await startApp(hooks, `unix:${sock}`, ['--stats', '127.0.0.1:0'])
+    direct = started.direct
+    directIds = started.directIds
+    stats = started.stats!
+    const front = await startFront(hooks, ['--upstream', `unix:${sock}`])
+    url = baseUrl(front.addresses[0]!)
+  })
+
+  test('the listening line names 2 threads on <sock>.1 and <sock>.2; the front spreads requests over both', async () => {
+    assert.deepEqual(direct.map((d) => d.thread), [1, 2])
+    assert.deepEqual(direct.map((d) => d.addresses), [[`unix:${sock}.1`], [`unix:${sock}.2`]])
+    assert.equal(new Set(directIds).size, 2)
+    for (const d of direct) assert.ok(Number.isInteger(d.threadId) && d.threadId > 0, JSON.stringify(d))
+    for (const p of [sock, `${sock}.1`, `${sock}.2`]) assert.ok(existsSync(p), `${p} missing`)
+    await untilDirect(url, directIds)
+    await seeAll(url, directIds, (id) => directIds.includes(id))
+  })
+
+  test('a uwsgi front (no endpoints) is served by the pool', async () => {
+    const front = await startFront(hooks, ['--upstream', `uwsgi+unix:${sock}`])
+    const u = baseUrl(front.addresses[0]!)
+    const ids = new Set((await batch(u, 10)).map((w) => w.threadId))
+    for (const id of ids) assert.ok(!directIds.includes(id), `uwsgi request ran on direct thread ${id}`)
+    assert.equal(ids.size, 1, `one pool thread expected, saw ${[...ids].join(', ')}`)
+  })
+
+  test('--stats: the threads\' requests are counted; ferry_app_direct_threads 2', async (t) => {
+    await untilDirect(url, directIds)
+    const before = sampleOf(await metrics(stats), 'ferry_app_requests_total{status="200"}') ?? 0
+    const N = 30
+    const answers = await batch(url, N)
+    for (const w of answers) assert.ok(directIds.includes(w.threadId))
+    const text = await metrics(stats)
+    const now = sampleOf(text, 'ferry_app_requests_total{status="200"}')
+    assert.ok(now !== undefined, text)
+    t.diagnostic(`ferry_app_requests_total{status="200"}: ${before} → ${now} over ${N} requests`)
+    assert.ok(now - before >= N, `ferry_app_requests_total{status="200"} went from ${before} to ${now} over ${N} requests`)
+    assert.equal(sampleOf(text, 'ferry_app_direct_threads'), 2)
+    assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="started"}'), 2)
+    assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="crashed"}'), 0)
+    assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="stuck"}'), 0)
+    assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="failed"}'), 0)
+  })
+})
+
+test('--direct over tcp: a port per thread, requests served by the threads', async (t) => {
+  const { app, direct, directIds } = await startApp(t, 'tcp://127.0.0.1:0')
+  const own = app.addresses[0]!
+  const ownPort = Number(/^tcp:\/\/127\.0\.0\.1:(\d+)$/.exec(own)?.[1])
+  assert.ok(ownPort > 0, own)
+  const ports = direct.map((d) => {
+    assert.equal(d.addresses.length, 1)
+    const m = /^tcp:\/\/127\.0\.0\.1:(\d+)$/.exec(d.addresses[0]!)
+    assert.ok(m !== null, d.addresses[0])
+    return Number(m[1])
+  })
+  assert.equal(new Set([ownPort, ...ports]).size, 3, `ports: node ${ownPort}, threads ${ports.join(', ')}`)
+  const front = await startFront(t, ['--upstream', own])
+  const url = baseUrl(front.addresses[0]!)
+  await untilDirect(url, directIds)
+  await seeAll(url, directIds, (id) => directIds.includes(id))
+})
+
+test('a stuck thread is terminated and replaced: its request 502, a GET on it retried, others served, node kept', async (t) => {
+  const dir = tempDir(t)
+  const sock = join(dir, 'app.sock')
+  // --timeout 1.5 s: stuck past 1.5 s + a tick (375 ms); the slow GETs (1 s) stay within it
+  const { app, directIds, stats } = await startApp(t, `unix:${sock}`, ['--timeout', '1.5', '--stats', '127.0.0.1:0'])
+  const front = await startFront(t, ['--upstream', `unix:${sock}`])
+  const url = baseUrl(front.addresses[0]!)
+  await untilDirect(url, directIds)
+  await seeAll(url, directIds, (id) => directIds.includes(id))
+
+  // One slow GET on each thread (the front takes the session with the fewest open streams), then
+  // the spin: it joins the first thread's slow GET, whose timer can then never fire.
+  const slow = [0, 1].map(() => {
+    const sent = Date.now()
+    return fetchRaw(`${url}/slow?ms=1000`).then((res) => ({ res, ms: Date.now() - sent, at: Date.now() }))
+  })
+  await sleep(200)
+  const t0 = Date.now()
+  let spinDone = false
+  const spin = fetchRaw(`${url}/spin`, { method: 'POST', body: '' }).finally(() => { spinDone = true })
+  await sleep(300) // let the spin reach its thread before the GETs below
+
+  // GETs while the thread spins: all answered (by the other thread until the stuck one is replaced)
+  const during: Array<{ w: Who, at: number }> = []
+  while (!spinDone) {
+    during.push({ w: await who(url), at: Date.now() })
+    if (Date.now() - t0 > 15000) break
+  }
+  const res = await spin
+  const spinMs = Date.now() - t0
+  assert.equal(res.status, 502, res.body.toString())
+  assert.equal(errorCode(res), 'FERRY_ERR_FRONT_UPSTREAM_RESET')
+  assert.ok(spinMs < 10000, `the stuck request took ${spinMs} ms to fail`)
+
+  const stuck = await app.waitFor((l) => l.code === 'FERRY_ERR_APP_WORKER_REPLACED')
+  assert.equal(stuck.level, 50)
+  assert.ok(directIds.includes(stuck.threadId as number), JSON.stringify(stuck))
+  const stuckId = stuck.threadId as number
+  const otherId = directIds.find((id) => id !== stuckId)!
+  const stuckAt = stuck.time as number
+  const replaced = await app.waitFor((l) => l.msg === 'direct thread replaced')
+  assert.equal(replaced.direct, stuck.direct)
+  assert.deepEqual(replaced.addresses, [`unix:${sock}.${stuck.direct as number}`])
+  assert.ok(app.lines.indexOf(stuck) < app.lines.indexOf(replaced))
+  const newId = replaced.threadId as number
+  assert.ok(!directIds.includes(newId), `replacement threadId ${newId} is an old one`)
+
+  assert.ok(during.length > 0)
+  const beforeKill = during.filter((d) => d.at < stuckAt)
+  assert.ok(beforeKill.length > 0, 'no GET answered while the thread was stuck')
+  for (const d of beforeKill) assert.equal(d.w.threadId, otherId, 'a GET while the thread spun was not served by the other thread')
+
+  // The slow GET that sat on the stuck thread was retried elsewhere: it still answers 200, after the kill.
+  const slowDone = await Promise.all(slow)
+  for (const s of slowDone) assert.equal(s.res.status, 200, s.res.body.toString())
+  const slowIds = slowDone.map((s) => parseWho(s.res).threadId)
+  assert.ok(!slowIds.includes(stuckId), `a slow GET answered from the stuck thread: ${slowIds.join(', ')}`)
+  assert.ok(slowDone.some((s) => s.at > stuckAt), `no slow GET finished after the kill (retried): ${slowDone.map((s) => s.ms).join(', ')} ms`)
+
+  t.diagnostic(`stuck POST failed after ${spinMs} ms; ${during.length} GETs meanwhile (${beforeKill.length} before the kill); slow GETs ${slowDone.map((x) => x.ms).join(' / ')} ms`)
+  // afterwards: served, and the replacement thread takes requests
+  // (while the new thread starts the front may use the node's own address: the pool answers)
+  await seeAll(url, [newId], (id) => id !== stuckId, 20)
+  assert.equal(ejected(front).length, 0, JSON.stringify(ejected(front)))
+  const text = await metrics(stats!)
+  assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="stuck"}'), 1, text)
+  assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="crashed"}'), 0, text)
+  assert.equal(sampleOf(text, 'ferry_app_direct_threads'), 2, text)
+})
+
+describe('a thread that dies is replaced at once', () => {
+  let app: Proc
+  let front: Proc
+  let url: string
+  let stats: string
+  let directIds: number[]
+  let sock: string
+  before(async () => {
+    sock = join(tempDir(hooks), 'app.sock')
+    const started = await startApp(hooks, `unix:${sock}`, ['--stats', '127.0.0.1:0'])
+    app = started.app
+    directIds = started.directIds
+    stats = started.stats!
+    front = await startFront(hooks, ['--upstream', `unix:${sock}`])
+    url = baseUrl(front.addresses[0]!)
+  })
+
+  test('process.exit in the handler: POST 502, thread replaced, node not ejected', async () => {
+    await untilDirect(url, directIds)
+    const res = await fetchRaw(`${url}/exit`, { method: 'POST', body: '' })
+    assert.equal(res.status, 502, res.body.toString())
+    assert.equal(errorCode(res), 'FERRY_ERR_FRONT_UPSTREAM_RESET')
+    const replaced = await app.waitFor((l) => l.msg === 'direct thread replaced')
+    assert.ok(!directIds.includes(replaced.threadId as number))
+    const addresses = replaced.addresses as string[]
+    assert.ok(addresses.length === 1 && [`unix:${sock}.1`, `unix:${sock}.2`].includes(addresses[0]!), JSON.stringify(replaced))
+    const crashed = app.lines.filter((l) => l.code === 'FERRY_ERR_APP_WORKER_CRASHED')
+    for (const c of crashed) assert.match(c.msg as string, /^direct thread crashed/)
+    const answers = await batch(url, 20)
+    assert.equal(answers.length, 20)
+    assert.equal(ejected(front).length, 0, JSON.stringify(ejected(front)))
+    const text = await metrics(stats)
+    assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="crashed"}'), 1, text)
+    assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="started"}'), 3, text)
+    assert.equal(sampleOf(text, 'ferry_app_direct_threads'), 2, text)
+  })
+
+  test('an uncaught exception: POST 502, FERRY_ERR_APP_WORKER_CRASHED logged, replaced', async () => {
+    const replacedBefore = app.lines.filter((l) => l.msg === 'direct thread replaced').length
+    const crashedBefore = app.lines.filter((l) => l.code === 'FERRY_ERR_APP_WORKER_CRASHED').length
+    // the thread from the last test may still be reconnecting: wait for a direct answer
+    const ids = app.lines.filter((l) => l.msg === 'direct thread replaced').map((l) => l.threadId as number)
+    await untilDirect(url, [...directIds, ...ids])
+    const res = await fetchRaw(`${url}/throw-later`, { method: 'POST', body: '' })
+    assert.equal(res.status, 502, res.body.toString())
+    assert.equal(errorCode(res), 'FERRY_ERR_FRONT_UPSTREAM_RESET')
+    await until('a FERRY_ERR_APP_WORKER_CRASHED line', () => app.lines.filter((l) => l.code === 'FERRY_ERR_APP_WORKER_CRASHED').length > crashedBefore)
+    const crashed = app.lines.filter((l) => l.code === 'FERRY_ERR_APP_WORKER_CRASHED').at(-1)!
+    assert.equal(crashed.level, 50)
+    assert.match(crashed.msg as string, /^direct thread crashed/)
+    assert.match(JSON.stringify(crashed.err), /thrown later/)
+    assert.ok(crashed.direct === 1 || crashed.direct === 2, JSON.stringify(crashed))
+    await until('a second "direct thread replaced"', () => app.lines.filter((l) => l.msg === 'direct thread replaced').length > replacedBefore)
+    const answers = await batch(url, 20)
+    assert.equal(answers.length, 20)
+    assert.equal(ejected(front).length, 0, JSON.stringify(ejected(front)))
+    const text = await metrics(stats)
+    assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="crashed"}'), 2, text)
+    assert.equal(sampleOf(text, 'ferry_app_direct_threads'), 2, text)
+  })
+})
+
+test('SIGHUP: the threads are swapped for fresh ones (new code) with every request answered', async (t) => {
+  const dir = tempDir(t)
+  const sock = join(dir, 'app.sock')
+  const versionFile = join(dir, 'version.txt')
+  writeFileSync(versionFile, 'v1')
+  const { app, directIds } = await startApp(t, `unix:${sock}`, [], { VERSION_FILE: versionFile })
+  const front = await startFront(t, ['--upstream', `unix:${sock}`])
+  const url = baseUrl(front.addresses[0]!)
+  const uwsgi = await startFront(t, ['--upstream', `uwsgi+unix:${sock}`])
+  const uwsgiUrl = baseUrl(uwsgi.addresses[0]!)
+  await untilDirect(url, directIds)
+  for (const w of await batch(url, 10)) {
+    assert.ok(directIds.includes(w.threadId))
+    assert.equal(w.version, 'v1')
+  }
+
+  writeFileSync(versionFile, 'v2')
+  let reloaded = false
+  const statuses: number[] = []
+  const loop = async (): Promise<void> => {
+    while (!reloaded) statuses.push((await fetchRaw(`${url}/who`)).status)
+  }
+  const loops = [loop(), loop(), loop(), loop()]
+  app.child.kill('SIGHUP')
+  try {
+    await app.waitFor((l) => l.msg === 'direct threads reloaded', 20000)
+  } finally {
+    reloaded = true
+    await Promise.all(loops)
+  }
+  t.diagnostic(`${statuses.length} requests during the reload`)
+  assert.ok(statuses.length >= 4, `only ${statuses.length} requests during the reload`)
+  const bad = statuses.filter((s) => s !== 200)
+  assert.deepEqual(bad, [], `${bad.length} of ${statuses.length} requests failed during the reload`)
+  assert.equal(app.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('reload: the new direct thread did not start')).length, 0)
+
+  // the pool's thread (through uwsgi) runs the new code too; the direct threads are the others
+  const pool = await who(uwsgiUrl)
+  assert.equal(pool.version, 'v2')
+  assert.ok(!directIds.includes(pool.threadId))
+  const seen = new Map<number, string>()
+  await until('both new direct threads answering', async () => {
+    for (const w of await batch(url, 40)) seen.set(w.threadId, w.version)
+    return [...seen.keys()].filter((id) => id !== pool.threadId).length >= 2
+  }, 15000)
+  for (const [id, version] of seen) {
+    assert.ok(!directIds.includes(id), `old direct thread ${id} answered after the reload`)
+    assert.equal(version, 'v2', `thread ${id} answered ${version}`)
+  }
+  assert.equal(ejected(front).length, 0)
+})
+
+test('SIGTERM: a request in flight on a thread completes, exit 0, every socket file removed', async (t) => {
+  const dir = tempDir(t)
+  const sock = join(dir, 'app.sock')
+  const { app, directIds, stats } = await startApp(t, `unix:${sock}`, ['--graceful-timeout', '10', '--stats', '127.0.0.1:0'])
+  const front = await startFront(t, ['--upstream', `unix:${sock}`])
+  const url = baseUrl(front.addresses[0]!)
+  await untilDirect(url, directIds)
+  const slow = fetchRaw(`${url}/slow?ms=1500`)
+  // in flight on a thread's connection: some native stream is open
+  await until('the slow request open on a connection', async () => {
+    const text = await metrics(stats!)
+    return text.split('\n').some((l) => l.startsWith('ferry_app_native_streams{') && Number(l.split(' ')[1]) > 0)
+  })
+  app.child.kill('SIGTERM')
+  const res = await slow
+  const w = parseWho(res)
+  assert.ok(directIds.includes(w.threadId), `served by ${w.threadId}, not a direct thread`)
+  let timer: NodeJS.Timeout | undefined
+  const code = await Promise.race([app.exited, new Promise((resolve) => { timer = setTimeout(resolve, 15000, 'still running') })])
+  clearTimeout(timer)
+  assert.equal(code, 0)
+  for (const p of [sock, `${sock}.1`, `${sock}.2`]) assert.ok(!existsSync(p), `${p} still exists`)
+})
