@@ -264,8 +264,17 @@ describe('a thread that dies is replaced at once', () => {
     url = baseUrl(front.addresses[0]!)
   })
 
-  test('process.exit in the handler: POST 502, thread replaced, node not ejected', async () => {
+  test('process.exit in the handler: POST 502, logged, thread replaced, its requests still counted, node not ejected', async () => {
     await untilDirect(url, directIds)
+    // requests served since the last scrape by the thread that then dies are not lost from the
+    // counters (they are in shared memory)
+    const before = sampleOf(await metrics(stats), 'ferry_app_requests_total{status="200"}') ?? 0
+    let sent = 0
+    const seen = new Set<number>()
+    for (let i = 0; i < 8 && !directIds.every((id) => seen.has(id)); i++) {
+      for (const w of await batch(url, 40)) seen.add(w.threadId)
+      sent += 40
+    }
     const res = await fetchRaw(`${url}/exit`, { method: 'POST', body: '' })
     assert.equal(res.status, 502, res.body.toString())
     assert.equal(errorCode(res), 'FERRY_ERR_FRONT_UPSTREAM_RESET')
@@ -273,12 +282,18 @@ describe('a thread that dies is replaced at once', () => {
     assert.ok(!directIds.includes(replaced.threadId as number))
     const addresses = replaced.addresses as string[]
     assert.ok(addresses.length === 1 && [`unix:${sock}.1`, `unix:${sock}.2`].includes(addresses[0]!), JSON.stringify(replaced))
-    const crashed = app.lines.filter((l) => l.code === 'FERRY_ERR_APP_WORKER_CRASHED')
-    for (const c of crashed) assert.match(c.msg as string, /^direct thread crashed/)
+    const exited = app.lines.find((l) => l.code === 'FERRY_ERR_APP_WORKER_CRASHED')
+    assert.ok(exited !== undefined, 'no FERRY_ERR_APP_WORKER_CRASHED line for the exit')
+    assert.equal(exited.level, 50)
+    assert.equal(exited.exitCode, 3)
+    assert.match(exited.msg as string, /^direct thread exited/)
+    const text0 = await metrics(stats)
+    assert.equal(sampleOf(text0, 'ferry_app_requests_total{status="200"}'), before + sent, text0)
     const answers = await batch(url, 20)
     assert.equal(answers.length, 20)
     assert.equal(ejected(front).length, 0, JSON.stringify(ejected(front)))
     const text = await metrics(stats)
+    assert.equal(sampleOf(text, 'ferry_app_requests_total{status="200"}'), before + sent + 20, text)
     assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="crashed"}'), 1, text)
     assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="started"}'), 3, text)
     assert.equal(sampleOf(text, 'ferry_app_direct_threads'), 2, text)

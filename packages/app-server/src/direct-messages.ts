@@ -1,9 +1,9 @@
 /**
  * What the main thread and its `--direct` threads say to each other (direct.ts, direct-thread.ts),
- * and a thread's figures for `--stats` in a form that crosses threads (plain arrays and numbers).
+ * and a thread's gauges for `--stats` in a form that crosses threads (its counters are shared:
+ * Metrics.mirror).
  */
 import { CgiRunner } from './cgi.js'
-import type { Metrics } from './metrics.js'
 import { Pool } from './pool.js'
 import type { AppServerOptions } from './server.js'
 
@@ -16,65 +16,48 @@ export interface DirectThreadData {
   beat: Int32Array
   /** Heartbeat period, ms. */
   tick: number
+  /**
+   * Float64Array over a SharedArrayBuffer: the thread's counters (Metrics.mirror), MIRROR_CELLS
+   * for the server, then MIRROR_CELLS per mount in the order of its `mounts` (with two or more).
+   */
+  counters: Float64Array
 }
 
 export type ToThread = { op: 'stats', seq: number } | { op: 'shutdown' }
 
 export type FromThread =
-  | { op: 'listening', addresses: string[], threadId: number }
+  | { op: 'listening', addresses: string[], threadId: number, mounts: string[] }
   | { op: 'failed', code: string, message: string }
-  | { op: 'stats', seq: number, stats: ThreadStats }
+  | { op: 'stats', seq: number, gauges: ThreadGauges }
   | { op: 'unbound' }
   | { op: 'stopped', drained: boolean }
 
-export interface MetricsData {
-  byStatus: [number, number][]
-  buckets: number[]
-  count: number
-  sumSeconds: number
-}
-
-export interface MountStats {
+export interface MountGauges {
   label: string
-  metrics: MetricsData
   inflight: number
   queued: number
 }
 
-export interface ThreadStats {
-  metrics: MetricsData
+/** A thread's gauges (its counters are in shared memory: Metrics.mirror). */
+export interface ThreadGauges {
   inflight: number
   queued: number
   /** Open streams of each native connection. */
   streams: number[]
-  mounts: MountStats[]
+  mounts: MountGauges[]
 }
 
-export function metricsData (m: Metrics): MetricsData {
-  return { byStatus: [...m.byStatus], buckets: [...m.buckets], count: m.count, sumSeconds: m.sumSeconds }
-}
-
-/** Add `d` into `into` (counters of several threads summed). */
-export function addMetrics (into: Metrics, d: MetricsData): void {
-  for (const [status, n] of d.byStatus) into.byStatus.set(status, (into.byStatus.get(status) ?? 0) + n)
-  for (let i = 0; i < into.buckets.length; i++) into.buckets[i]! += d.buckets[i] ?? 0
-  into.count += d.count
-  into.sumSeconds += d.sumSeconds
-}
-
-/** The figures of a thread's server (what its part of the node's /metrics is made of). */
-export function snapshotOf (server: { metrics: Metrics, mounts: { label: string, metrics: Metrics, dispatcher: unknown }[], sessions: Set<{ openStreams: number }> }): ThreadStats {
+/** The gauges of a thread's server (its part of the node's /metrics besides the counters). */
+export function gaugesOf (server: { mounts: { label: string, dispatcher: unknown }[], sessions: Set<{ openStreams: number }> }): ThreadGauges {
   let inflight = 0
   let queued = 0
-  const single = server.mounts.length === 1
-  const mounts: MountStats[] = server.mounts.map((m) => {
+  const mounts: MountGauges[] = server.mounts.map((m) => {
     const d = m.dispatcher
     const mi = d instanceof Pool ? d.inflight : d instanceof CgiRunner ? d.running : 0
     const mq = d instanceof Pool ? d.queued : d instanceof CgiRunner ? d.queued : 0
     inflight += mi
     queued += mq
-    // one mount: its figures are the server's (AppServer.onRequestDone counts them once)
-    return { label: m.label, metrics: metricsData(single ? server.metrics : m.metrics), inflight: mi, queued: mq }
+    return { label: m.label, inflight: mi, queued: mq }
   })
-  return { metrics: metricsData(server.metrics), inflight, queued, streams: [...server.sessions].map((s) => s.openStreams), mounts }
+  return { inflight, queued, streams: [...server.sessions].map((s) => s.openStreams), mounts }
 }

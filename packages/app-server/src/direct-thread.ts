@@ -10,7 +10,8 @@ import type { FerryError } from '@ferry/protocol'
 import pino from 'pino'
 import { logDestination } from './log-stream.js'
 import { AppServer } from './server.js'
-import { type DirectThreadData, type FromThread, snapshotOf, type ToThread } from './direct-messages.js'
+import { type DirectThreadData, type FromThread, gaugesOf, type ToThread } from './direct-messages.js'
+import { MIRROR_CELLS } from './metrics.js'
 
 const data = workerData as DirectThreadData
 const port = parentPort!
@@ -36,11 +37,17 @@ try {
   flushLog()
   process.exit(1)
 }
-post({ op: 'listening', addresses: server.addresses, threadId })
+// the counters go to shared memory as well, where the main thread reads them (even after this
+// thread is gone); with one mount its figures are the server's (AppServer.onRequestDone)
+server.metrics.mirror = data.counters.subarray(0, MIRROR_CELLS)
+if (server.mounts.length > 1) {
+  server.mounts.forEach((m, i) => { m.metrics.mirror = data.counters.subarray((i + 1) * MIRROR_CELLS, (i + 2) * MIRROR_CELLS) })
+}
+post({ op: 'listening', addresses: server.addresses, threadId, mounts: server.mounts.map((m) => m.label) })
 
 port.on('message', (m: ToThread) => {
   if (m.op === 'stats') {
-    post({ op: 'stats', seq: m.seq, stats: snapshotOf(server) })
+    post({ op: 'stats', seq: m.seq, gauges: gaugesOf(server) })
     return
   }
   if (m.op === 'shutdown') {

@@ -15,19 +15,21 @@
  * - SIGHUP: one thread at a time is told to shut down (it closes its listeners, sends
  *   GOAWAY and drains) and a fresh thread with fresh modules takes its addresses;
  * - SIGTERM: every thread shuts down gracefully within --graceful-timeout;
- * - --stats: each thread's figures are asked for at scrape time and added to the node's.
+ * - --stats: each thread's counters are in shared memory (read at scrape time, kept after the
+ *   thread ends), its gauges are asked for at scrape time; both are added to the node's.
  */
 import { Worker } from 'node:worker_threads'
-import { type Address, formatAddress, parseAddress } from '@ferry/protocol'
+import { type Address, FerryError, formatAddress, parseAddress } from '@ferry/protocol'
 import type { Logger } from 'pino'
-import type { DirectThreadData, FromThread, ThreadStats, ToThread } from './direct-messages.js'
+import type { DirectThreadData, FromThread, ThreadGauges, ToThread } from './direct-messages.js'
+import { Metrics, MIRROR_CELLS } from './metrics.js'
 import { appError } from './errors.js'
 import type { AppServerOptions } from './server.js'
 
 const THREAD_URL = new URL('./direct-thread.js', import.meta.url)
 /** Longest wait between attempts to start a thread that keeps failing, ms. */
 const MAX_RESTART_DELAY = 5000
-/** How long a thread gets to answer a stats request before its last figures are used, ms. */
+/** How long a thread gets to answer a stats request before its last gauges are used, ms. */
 const STATS_WAIT = 500
 
 interface DirectSlot {
@@ -48,17 +50,21 @@ interface DirectSlot {
   /** Consecutive failed starts (the restart delay grows with them). */
   failures: number
   restartTimer: NodeJS.Timeout | null
-  /** The last figures the thread sent. */
-  stats: ThreadStats | null
+  /** The last gauges the thread sent. */
+  gauges: ThreadGauges | null
   /** The thread was terminated on purpose (stuck): its exit is not a crash. */
   killed: boolean
+  /** Its crash was logged already (an uncaught exception: the 'error' event). */
+  crashLogged: boolean
 }
 
 export interface DirectFigures {
-  /** One per running thread (the last known figures of a thread that did not answer in time). */
-  threads: ThreadStats[]
-  /** Figures of threads that ended since the start (so counters never go back). */
-  retired: ThreadStats[]
+  /** One per running thread (the last known gauges of a thread that did not answer in time). */
+  threads: ThreadGauges[]
+  /** The counters of every thread since the start, those that ended included. */
+  metrics: Metrics
+  /** The same per mount label (with two or more mounts). */
+  mounts: Map<string, Metrics>
   live: number
   counters: DirectThreads['counters']
 }
@@ -73,7 +79,10 @@ export class DirectThreads {
   #closing = false
   #statsSeq = 0
   readonly #statsWaiters = new Map<number, { pending: Set<DirectSlot>, done: () => void }>()
-  readonly #retired: ThreadStats[] = []
+  /** Counters of the threads that ended, and the shared counters of those still running. */
+  readonly #retired = new Metrics()
+  readonly #retiredMounts = new Map<string, Metrics>()
+  readonly #mirrors = new Map<Worker, { counters: Float64Array, labels: string[] }>()
   /** Waiters for each slot's next 'listening' / 'failed' / 'unbound' / exit. */
   readonly #events = new Map<Worker, (m: FromThread | { op: 'exit', code: number }) => void>()
   readonly counters = { started: 0, crashed: 0, stuck: 0, failed: 0 }
@@ -99,8 +108,9 @@ export class DirectThreads {
         listened: false,
         failures: 0,
         restartTimer: null,
-        stats: null,
-        killed: false
+        gauges: null,
+        killed: false,
+        crashLogged: false
       })
     }
   }
@@ -110,7 +120,8 @@ export class DirectThreads {
     try {
       await Promise.all(this.#slots.map(async (slot) => {
         const r = await this.#spawn(slot)
-        if (r.op === 'failed') throw appError(r.code as 'FERRY_ERR_APP_HANDLER_LOAD', r.message.replace(/^[^:]*: /, ''))
+        // the thread's own error, code and message as it had them (a listen or TLS failure)
+        if (r.op === 'failed') throw new FerryError(r.code, r.message)
         if (r.op === 'exit') throw appError('FERRY_ERR_APP_WORKER_CRASHED', `direct thread ${slot.index} exited with code ${r.code} before listening`)
       }))
     } catch (err) {
@@ -150,7 +161,8 @@ export class DirectThreads {
       },
       index: slot.index,
       beat: slot.beat,
-      tick: this.#tick
+      tick: this.#tick,
+      counters: new Float64Array(new SharedArrayBuffer(8 * MIRROR_CELLS * (1 + (o.mounts.length + (o.handler !== null ? 1 : 0)))))
     }
     const worker = new Worker(THREAD_URL, {
       workerData: data,
@@ -158,6 +170,7 @@ export class DirectThreads {
     })
     slot.worker = worker
     slot.killed = false
+    slot.crashLogged = false
     slot.running = false
     slot.listened = false
     this.counters.started++
@@ -168,23 +181,26 @@ export class DirectThreads {
         first = false
         resolve(m)
       }
-      worker.on('message', (m: FromThread) => this.#onMessage(slot, worker, m, firstWord))
+      worker.on('message', (m: FromThread) => this.#onMessage(slot, worker, data.counters, m, firstWord))
       worker.on('error', (err) => {
         if (this.#closing || slot.worker !== worker) return
+        slot.crashLogged = true
         this.#log.error({ err, direct: slot.index, threadId: slot.threadId, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'direct thread crashed: its connections are closed (the front retries or fails their requests); replacing it')
       })
       worker.once('exit', (code) => {
+        this.#fold(worker)
         this.#events.get(worker)?.({ op: 'exit', code })
         this.#events.delete(worker)
         firstWord({ op: 'exit', code })
-        this.#onExit(slot, worker)
+        this.#onExit(slot, worker, code)
       })
     })
   }
 
-  #onMessage (slot: DirectSlot, worker: Worker, m: FromThread, firstWord: (m: FromThread) => void): void {
+  #onMessage (slot: DirectSlot, worker: Worker, counters: Float64Array, m: FromThread, firstWord: (m: FromThread) => void): void {
     switch (m.op) {
       case 'listening':
+        this.#mirrors.set(worker, { counters, labels: m.mounts })
         if (slot.worker === worker) {
           slot.threadId = m.threadId
           slot.endpoints = m.addresses
@@ -204,7 +220,7 @@ export class DirectThreads {
         firstWord(m)
         break
       case 'stats': {
-        slot.stats = m.stats
+        slot.gauges = m.gauges
         const w = this.#statsWaiters.get(m.seq)
         if (w !== undefined) {
           w.pending.delete(slot)
@@ -219,12 +235,14 @@ export class DirectThreads {
     }
   }
 
-  #onExit (slot: DirectSlot, worker: Worker): void {
+  #onExit (slot: DirectSlot, worker: Worker, code: number): void {
     if (slot.worker !== worker) return // an old thread that was draining after a reload
+    if (slot.listened && !slot.killed && !slot.crashLogged && !this.#closing) {
+      this.#log.error({ direct: slot.index, threadId: slot.threadId, exitCode: code, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'direct thread exited (process.exit): its connections are closed (the front retries or fails their requests); replacing it')
+    }
     slot.running = false
     slot.worker = null
-    if (slot.stats !== null) this.#retired.push(slot.stats)
-    slot.stats = null
+    slot.gauges = null
     if (this.#closing) return
     if (slot.listened && !slot.killed) this.counters.crashed++
     if (!slot.listened) slot.failures++
@@ -307,8 +325,7 @@ export class DirectThreads {
         slot.restartTimer = null
       }
       if (old !== null) {
-        if (slot.stats !== null) this.#retired.push(slot.stats)
-        slot.stats = null
+        slot.gauges = null
         slot.worker = null
         slot.running = false
         await this.#retire(old)
@@ -365,8 +382,39 @@ export class DirectThreads {
       })
       this.#statsWaiters.delete(seq)
     }
-    const threads: ThreadStats[] = []
-    for (const s of this.#slots) if (s.running && s.stats !== null) threads.push(s.stats)
-    return { threads, retired: this.#retired, live: this.live, counters: this.counters }
+    const threads: ThreadGauges[] = []
+    for (const s of this.#slots) if (s.running && s.gauges !== null) threads.push(s.gauges)
+    const metrics = new Metrics()
+    metrics.add(this.#retired)
+    const mounts = new Map<string, Metrics>()
+    for (const [label, r] of this.#retiredMounts) {
+      const m = new Metrics()
+      m.add(r)
+      mounts.set(label, m)
+    }
+    for (const { counters, labels } of this.#mirrors.values()) addMirrors(metrics, mounts, counters, labels)
+    return { threads, metrics, mounts, live: this.live, counters: this.counters }
   }
+
+  /** A thread ended: its counters (final now) join the retired ones. */
+  #fold (worker: Worker): void {
+    const m = this.#mirrors.get(worker)
+    if (m === undefined) return
+    this.#mirrors.delete(worker)
+    addMirrors(this.#retired, this.#retiredMounts, m.counters, m.labels)
+  }
+}
+
+/**
+ * Add a thread's shared counters into `into` (the server's) and `mounts` (per mount label,
+ * with two or more mounts).
+ */
+function addMirrors (into: Metrics, mounts: Map<string, Metrics>, counters: Float64Array, labels: string[]): void {
+  into.addMirror(counters.subarray(0, MIRROR_CELLS))
+  if (labels.length < 2) return
+  labels.forEach((label, i) => {
+    let m = mounts.get(label)
+    if (m === undefined) mounts.set(label, m = new Metrics())
+    m.addMirror(counters.subarray((i + 1) * MIRROR_CELLS, (i + 2) * MIRROR_CELLS))
+  })
 }

@@ -10,7 +10,6 @@ import { type Address, formatAddress, type Session } from '@ferry/protocol'
 import { BUCKETS, Metrics } from './metrics.js'
 import { CgiRunner } from './cgi.js'
 import type { DirectFigures, DirectThreads } from './direct.js'
-import { addMetrics, metricsData, type ThreadStats } from './direct-messages.js'
 import type { Mount } from './mounts.js'
 import { Pool } from './pool.js'
 
@@ -34,22 +33,18 @@ export interface StatsServer {
 export function renderMetrics (src: StatsSource, direct: DirectFigures | null = null): string {
   let m = src.metrics
   const byMount = new Map<string, DirectMount>()
-  const all: ThreadStats[] = direct === null ? [] : [...direct.threads, ...direct.retired]
   if (direct !== null) {
     // the node's counters are its pool's and its direct threads' together
     m = new Metrics()
-    addMetrics(m, metricsData(src.metrics))
-    for (const t of all) {
-      addMetrics(m, t.metrics)
-      const live = direct.threads.includes(t)
+    m.add(src.metrics)
+    m.add(direct.metrics)
+    for (const [label, metrics] of direct.mounts) byMount.set(label, { metrics, inflight: 0, queued: 0 })
+    for (const t of direct.threads) {
       for (const x of t.mounts) {
         let d = byMount.get(x.label)
         if (d === undefined) byMount.set(x.label, d = { metrics: new Metrics(), inflight: 0, queued: 0 })
-        addMetrics(d.metrics, x.metrics)
-        if (live) {
-          d.inflight += x.inflight
-          d.queued += x.queued
-        }
+        d.inflight += x.inflight
+        d.queued += x.queued
       }
     }
   }
@@ -118,8 +113,8 @@ function mountMetrics (mounts: Mount[], only: Metrics | null, direct: Map<string
     const d = direct.get(m.label)
     if (d === undefined) return m.metrics
     const sum = new Metrics()
-    addMetrics(sum, metricsData(m.metrics))
-    addMetrics(sum, metricsData(d.metrics))
+    sum.add(m.metrics)
+    sum.add(d.metrics)
     return sum
   }
   const extra = (m: Mount, k: 'inflight' | 'queued'): number => direct.get(m.label)?.[k] ?? 0
