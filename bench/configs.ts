@@ -132,7 +132,8 @@ export function configurations (ctx: ConfigContext): Config[] {
     }
   }
 
-  const nginx = async (dir: string, upstreamSocket: string): Promise<ServerProc> => {
+  /** nginx with one worker, `uwsgi_pass` to the socket (several: an upstream block, round robin). */
+  const nginx = async (dir: string, upstreamSockets: string[]): Promise<ServerProc> => {
     const port = await freePort()
     for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d), { recursive: true })
     const conf = join(dir, 'nginx.conf')
@@ -151,11 +152,14 @@ http {
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
   client_max_body_size 16m;
+  upstream app {
+${upstreamSockets.map((u) => `    server unix:${u};`).join('\n')}
+  }
   server {
     listen 127.0.0.1:${port};
     location / {
       include /etc/nginx/uwsgi_params;
-      uwsgi_pass unix:${upstreamSocket};
+      uwsgi_pass app;
     }
   }
 }
@@ -168,11 +172,12 @@ http {
     })
   }
 
-  const nginxFerry = async (dir: string): Promise<Running> => {
+  /** nginx → ferry app; with `direct` threads, nginx balances over the threads' own sockets. */
+  const nginxFerry = async (dir: string, direct = 0): Promise<Running> => {
     const sock = join(dir, 'app.sock')
-    const a = await app('app', `unix:${sock}`)
+    const a = await app('app', `unix:${sock}`, direct > 0 ? ['--threads', '1', '--direct', String(direct)] : [])
     try {
-      const n = await nginx(dir, sock)
+      const n = await nginx(dir, direct > 0 ? Array.from({ length: direct }, (_, i) => `${sock}.${i + 1}`) : [sock])
       return { origin: origin(n), procs: [n, a], hop: [a] }
     } catch (err) {
       await a.stop()
@@ -192,7 +197,7 @@ http {
       ready: `unix:${sock}`
     })
     try {
-      const n = await nginx(dir, sock)
+      const n = await nginx(dir, [sock])
       return { origin: origin(n), procs: [n, u], hop: [u] }
     } catch (err) {
       await u.stop()
@@ -209,7 +214,8 @@ http {
     { name: 'ferry-inline', label: 'ferry front → app, native, unix, handler inline (--threads 0)', workload: W.hello, baseline: 'fastify', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 1, 'unix', ['--threads', '0']) },
     { name: 'ferry-direct', label: 'ferry front → app, native, unix, 2 --direct threads (handler inline on each)', workload: W.hello, baseline: 'fastify', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 1, 'unix', ['--threads', '1', '--direct', '2']) },
     { name: 'reply-from', label: 'fastify + @fastify/reply-from → fastify (tcp)', workload: W.hello, baseline: 'fastify', framing: '', unavailable: () => null, start: replyFrom },
-    { name: 'nginx-ferry', label: 'nginx uwsgi_pass → ferry app (unix)', workload: W.hello, baseline: 'fastify', framing: '', unavailable: () => noNginx() ?? noFerry(), start: nginxFerry },
+    { name: 'nginx-ferry', label: 'nginx uwsgi_pass → ferry app (unix)', workload: W.hello, baseline: 'fastify', framing: '', unavailable: () => noNginx() ?? noFerry(), start: (d) => nginxFerry(d) },
+    { name: 'nginx-ferry-direct', label: 'nginx uwsgi_pass → the 2 --direct threads of a ferry app (unix, an upstream block)', workload: W.hello, baseline: 'fastify', framing: '', unavailable: () => noNginx() ?? noFerry(), start: (d) => nginxFerry(d, 2) },
     { name: 'nginx-uwsgi', label: 'nginx uwsgi_pass → uWSGI python, 2 processes (unix)', workload: W.hello, baseline: 'fastify', framing: '', unavailable: () => noNginx() ?? noUwsgi(), start: nginxUwsgi },
     { name: 'fastify-browser', label: 'fastify direct, browser headers', workload: W.browser, baseline: 'fastify-browser', framing: '', unavailable: () => null, start: fastifyDirect },
     { name: 'ferry-unix-browser', label: 'ferry native unix, browser headers', workload: W.browser, baseline: 'fastify-browser', framing: 'native', unavailable: noFerry, start: (d) => ferry(d, 1, 'unix') },

@@ -8,7 +8,7 @@
  * and removes their sockets. --stats counts their requests and their events.
  */
 import assert from 'node:assert/strict'
-import { existsSync, writeFileSync } from 'node:fs'
+import { existsSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { baseUrl, CLI, fetchRaw, fileHooks, type Proc, ROOT, type Res, sleep, startFront, startProc, tempDir } from './helpers.ts'
@@ -175,6 +175,25 @@ test('--direct over tcp: a port per thread, requests served by the threads', asy
   const url = baseUrl(front.addresses[0]!)
   await untilDirect(url, directIds)
   await seeAll(url, directIds, (id) => directIds.includes(id))
+})
+
+test('an endpoint the front cannot reach: logged once after 2 s, requests go to the node\'s own address', async (t) => {
+  const dir = tempDir(t)
+  const sock = join(dir, 'app.sock')
+  const { directIds } = await startApp(t, `unix:${sock}`)
+  // as a front in another filesystem would see it: the thread listens, its path is not there
+  unlinkSync(`${sock}.1`)
+  const front = await startFront(t, ['--upstream', `unix:${sock}`])
+  const url = baseUrl(front.addresses[0]!)
+  const warned = await front.waitFor((l) => l.msg === 'cannot reach a --direct thread of the node: its requests go through the node\'s own address until it answers')
+  assert.equal(warned.endpoint, `unix:${sock}.1`)
+  assert.equal(warned.level, 40)
+  // thread 2 takes the requests; nothing fails, the node is not ejected
+  for (const w of await batch(url, 30)) assert.ok(w.threadId !== directIds[0], `answered by the unreachable thread ${w.threadId}`)
+  await untilDirect(url, [directIds[1]!])
+  await sleep(2500)
+  assert.equal(front.lines.filter((l) => l.endpoint === `unix:${sock}.1`).length, 1, 'the unreachable endpoint was logged more than once')
+  assert.equal(ejected(front).length, 0)
 })
 
 test('a stuck thread is terminated and replaced: its request 502, a GET on it retried, others served, node kept', async (t) => {

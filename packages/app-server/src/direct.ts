@@ -79,7 +79,7 @@ export class DirectThreads {
   #closing = false
   #statsSeq = 0
   readonly #statsWaiters = new Map<number, { pending: Set<DirectSlot>, done: () => void }>()
-  /** Counters of the threads that ended, and the shared counters of those still running. */
+  /** Counters of the threads that ended (summed), and the shared counters of each running one. */
   readonly #retired = new Metrics()
   readonly #retiredMounts = new Map<string, Metrics>()
   readonly #mirrors = new Map<Worker, { counters: Float64Array, labels: string[] }>()
@@ -87,7 +87,7 @@ export class DirectThreads {
   readonly #events = new Map<Worker, (m: FromThread | { op: 'exit', code: number }) => void>()
   readonly counters = { started: 0, crashed: 0, stuck: 0, failed: 0 }
 
-  /** `listeners`: the node's bound addresses (the threads' are derived from them). */
+  /** `listeners`: the node's --listen addresses, in order (the threads' are derived from them). */
   constructor (options: AppServerOptions, listeners: Address[], log: Logger) {
     this.#o = options
     this.#log = log

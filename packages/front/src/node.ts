@@ -46,6 +46,11 @@ export interface NodeEvents {
 const MIN_BACKOFF = 50
 /** Most thread endpoints taken from one node's HELLO (the rest are ignored, with a warning). */
 const MAX_ENDPOINTS = 64
+/**
+ * A thread endpoint unreachable this long is logged: a thread being replaced or reloaded is
+ * unreachable for the time a thread takes to start (≈ 0.1–0.5 s), which is not worth a line.
+ */
+const ENDPOINT_WARN_AFTER = 2000
 
 /**
  * One of the node's --direct threads (announced in its HELLO): one session to it, kept open
@@ -62,6 +67,8 @@ interface DirectLink {
   dropped: boolean
   /** Its last connect failed and that was logged (one line until it connects again). */
   warned: boolean
+  /** When its connects started failing (0: the last one succeeded). */
+  failingSince: number
 }
 
 export class UpstreamNode implements Pickable {
@@ -421,7 +428,7 @@ export class UpstreamNode implements Pickable {
     }
     for (const [key, address] of want) {
       if (this.#links.has(key)) continue
-      const link: DirectLink = { name: key, address, session: null, connecting: false, backoff: MIN_BACKOFF, timer: null, dropped: false, warned: false }
+      const link: DirectLink = { name: key, address, session: null, connecting: false, backoff: MIN_BACKOFF, timer: null, dropped: false, warned: false, failingSince: 0 }
       this.#links.set(key, link)
       this.#dial(link)
     }
@@ -448,7 +455,9 @@ export class UpstreamNode implements Pickable {
       if (err !== null) {
         // the node still serves on its own address: a thread endpoint this front cannot reach
         // (another host's unix path, a firewalled port) only costs the direct path
-        if (!link.warned && !link.dropped) {
+        const now = Date.now()
+        if (link.failingSince === 0) link.failingSince = now
+        if (!link.warned && !link.dropped && now - link.failingSince >= ENDPOINT_WARN_AFTER) {
           link.warned = true
           this.#events.log('warn', { node: this.name, endpoint: link.name, code: err.code, err: err.message }, 'cannot reach a --direct thread of the node: its requests go through the node\'s own address until it answers')
         }
@@ -460,6 +469,7 @@ export class UpstreamNode implements Pickable {
       }
       link.session = session
       link.backoff = MIN_BACKOFF
+      link.failingSince = 0
       if (link.warned) {
         link.warned = false
         this.#events.log('info', { node: this.name, endpoint: link.name }, '--direct thread reachable again')
