@@ -30,6 +30,10 @@ export type FromThread =
   | { op: 'failed', code: string, message: string }
   | { op: 'stats', seq: number, gauges: ThreadGauges }
   | { op: 'unbound' }
+  /** --max-uncaught reached: replace this thread gracefully. */
+  | { op: 'recycle' }
+  /** The thread ends on an error no request owns (it logged it). */
+  | { op: 'crashed' }
   | { op: 'stopped', drained: boolean }
 
 export interface MountGauges {

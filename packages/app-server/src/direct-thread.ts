@@ -9,6 +9,8 @@ import { parentPort, threadId, workerData } from 'node:worker_threads'
 import type { FerryError } from '@ferry/protocol'
 import pino from 'pino'
 import { logDestination } from './log-stream.js'
+import { attributeMicrotasks, WorkerLoop } from './loop.js'
+import { inlineThread } from './slot.js'
 import { AppServer } from './server.js'
 import { type DirectThreadData, type FromThread, gaugesOf, type ToThread } from './direct-messages.js'
 import { MIRROR_CELLS } from './metrics.js'
@@ -26,6 +28,34 @@ beat.unref()
 function flushLog (): void {
   const stream = (log as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym]
   try { stream?.flushSync?.() } catch {}
+}
+
+// Uncaught exceptions and unhandled rejections, as in a pool worker (worker.ts): one raised by
+// a request's async work fails that request and the thread goes on; after --max-uncaught of
+// them the main thread replaces this thread gracefully; one that belongs to no running request
+// ends the thread (the main thread replaces it). --max-uncaught 0: Node's default, every one
+// ends the thread.
+let recycleAsked = false
+if (data.options.maxUncaught > 0) {
+  inlineThread.attribute = true
+  inlineThread.onMaxUncaught = () => {
+    if (recycleAsked) return
+    recycleAsked = true
+    post({ op: 'recycle' })
+  }
+  const onError = (err: unknown, origin: string): void => {
+    if (WorkerLoop.uncaught(err, origin)) return
+    flushLog()
+    // written synchronously: a line handed to the batching stream may still be in flight when
+    // the thread ends, and reach stdout after the main thread's "replaced" line
+    const last = pino({ level: 'error', base: { pid: process.pid, thread: threadId, direct: data.index } }, pino.destination({ fd: 1, sync: true }))
+    last.error({ err, origin, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'uncaught exception outside any running request: the direct thread ends (the main thread replaces it)')
+    post({ op: 'crashed' }) // logged here, with the error: the main thread does not log it again
+    process.exit(1)
+  }
+  process.on('uncaughtException', (err, origin) => onError(err, origin))
+  process.on('unhandledRejection', (reason) => onError(reason, 'unhandledRejection'))
+  attributeMicrotasks()
 }
 
 let server: AppServer

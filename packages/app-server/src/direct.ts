@@ -10,8 +10,11 @@
  *   thread is replaced — so a front reconnects to the same endpoint;
  * - harakiri: every thread moves a shared counter each tick; one whose counter stood still
  *   for longer than the longest --timeout (a handler that spins) is terminated and replaced;
- * - a thread that dies (an uncaught exception, process.exit, past --max-memory) is replaced at
- *   once, then with a growing delay while new ones fail to start;
+ * - an uncaught exception raised by a request's async work fails that request only, as in a
+ *   pool worker (direct-thread.ts); after --max-uncaught of them the thread is replaced
+ *   gracefully, as at a reload;
+ * - a thread that dies (an uncaught exception no request owns, process.exit, past
+ *   --max-memory) is replaced at once, then with a growing delay while new ones fail to start;
  * - SIGHUP: one thread at a time is told to shut down (it closes its listeners, sends
  *   GOAWAY and drains) and a fresh thread with fresh modules takes its addresses;
  * - SIGTERM: every thread shuts down gracefully within --graceful-timeout;
@@ -56,6 +59,8 @@ interface DirectSlot {
   killed: boolean
   /** Its crash was logged already (an uncaught exception: the 'error' event). */
   crashLogged: boolean
+  /** A replacement (reload, --max-uncaught) is under way. */
+  replacing: boolean
 }
 
 export interface DirectFigures {
@@ -85,7 +90,7 @@ export class DirectThreads {
   readonly #mirrors = new Map<Worker, { counters: Float64Array, labels: string[] }>()
   /** Waiters for each slot's next 'listening' / 'failed' / 'unbound' / exit. */
   readonly #events = new Map<Worker, (m: FromThread | { op: 'exit', code: number }) => void>()
-  readonly counters = { started: 0, crashed: 0, stuck: 0, failed: 0 }
+  readonly counters = { started: 0, crashed: 0, stuck: 0, failed: 0, recycled: 0 }
 
   /** `listeners`: the node's --listen addresses, in order (the threads' are derived from them). */
   constructor (options: AppServerOptions, listeners: Address[], log: Logger) {
@@ -110,7 +115,8 @@ export class DirectThreads {
         restartTimer: null,
         gauges: null,
         killed: false,
-        crashLogged: false
+        crashLogged: false,
+        replacing: false
       })
     }
   }
@@ -228,6 +234,17 @@ export class DirectThreads {
         }
         break
       }
+      case 'crashed':
+        if (slot.worker === worker) slot.crashLogged = true
+        break
+      case 'recycle':
+        if (slot.worker !== worker || this.#closing) break
+        this.counters.recycled++
+        this.#log.info({ direct: slot.index, threadId: slot.threadId, maxUncaught: this.#o.maxUncaught }, 'recycling direct thread (max-uncaught): a fresh one takes its addresses, the old one finishes its requests')
+        this.#replace(slot).then((ok) => {
+          if (ok) this.#log.info({ direct: slot.index, threadId: slot.threadId, addresses: slot.endpoints }, 'direct thread recycled')
+        }, (err: unknown) => this.#log.error({ err, direct: slot.index }, 'recycling the direct thread failed'))
+        break
       case 'unbound':
       case 'stopped':
         this.#events.get(worker)?.(m)
@@ -319,21 +336,36 @@ export class DirectThreads {
   async reload (): Promise<void> {
     for (const slot of this.#slots) {
       if (this.#closing) return
-      const old = slot.worker
+      if (!await this.#replace(slot)) this.#log.error({ direct: slot.index }, 'reload: the new direct thread did not start; retrying')
+    }
+    this.#log.info({ direct: this.#slots.length }, 'direct threads reloaded')
+  }
+
+  /**
+   * A fresh thread in `slot`: the old one frees its addresses (closes its listeners, GOAWAY),
+   * the new one binds them, the old one finishes its requests meanwhile. True when the new one
+   * listens (else it is retried as a crashed one is).
+   */
+  async #replace (slot: DirectSlot): Promise<boolean> {
+    if (slot.replacing) return true
+    slot.replacing = true
+    try {
       if (slot.restartTimer !== null) {
         clearTimeout(slot.restartTimer)
         slot.restartTimer = null
       }
+      const old = slot.worker
       if (old !== null) {
         slot.gauges = null
         slot.worker = null
         slot.running = false
         await this.#retire(old)
       }
-      const r = await this.#spawn(slot)
-      if (r.op !== 'listening') this.#log.error({ direct: slot.index }, 'reload: the new direct thread did not start; retrying')
+      if (this.#closing) return false
+      return (await this.#spawn(slot)).op === 'listening'
+    } finally {
+      slot.replacing = false
     }
-    this.#log.info({ direct: this.#slots.length }, 'direct threads reloaded')
   }
 
   /** SIGTERM: every thread shuts down gracefully; true when all drained within `ms`. */

@@ -33,6 +33,8 @@ const Res = {
 } as const
 
 interface Job {
+  /** The loop running it (a thread may run one loop per mount: --direct threads). */
+  loop: WorkerLoop
   rid: number
   method: string
   request: Request
@@ -69,6 +71,15 @@ export class WorkerLoop {
   /** The request whose async context the caller runs in, if any (for errors reported later). */
   static request (): RequestToken | undefined {
     return jobContext.getStore()
+  }
+
+  /**
+   * `uncaught` on the loop whose request raised the error (the context's, or `request`'s):
+   * false when the error belongs to no running request of any loop.
+   */
+  static uncaught (err: unknown, origin: string, request: RequestToken | undefined = jobContext.getStore()): boolean {
+    const job = request as Job | undefined
+    return job?.loop.uncaught(err, origin, job) === true
   }
 
   #port: Port
@@ -189,7 +200,7 @@ export class WorkerLoop {
     const pending: Promise<unknown>[] = []
     const context = new Context(requestId, op[7] as string, op[8] as number, scriptName, bodyLength,
       scriptName === '' ? url : requestUrl(op[3] as string, op[4] as string, op[12] as string, headers), this.#log, pending)
-    const job: Job = { rid, method, request, body, cancelled: false, done: false, settled: false, res: Res.NONE, pending, credit: RESPONSE_WINDOW, creditWaiter: null, context, ws: null, reader: null }
+    const job: Job = { loop: this, rid, method, request, body, cancelled: false, done: false, settled: false, res: Res.NONE, pending, credit: RESPONSE_WINDOW, creditWaiter: null, context, ws: null, reader: null }
     if (upgradable) context[kJob] = job
     this.#jobs.set(rid, job)
     // One run() per request: everything the request's code schedules (timers, promises,
@@ -418,3 +429,28 @@ function contentLength (list: string[]): number {
   return -1
 }
 
+
+/**
+ * Node 20 reports a throw inside a queueMicrotask callback only after leaving the callback's
+ * async context, where no request can be found: each callback queued by a request's code is
+ * wrapped so its error is caught inside and handed to its loop with its request. A callback
+ * queued outside any request, or whose request has settled, throws on as Node would. Once per
+ * thread (worker.ts, direct-thread.ts).
+ */
+export function attributeMicrotasks (): void {
+  const queue = globalThis.queueMicrotask
+  globalThis.queueMicrotask = function queueMicrotask (callback: () => void): void {
+    const request = typeof callback === 'function' ? WorkerLoop.request() : undefined
+    if (request === undefined) {
+      queue(callback)
+      return
+    }
+    queue(() => {
+      try {
+        callback()
+      } catch (err) {
+        if (!WorkerLoop.uncaught(err, 'uncaughtException', request)) throw err
+      }
+    })
+  }
+}

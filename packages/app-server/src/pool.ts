@@ -18,7 +18,7 @@ import { stripPrefix } from './mounts.js'
 import { type DeathCode, detachCalls, Fate, orphanFate, soleCause } from './orphans.js'
 import { Outbox } from './outbox.js'
 import type { PoolOptions } from './pool-options.js'
-import { codedError, createPiscina, liveCount, pickSlot, readyCount, type Slot, startSlot } from './slot.js'
+import { codedError, createPiscina, inlineThread, liveCount, pickSlot, readyCount, type Slot, startSlot } from './slot.js'
 import { expiredCalls, heartbeatGrace, idleSlot, stuckSlots, sweepInterval } from './sweep.js'
 
 export { Call, type Exchange } from './call.js'
@@ -369,7 +369,10 @@ export class Pool {
           // the loop failed that request itself (its 500 or FAIL follows); the thread lives
           this.counters.uncaught++
           slot.uncaught++
-          if (this.#o.maxUncaught > 0 && slot.uncaught >= this.#o.maxUncaught) this.#retire(slot, 'max-uncaught')
+          if (this.#o.maxUncaught > 0 && slot.uncaught >= this.#o.maxUncaught) {
+            if (this.#piscina === null) inlineThread.onMaxUncaught?.()
+            else this.#retire(slot, 'max-uncaught')
+          }
           break
         }
       }

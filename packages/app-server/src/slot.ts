@@ -17,6 +17,15 @@ import { loadStack } from './middleware.js'
 import type { PoolOptions } from './pool-options.js'
 import { installLightResponse } from './response.js'
 
+/**
+ * How inline loops (--threads 0) run on this thread. On the main thread the process's own
+ * handling of uncaught exceptions applies (nothing is attributed). A --direct thread
+ * (direct-thread.ts) turns attribution on, as in a pool worker, and is told when a loop
+ * reaches --max-uncaught: the thread itself is then replaced (recycling a loop on the same
+ * thread would keep whatever state the errors left behind).
+ */
+export const inlineThread: { attribute: boolean, onMaxUncaught: (() => void) | null } = { attribute: false, onMaxUncaught: null }
+
 export interface Slot {
   id: number
   port: Port
@@ -91,7 +100,7 @@ export function startSlot (o: PoolOptions, piscina: Piscina | null, id: number):
     task = (async () => {
       installLightResponse()
       const handler = await loadStack(o.handlerUrl, o.middleware, o.generation)
-      const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, false, o.wsMaxMessage, o.logStackInterval)
+      const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, inlineThread.attribute && o.maxUncaught > 0, o.wsMaxMessage, o.logStackInterval)
       abort.signal.addEventListener('abort', () => worker.close())
       await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
     })()

@@ -98,7 +98,7 @@ export function renderMetrics (src: StatsSource, direct: DirectFigures | null = 
   if (direct !== null) {
     metric('ferry_app_direct_threads', 'gauge', 'Running --direct threads (each serves its own native connections).')
     lines.push(`ferry_app_direct_threads ${direct.live}`)
-    metric('ferry_app_direct_events_total', 'counter', 'Thread starts, crashes, stuck threads terminated, and failed starts of the --direct threads.')
+    metric('ferry_app_direct_events_total', 'counter', '--direct threads: starts, crashes, stuck ones terminated, failed starts, recycled after --max-uncaught.')
     for (const [k, v] of Object.entries(direct.counters)) lines.push(`ferry_app_direct_events_total{event="${k}"} ${v}`)
   }
   return `${lines.join('\n')}\n`

@@ -16,7 +16,7 @@ import type { MessagePort } from 'node:worker_threads'
 import { threadId } from 'node:worker_threads'
 import pino, { type Logger } from 'pino'
 import type { FetchHandler } from './handler.js'
-import { WorkerLoop } from './loop.js'
+import { attributeMicrotasks, WorkerLoop } from './loop.js'
 import type { LoopOptions, Port } from './messages.js'
 import { loadStack } from './middleware.js'
 import { logDestination } from './log-stream.js'
@@ -55,30 +55,6 @@ function listen (): void {
   process.on('uncaughtException', (err, origin) => onError(err, origin))
   process.on('unhandledRejection', (reason) => onError(reason, 'unhandledRejection'))
   attributeMicrotasks()
-}
-
-/**
- * Node 20 reports a throw inside a queueMicrotask callback only after leaving the callback's
- * async context, where no request can be found: each callback queued by a request's code is
- * wrapped so its error is caught inside and handed to the loop with its request. A callback
- * queued outside any request, or whose request has settled, throws on as Node would.
- */
-function attributeMicrotasks (): void {
-  const queue = globalThis.queueMicrotask
-  globalThis.queueMicrotask = function queueMicrotask (callback: () => void): void {
-    const request = typeof callback === 'function' ? WorkerLoop.request() : undefined
-    if (request === undefined) {
-      queue(callback)
-      return
-    }
-    queue(() => {
-      try {
-        callback()
-      } catch (err) {
-        if (current?.uncaught(err, 'uncaughtException', request) !== true) throw err
-      }
-    })
-  }
 }
 
 export default async function loopTask (task: LoopTask): Promise<void> {

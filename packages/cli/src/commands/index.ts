@@ -241,7 +241,8 @@ Workers:
                              main thread (≈ +15 % req/s for light handlers on a 2-vCPU VM).
                              Handlers run inline on each thread; one stuck past --timeout
                              is terminated and replaced, as is one that dies (its
-                             connections close: the front retries or fails their requests).
+                             connections close: the front retries or fails their requests);
+                             uncaught exceptions and --max-uncaught as in the pool.
                              The pool still serves the node's own addresses (uwsgi, nginx).
                                                                               default 0
   --concurrency <n>          requests one thread runs at once (async handlers overlap
