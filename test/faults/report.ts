@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus } from 'node:os'
 import type { ScenarioReport } from './harness.ts'
-import { FAULTS_FULL, handlerFaults } from './scenarios/handler-faults.ts'
+import { FAULTS_FULL, type FaultScale, handlerFaults } from './scenarios/handler-faults.ts'
 import { HOSTILE_FULL, hostileFrames } from './scenarios/hostile-frames.ts'
 import { hostileHttp } from './scenarios/hostile-http.ts'
 import { FULL as KILLED_FULL, nodeKilled } from './scenarios/node-killed.ts'
@@ -46,19 +46,22 @@ if (want(3)) {
   const r = await hotReload(ROLLING_FULL)
   add(r.report, [['zero failed requests', r.report.failed === 0], ['answers switch to the new code', r.after > 0 && r.oldAfterNew === 0]])
 }
-if (want(4)) {
-  const r = await handlerFaults(FAULTS_FULL)
+/** Scenario 4's conditions, for the pool (4) or the --direct threads (9). */
+async function handlerFaultsRow (scale: FaultScale): Promise<void> {
+  const r = await handlerFaults(scale)
   const unexpected = Object.values(r.unexpected).reduce((a, b) => a + b, 0)
   r.report.notes.push(`unexpected statuses: ${unexpected}`)
   const w = r.wrk
   // The throughput condition is judged on the wrk rounds when wrk is installed: the undici
   // generator shares the cores and spends more per request in the faulty rounds (wrk-mix.ts).
   const wrkClean = w === null || (w.mix.other + w.hang.other + w.mix.socketErrors + w.hang.socketErrors === 0)
-  add(r.report, [['exactly the injected faults fail (500/504/500)', unexpected === 0 && wrkClean], ['pool back to its size', r.threadsAfter === FAULTS_FULL.threads && (w === null || w.threadsAfter === FAULTS_FULL.threads)],
+  add(r.report, [['exactly the injected faults fail (500/504/500)', unexpected === 0 && wrkClean], [scale.direct === true ? '--direct threads back to their number' : 'pool back to its size', r.threadsAfter === scale.threads && (w === null || w.threadsAfter === scale.threads)],
     w === null
       ? [`good req/s within 20% of fault-free (undici load, median ratio ${r.goodRatio.toFixed(2)}; wrk not installed)`, r.goodRatio >= 0.8]
       : [`good req/s within 20% of fault-free (wrk load: median ratio ${w.goodRatio.toFixed(2)}; undici load: ${r.goodRatio.toFixed(2)})`, w.goodRatio >= 0.8]])
 }
+
+if (want(4)) await handlerFaultsRow(FAULTS_FULL)
 if (want(5)) {
   const r = await overload(OVERLOAD_FULL)
   add(r.report, [['only 200 or 503 + Retry-After', Object.keys(r.other).length === 0], [`503s quick (p99 ${r.rejectedP99} ms)`, r.rejectedP99 < 1000],
@@ -79,6 +82,8 @@ if (want(8)) {
   add(r.report, [['each rejected with its status', r.report.failed === 0], ['nothing misreadable forwarded', r.recorded.length === 1 && !r.recorded.some((x) => x.url.includes('smuggled'))],
     ['forged X-Forwarded-For not believed', r.forged.untrusted?.remoteAddress === '127.0.0.1' && r.forged.trusted?.remoteAddress === '6.6.6.6']])
 }
+
+if (want(9)) await handlerFaultsRow({ ...FAULTS_FULL, direct: true })
 
 const esc = (s: string): string => s.replace(/\|/g, '\\|')
 const lines = [

@@ -4,7 +4,7 @@
  * Metrics.mirror).
  */
 import { CgiRunner } from './cgi.js'
-import { Pool } from './pool.js'
+import { Pool, POOL_EVENTS } from './pool.js'
 import type { AppServerOptions } from './server.js'
 
 export interface DirectThreadData {
@@ -21,6 +21,12 @@ export interface DirectThreadData {
    * for the server, then MIRROR_CELLS per mount in the order of its `mounts` (with two or more).
    */
   counters: Float64Array
+  /**
+   * Float64Array over a SharedArrayBuffer: the thread's pools' events (POOL_EVENTS order: 504s,
+   * queue-full refusals, uncaught exceptions …), summed over its mounts; copied every tick and
+   * before each stats answer.
+   */
+  events: Float64Array
 }
 
 export type ToThread = { op: 'stats', seq: number } | { op: 'shutdown' }
@@ -64,4 +70,14 @@ export function gaugesOf (server: { mounts: { label: string, dispatcher: unknown
     return { label: m.label, inflight: mi, queued: mq }
   })
   return { inflight, queued, streams: [...server.sessions].map((s) => s.openStreams), mounts }
+}
+
+/** Copy the pools' event counters of a thread's server into `into` (POOL_EVENTS order). */
+export function copyEvents (server: { mounts: { dispatcher: unknown }[] }, into: Float64Array): void {
+  into.fill(0)
+  for (const m of server.mounts) {
+    if (!(m.dispatcher instanceof Pool)) continue
+    const c = m.dispatcher.counters
+    for (let i = 0; i < POOL_EVENTS.length; i++) into[i]! += c[POOL_EVENTS[i]!]
+  }
 }

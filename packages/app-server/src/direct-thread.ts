@@ -12,7 +12,7 @@ import { logDestination } from './log-stream.js'
 import { attributeMicrotasks, WorkerLoop } from './loop.js'
 import { inlineThread } from './slot.js'
 import { AppServer } from './server.js'
-import { type DirectThreadData, type FromThread, gaugesOf, type ToThread } from './direct-messages.js'
+import { copyEvents, type DirectThreadData, type FromThread, gaugesOf, type ToThread } from './direct-messages.js'
 import { MIRROR_CELLS } from './metrics.js'
 
 const data = workerData as DirectThreadData
@@ -22,7 +22,12 @@ const log = pino({ level: data.options.logLevel, base: { pid: process.pid, threa
 const post = (m: FromThread): void => port.postMessage(m)
 
 /** The heartbeat the main thread watches: a counter this thread's event loop moves every tick. */
-const beat = setInterval(() => Atomics.add(data.beat, 0, 1), data.tick)
+// (the same tick copies the pools' event counters to shared memory: see copyEvents)
+let server: AppServer | null = null
+const beat = setInterval(() => {
+  Atomics.add(data.beat, 0, 1)
+  if (server !== null) copyEvents(server, data.events)
+}, data.tick)
 beat.unref()
 
 function flushLog (): void {
@@ -58,34 +63,37 @@ if (data.options.maxUncaught > 0) {
   attributeMicrotasks()
 }
 
-let server: AppServer
+let running: AppServer
 try {
-  server = await AppServer.start(data.options, log)
+  running = await AppServer.start(data.options, log)
 } catch (err) {
   const e = err as FerryError
   post({ op: 'failed', code: e.code ?? 'FERRY_ERR_APP_LISTEN', message: e.message ?? String(err) })
   flushLog()
   process.exit(1)
 }
+server = running
 // the counters go to shared memory as well, where the main thread reads them (even after this
 // thread is gone); with one mount its figures are the server's (AppServer.onRequestDone)
-server.metrics.mirror = data.counters.subarray(0, MIRROR_CELLS)
-if (server.mounts.length > 1) {
-  server.mounts.forEach((m, i) => { m.metrics.mirror = data.counters.subarray((i + 1) * MIRROR_CELLS, (i + 2) * MIRROR_CELLS) })
+running.metrics.mirror = data.counters.subarray(0, MIRROR_CELLS)
+if (running.mounts.length > 1) {
+  running.mounts.forEach((m, i) => { m.metrics.mirror = data.counters.subarray((i + 1) * MIRROR_CELLS, (i + 2) * MIRROR_CELLS) })
 }
-post({ op: 'listening', addresses: server.addresses, threadId, mounts: server.mounts.map((m) => m.label) })
+post({ op: 'listening', addresses: running.addresses, threadId, mounts: running.mounts.map((m) => m.label) })
 
 port.on('message', (m: ToThread) => {
   if (m.op === 'stats') {
-    post({ op: 'stats', seq: m.seq, gauges: gaugesOf(server) })
+    copyEvents(running, data.events)
+    post({ op: 'stats', seq: m.seq, gauges: gaugesOf(running) })
     return
   }
   if (m.op === 'shutdown') {
-    const done = server.shutdown()
+    const done = running.shutdown()
     // shutdown() closed the listeners before its first await: the addresses are free now
     post({ op: 'unbound' })
     done.then((drained) => {
       clearInterval(beat)
+      copyEvents(running, data.events)
       post({ op: 'stopped', drained })
       flushLog()
       port.close()

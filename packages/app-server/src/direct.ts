@@ -27,6 +27,7 @@ import type { Logger } from 'pino'
 import type { DirectThreadData, FromThread, ThreadGauges, ToThread } from './direct-messages.js'
 import { Metrics, MIRROR_CELLS } from './metrics.js'
 import { appError } from './errors.js'
+import { POOL_EVENTS, type PoolEvent } from './pool.js'
 import type { AppServerOptions } from './server.js'
 
 const THREAD_URL = new URL('./direct-thread.js', import.meta.url)
@@ -70,6 +71,8 @@ export interface DirectFigures {
   metrics: Metrics
   /** The same per mount label (with two or more mounts). */
   mounts: Map<string, Metrics>
+  /** The threads' pools' events (504s, refusals, uncaught exceptions …), those that ended included. */
+  events: Record<PoolEvent, number>
   live: number
   counters: DirectThreads['counters']
 }
@@ -87,7 +90,8 @@ export class DirectThreads {
   /** Counters of the threads that ended (summed), and the shared counters of each running one. */
   readonly #retired = new Metrics()
   readonly #retiredMounts = new Map<string, Metrics>()
-  readonly #mirrors = new Map<Worker, { counters: Float64Array, labels: string[] }>()
+  readonly #retiredEvents = new Float64Array(POOL_EVENTS.length)
+  readonly #mirrors = new Map<Worker, { counters: Float64Array, events: Float64Array, labels: string[] }>()
   /** Waiters for each slot's next 'listening' / 'failed' / 'unbound' / exit. */
   readonly #events = new Map<Worker, (m: FromThread | { op: 'exit', code: number }) => void>()
   readonly counters = { started: 0, crashed: 0, stuck: 0, failed: 0, recycled: 0 }
@@ -168,7 +172,8 @@ export class DirectThreads {
       index: slot.index,
       beat: slot.beat,
       tick: this.#tick,
-      counters: new Float64Array(new SharedArrayBuffer(8 * MIRROR_CELLS * (1 + (o.mounts.length + (o.handler !== null ? 1 : 0)))))
+      counters: new Float64Array(new SharedArrayBuffer(8 * MIRROR_CELLS * (1 + (o.mounts.length + (o.handler !== null ? 1 : 0))))),
+      events: new Float64Array(new SharedArrayBuffer(8 * POOL_EVENTS.length))
     }
     const worker = new Worker(THREAD_URL, {
       workerData: data,
@@ -187,7 +192,7 @@ export class DirectThreads {
         first = false
         resolve(m)
       }
-      worker.on('message', (m: FromThread) => this.#onMessage(slot, worker, data.counters, m, firstWord))
+      worker.on('message', (m: FromThread) => this.#onMessage(slot, worker, data.counters, data.events, m, firstWord))
       worker.on('error', (err) => {
         if (this.#closing || slot.worker !== worker) return
         slot.crashLogged = true
@@ -203,10 +208,10 @@ export class DirectThreads {
     })
   }
 
-  #onMessage (slot: DirectSlot, worker: Worker, counters: Float64Array, m: FromThread, firstWord: (m: FromThread) => void): void {
+  #onMessage (slot: DirectSlot, worker: Worker, counters: Float64Array, events: Float64Array, m: FromThread, firstWord: (m: FromThread) => void): void {
     switch (m.op) {
       case 'listening':
-        this.#mirrors.set(worker, { counters, labels: m.mounts })
+        this.#mirrors.set(worker, { counters, events, labels: m.mounts })
         if (slot.worker === worker) {
           slot.threadId = m.threadId
           slot.endpoints = m.addresses
@@ -425,7 +430,13 @@ export class DirectThreads {
       mounts.set(label, m)
     }
     for (const { counters, labels } of this.#mirrors.values()) addMirrors(metrics, mounts, counters, labels)
-    return { threads, metrics, mounts, live: this.live, counters: this.counters }
+    const events = {} as Record<PoolEvent, number>
+    POOL_EVENTS.forEach((k, i) => {
+      let n = this.#retiredEvents[i]!
+      for (const m of this.#mirrors.values()) n += m.events[i]!
+      events[k] = n
+    })
+    return { threads, metrics, mounts, events, live: this.live, counters: this.counters }
   }
 
   /** A thread ended: its counters (final now) join the retired ones. */
@@ -434,6 +445,7 @@ export class DirectThreads {
     if (m === undefined) return
     this.#mirrors.delete(worker)
     addMirrors(this.#retired, this.#retiredMounts, m.counters, m.labels)
+    for (let i = 0; i < POOL_EVENTS.length; i++) this.#retiredEvents[i]! += m.events[i]!
   }
 }
 

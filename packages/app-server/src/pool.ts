@@ -26,6 +26,10 @@ export type { PoolOptions, PoolSettings } from './pool-options.js'
 
 let nextRid = 1
 
+/** What `counters` counts (ferry_app_workers_events_total's `event` label). */
+export const POOL_EVENTS = ['crashed', 'replaced', 'recycled', 'timedOut', 'rejected', 'redispatched', 'uncaught'] as const
+export type PoolEvent = typeof POOL_EVENTS[number]
+
 export class Pool {
   #o: PoolOptions
   readonly #piscina: Piscina | null
@@ -43,7 +47,7 @@ export class Pool {
   #readyWaiters: { resolve: () => void, reject: (e: Error) => void }[] = []
   #startError: Error | null = null
   /** Counters for stats. */
-  readonly counters = { crashed: 0, replaced: 0, recycled: 0, timedOut: 0, rejected: 0, redispatched: 0, uncaught: 0 }
+  readonly counters: Record<PoolEvent, number> = { crashed: 0, replaced: 0, recycled: 0, timedOut: 0, rejected: 0, redispatched: 0, uncaught: 0 }
 
   constructor (options: PoolOptions) {
     this.#o = options

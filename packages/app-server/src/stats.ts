@@ -53,6 +53,7 @@ export function renderMetrics (src: StatsSource, direct: DirectFigures | null = 
   const sum = (f: (p: Pool) => number): number => pools.reduce((a, q) => a + f(q), 0)
   const counters: Record<string, number> = {}
   for (const q of pools) for (const [k, v] of Object.entries(q.counters)) counters[k] = (counters[k] ?? 0) + v
+  if (direct !== null) for (const [k, v] of Object.entries(direct.events)) counters[k] = (counters[k] ?? 0) + v
   const p = { inflight: sum((q) => q.inflight), queued: sum((q) => q.queued), threads: sum((q) => q.threads), busyThreads: sum((q) => q.busyThreads), counters }
   for (const t of direct?.threads ?? []) {
     p.inflight += t.inflight

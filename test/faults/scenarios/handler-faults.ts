@@ -38,6 +38,11 @@ export interface FaultScale {
   /** Rounds per setup of the wrk measurement (0: none); each `wrkSeconds` long. */
   wrkRounds: number
   wrkSeconds: number
+  /**
+   * `threads` are --direct threads (the front sends its requests to them; handlers inline on
+   * each, the same uncaught-exception and timeout handling) instead of the worker pool.
+   */
+  direct?: boolean
 }
 
 /** The node's slots (threads × --concurrency): ≥ 2× the hangs held at the rates this box reaches. */
@@ -127,9 +132,11 @@ interface Setup {
 }
 
 /** One app node (its own --stats) behind its own front; `rss` (the faulty one's) samples their memory. */
-async function setUp (c: ReturnType<typeof cleanup>, dir: string, name: string, threads: number, rss: RssSampler | null): Promise<Setup> {
+async function setUp (c: ReturnType<typeof cleanup>, dir: string, name: string, scale: FaultScale, rss: RssSampler | null): Promise<Setup> {
   const stats = join(dir, `${name}-stats.sock`)
-  const node = await startNode(c, dir, name, ['--threads', String(threads), '--concurrency', String(concurrency(threads)), '--timeout', '1', '--stats', `unix:${stats}`])
+  const threads = scale.threads
+  const shape = scale.direct === true ? ['--threads', '1', '--direct', String(threads)] : ['--threads', String(threads)]
+  const node = await startNode(c, dir, name, [...shape, '--concurrency', String(concurrency(threads)), '--timeout', '1', '--stats', `unix:${stats}`])
   const front = await startFront(c, [`unix:${join(dir, `${name}.sock`)}`], ['--timeout', '10s'])
   rss?.watch(`app ${name}`, node.pid)
   rss?.watch(`front ${name}`, front.pid)
@@ -246,18 +253,24 @@ class PeakSampler {
   }
 }
 
-/** Reads the faulty node's thread count (waiting, bounded, for the pool to regain its size) and worker events. */
-async function poolAfter (stats: string, threads: number): Promise<{ threadsAfter: number, events: Record<string, number> }> {
+/**
+ * Reads the faulty node's thread count (waiting, bounded, for the pool — or its --direct
+ * threads — to regain their number) and worker events.
+ */
+async function poolAfter (stats: string, scale: FaultScale): Promise<{ threadsAfter: number, events: Record<string, number> }> {
+  const threads = scale.threads
   let threadsAfter = 0
   let text = ''
   for (let k = 0; k < 50; k++) {
     text = await getUnix(stats, '/metrics')
-    threadsAfter = metric(text, 'ferry_app_threads')
+    threadsAfter = metric(text, scale.direct === true ? 'ferry_app_direct_threads' : 'ferry_app_threads')
     if (threadsAfter === threads) break
     await sleep(100)
   }
   const events: Record<string, number> = {}
   for (const m of text.matchAll(/^ferry_app_workers_events_total\{event="(\w+)"\} (\d+)$/gm)) events[m[1]!] = Number(m[2])
+  // --direct: the threads' own events, as "direct.crashed", "direct.stuck" …
+  for (const m of text.matchAll(/^ferry_app_direct_events_total\{event="(\w+)"\} (\d+)$/gm)) events[`direct.${m[1]!}`] = Number(m[2])
   return { threadsAfter, events }
 }
 
@@ -271,10 +284,10 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
   const dir = makeTempDir('ferry-f4-')
   c.add(() => removeDir(dir))
   try {
-    const clean = await setUp(c, dir, 'clean', scale.threads, null)
+    const clean = await setUp(c, dir, 'clean', scale, null)
     const rss = new RssSampler()
     c.add(() => rss.stop())
-    const faultySetup = await setUp(c, dir, 'faulty', scale.threads, rss)
+    const faultySetup = await setUp(c, dir, 'faulty', scale, rss)
     const outcomes: Outcome[] = []
     let seconds = 0
     const ratios: number[] = []
@@ -299,11 +312,11 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
       cpuFaulty.push(b.cpuPerGood)
     }
     const peak = await peaks.stop()
-    const { threadsAfter, events } = await poolAfter(faultySetup.stats, scale.threads)
+    const { threadsAfter, events } = await poolAfter(faultySetup.stats, scale)
     let wrk: WrkResult | null = null
     if (scale.wrkRounds > 0 && hasWrk()) {
       wrk = await wrkRounds(dir, clean, faultySetup, scale)
-      const after = await poolAfter(faultySetup.stats, scale.threads)
+      const after = await poolAfter(faultySetup.stats, scale)
       wrk.threadsAfter = after.threadsAfter
       wrk.events = after.events
     }
@@ -325,8 +338,8 @@ export async function handlerFaults (scale: FaultScale): Promise<FaultResult> {
       crashCodes[code] = (crashCodes[code] ?? 0) + 1
     }
     const ev = events
-    const report = summarize('4 handler faults (5% throw, 1% hang, 1% crash)',
-      `GET, ${scale.connections} conns, ${scale.rounds} rounds × ${scale.roundMs / 1000} s interleaved with a fault-free twin, ${scale.threads} threads × concurrency ${concurrency(scale.threads)}, --timeout 1`,
+    const report = summarize(scale.direct === true ? '9 handler faults on --direct threads (5% throw, 1% hang, 1% crash)' : '4 handler faults (5% throw, 1% hang, 1% crash)',
+      `GET, ${scale.connections} conns, ${scale.rounds} rounds × ${scale.roundMs / 1000} s interleaved with a fault-free twin, ${scale.threads} ${scale.direct === true ? '--direct threads (and a pool of 1 for the node\'s own address)' : 'threads'} × concurrency ${concurrency(scale.threads)}, --timeout 1`,
       { outcomes, sent: outcomes.length, seconds }, (o) => !asExpected(o), rss,
       [`by kind: ${JSON.stringify(byKind)}`, `good req/s per round: faulty ${goodFaulty.join(', ')} vs fault-free ${goodClean.join(', ')}; median ratio ${ratio.toFixed(2)}`,
         `server CPU (node + front) per good request: faulty ${median(cpuFaulty).toFixed(1)} µs vs fault-free ${median(cpuClean).toFixed(1)} µs (medians)`,
