@@ -11,6 +11,7 @@ import assert from 'node:assert/strict'
 import { existsSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { certsOrSkip } from '../helpers/certs.ts'
 import { baseUrl, CLI, fetchRaw, fileHooks, type Proc, ROOT, type Res, sleep, startFront, startProc, tempDir } from './helpers.ts'
 
 const hooks = fileHooks(after)
@@ -175,6 +176,27 @@ test('--direct over tcp: a port per thread, requests served by the threads', asy
   const url = baseUrl(front.addresses[0]!)
   await untilDirect(url, directIds)
   await seeAll(url, directIds, (id) => directIds.includes(id))
+})
+
+test('tls:// with client certificates and --auth: each thread has a tls:// port of its own, reached with the same checks', async (t) => {
+  const dir = tempDir(t)
+  const { certs } = certsOrSkip(dir, '--direct over tls://')
+  if (certs === null) {
+    t.skip('openssl not installed')
+    return
+  }
+  const secret = 'direct-threads-secret'
+  const { app, direct, directIds } = await startApp(t, 'tls://127.0.0.1:0', ['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-client-ca', certs.ca], { FERRY_APP_AUTH: secret })
+  for (const d of direct) assert.match(d.addresses[0]!, /^tls:\/\/127\.0\.0\.1:\d+$/)
+  const tlsArgs = ['--upstream-tls-ca', certs.ca, '--upstream-tls-cert', certs.clientCert, '--upstream-tls-key', certs.clientKey]
+  const front = await startFront(t, ['--upstream', app.addresses[0]!, ...tlsArgs], { FERRY_FRONT_AUTH: secret })
+  const url = baseUrl(front.addresses[0]!)
+  await untilDirect(url, directIds)
+  await seeAll(url, directIds, (id) => directIds.includes(id))
+  // a front without a client certificate reaches neither the node nor its threads
+  const bare = await startFront(t, ['--upstream', app.addresses[0]!, '--upstream-tls-ca', certs.ca, '--connect-timeout', '2s'], { FERRY_FRONT_AUTH: secret })
+  const res = await fetchRaw(`${baseUrl(bare.addresses[0]!)}/who`)
+  assert.equal(res.status, 502, res.body.toString())
 })
 
 test('an endpoint the front cannot reach: logged once after 2 s, requests go to the node\'s own address', async (t) => {
