@@ -69,8 +69,24 @@ test('bad options exit 2 with a coded message; --help documents every flag', () 
   assert.equal(unknown.status, 2)
   const help = execFileSync(process.execPath, [BIN, 'app', '--help'], { encoding: 'utf8' })
   for (const flag of ['--listen', '--socket-mode', '--threads', '--concurrency', '--max-queue', '--timeout', '--max-requests',
-    '--max-requests-jitter', '--max-uncaught', '--max-memory', '--graceful-timeout', '--stats', '--log-level', '--config', 'harakiri', 'FERRY_APP_']) {
+    '--max-requests-jitter', '--max-uncaught', '--max-memory', '--graceful-timeout', '--stats', '--log-level', '--config', 'harakiri', 'FERRY_APP_', '--direct']) {
     assert.ok(help.includes(flag), flag)
+  }
+  const badDirect = spawnSync(process.execPath, [BIN, 'app', HANDLER, '--direct=-1'], { encoding: 'utf8' })
+  assert.equal(badDirect.status, 2)
+  assert.match(badDirect.stderr, /FERRY_ERR_APP_OPTIONS: .*direct must be a number >= 0/)
+})
+
+test('--direct from the config file and FERRY_APP_DIRECT; the flag wins', async (t) => {
+  const tmp = tempDir()
+  t.after(() => tmp.cleanup())
+  const config = join(tmp.dir, 'app.json')
+  writeFileSync(config, JSON.stringify({ handler: HANDLER, listen: [`unix:${join(tmp.dir, 'app.sock')}`], threads: '1', direct: 3 }))
+  for (const [args, env, want] of [[[], {}, 3], [[], { FERRY_APP_DIRECT: '2' }, 2], [['--direct', '1'], { FERRY_APP_DIRECT: '2' }, 1]] as const) {
+    const app = await startFerry(['app', '--config', config, ...args], { env })
+    const direct = app.listening.direct as Array<{ thread: number, addresses: string[] }>
+    assert.deepEqual(direct.map((d) => d.addresses[0]), Array.from({ length: want }, (_, i) => `unix:${join(tmp.dir, 'app.sock')}.${i + 1}`))
+    await app.stop()
   }
 })
 
