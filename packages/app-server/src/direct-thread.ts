@@ -8,7 +8,7 @@
 import { parentPort, threadId, workerData } from 'node:worker_threads'
 import type { FerryError } from '@ferry/protocol'
 import pino from 'pino'
-import { logDestination } from './log-stream.js'
+import { flushLogSync, logDestination } from './log-stream.js'
 import { attributeMicrotasks, WorkerLoop } from './loop.js'
 import { inlineThread } from './slot.js'
 import { AppServer } from './server.js'
@@ -30,11 +30,6 @@ const beat = setInterval(() => {
 }, data.tick)
 beat.unref()
 
-function flushLog (): void {
-  const stream = (log as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym]
-  try { stream?.flushSync?.() } catch {}
-}
-
 // Uncaught exceptions and unhandled rejections, as in a pool worker (worker.ts): one raised by
 // a request's async work fails that request and the thread goes on; after --max-uncaught of
 // them the main thread replaces this thread gracefully; one that belongs to no running request
@@ -50,7 +45,7 @@ if (data.options.maxUncaught > 0) {
   }
   const onError = (err: unknown, origin: string): void => {
     if (WorkerLoop.uncaught(err, origin)) return
-    flushLog()
+    flushLogSync(log)
     // written synchronously: a line handed to the batching stream may still be in flight when
     // the thread ends, and reach stdout after the main thread's "replaced" line
     const last = pino({ level: 'error', base: { pid: process.pid, thread: threadId, direct: data.index } }, pino.destination({ fd: 1, sync: true }))
@@ -69,7 +64,7 @@ try {
 } catch (err) {
   const e = err as FerryError
   post({ op: 'failed', code: e.code ?? 'FERRY_ERR_APP_LISTEN', message: e.message ?? String(err) })
-  flushLog()
+  flushLogSync(log)
   process.exit(1)
 }
 server = running
@@ -95,11 +90,11 @@ port.on('message', (m: ToThread) => {
       clearInterval(beat)
       copyEvents(running, data.events)
       post({ op: 'stopped', drained })
-      flushLog()
+      flushLogSync(log)
       port.close()
     }, (err: unknown) => {
       log.error({ err }, 'direct thread shutdown failed')
-      flushLog()
+      flushLogSync(log)
       process.exit(1)
     })
   }

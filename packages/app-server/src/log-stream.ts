@@ -66,3 +66,12 @@ export function logDestination (fd = 1): Destination {
   }, FLUSH_MS).unref()
   return dest
 }
+
+/**
+ * Write what `log`'s stream still holds, synchronously (a thread about to end: its batched
+ * lines would be lost with it). Errors are ignored: stdout may be gone.
+ */
+export function flushLogSync (log: pino.Logger): void {
+  const stream = (log as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym]
+  try { stream?.flushSync?.() } catch {}
+}

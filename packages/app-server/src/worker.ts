@@ -19,7 +19,7 @@ import type { FetchHandler } from './handler.js'
 import { attributeMicrotasks, WorkerLoop } from './loop.js'
 import type { LoopOptions, Port } from './messages.js'
 import { loadStack } from './middleware.js'
-import { logDestination } from './log-stream.js'
+import { flushLogSync, logDestination } from './log-stream.js'
 import { installLightResponse } from './response.js'
 
 export interface LoopTask extends LoopOptions {
@@ -39,14 +39,8 @@ function onError (err: unknown, origin: string): void {
   log!.error({ err, origin, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'uncaught exception outside any running request: the thread ends (the pool replaces it)')
   // answers already made for other requests still go out; the rest the pool re-dispatches or fails
   current?.flush()
-  flushLog()
+  flushLogSync(log!)
   process.exit(1)
-}
-
-/** The logger writes asynchronously, in batches: what it still holds would be lost with the thread. */
-function flushLog (): void {
-  const stream = (log as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym]
-  try { stream?.flushSync?.() } catch {}
 }
 
 function listen (): void {
@@ -73,6 +67,6 @@ export default async function loopTask (task: LoopTask): Promise<void> {
   const loop = new WorkerLoop(port, handler, log, task.started, attribute, task.wsMaxMessage, task.logStackInterval)
   current = loop
   await loop.stopped
-  flushLog() // the thread may be ended once the task returns: batched lines go out now
+  flushLogSync(log!) // the thread may be ended once the task returns: batched lines go out now
   task.port.close()
 }
