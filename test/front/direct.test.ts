@@ -11,6 +11,7 @@ import assert from 'node:assert/strict'
 import { existsSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { normalizeOptions } from '@ferry/front'
 import { certsOrSkip } from '../helpers/certs.ts'
 import { baseUrl, CLI, fetchRaw, fileHooks, type Proc, ROOT, type Res, sleep, startFront, startProc, tempDir } from './helpers.ts'
 
@@ -141,6 +142,15 @@ describe('--direct over unix: threads, uwsgi to the pool, stats', () => {
     assert.equal(ids.size, 1, `one pool thread expected, saw ${[...ids].join(', ')}`)
   })
 
+  test('front --no-direct: the endpoints are not used, the node\'s own address (the pool) serves', async () => {
+    const plain = await startFront(hooks, ['--upstream', `unix:${sock}`, '--no-direct'])
+    const plainUrl = baseUrl(plain.addresses[0]!)
+    for (let i = 0; i < 3; i++) {
+      for (const w of await batch(plainUrl, 20)) assert.ok(!directIds.includes(w.threadId), `a --direct thread (${w.threadId}) answered through a --no-direct front`)
+    }
+    assert.equal(plain.lines.filter((l) => typeof l.endpoint === 'string').length, 0)
+  })
+
   test('--stats: the threads\' requests are counted; ferry_app_direct_threads 2', async (t) => {
     await untilDirect(url, directIds)
     const before = sampleOf(await metrics(stats), 'ferry_app_requests_total{status="200"}') ?? 0
@@ -158,6 +168,15 @@ describe('--direct over unix: threads, uwsgi to the pool, stats', () => {
     assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="stuck"}'), 0)
     assert.equal(sampleOf(text, 'ferry_app_direct_events_total{event="failed"}'), 0)
   })
+})
+
+test('the front\'s direct option: default true, per pool, a boolean or FERRY_ERR_FRONT_CONFIG', () => {
+  assert.equal(normalizeOptions({ upstreams: ['unix:/x.sock'] }).pools.default!.direct, true)
+  assert.equal(normalizeOptions({ upstreams: ['unix:/x.sock'], direct: false }).pools.default!.direct, false)
+  const both = normalizeOptions({ direct: false, pools: { a: { upstreams: ['unix:/a.sock'], direct: true }, b: { upstreams: ['unix:/b.sock'] } }, catchAll: 'a' })
+  assert.equal(both.pools.a!.direct, true)
+  assert.equal(both.pools.b!.direct, false)
+  assert.throws(() => normalizeOptions({ upstreams: ['unix:/x.sock'], direct: 'no' as unknown as boolean }), (e: { code?: string }) => e.code === 'FERRY_ERR_FRONT_CONFIG')
 })
 
 test('--direct over tcp: a port per thread, requests served by the threads', async (t) => {

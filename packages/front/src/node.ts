@@ -22,6 +22,8 @@ import { closedAfterHandshake, connectError, connectSocket, type Handshake, type
 export interface NodeOptions {
   /** Persistent connections per native node. */
   sessions: number
+  /** Use the thread endpoints the node's HELLO announces (ferry app --direct). */
+  direct: boolean
   connectTimeout: number
   maxFails: number
   failTimeout: number
@@ -391,7 +393,7 @@ export class UpstreamNode implements Pickable {
       if (this.ejectedUntil !== 0) this.#readmit()
       else if (this.sessions.length === 1) this.#events.nodeUp(this)
       if (wasDown) this.#events.log('info', { node: this.name }, 'upstream node reconnected')
-      this.#adopt(session.peerEndpoints)
+      if (this.#options.direct) this.#adopt(session.peerEndpoints)
     })
     session.on('goaway', () => {
       this.#remove(session)

@@ -18,6 +18,8 @@ export interface PoolConfig {
   healthInterval?: number
   maxWaiting?: number
   auth?: string
+  /** Send requests to the thread endpoints a node announces (`ferry app --direct`); default true. */
+  direct?: boolean
 }
 
 /** Requests whose path starts with `prefix` go to `pool`. */
@@ -67,6 +69,11 @@ export interface FerryOptions {
   healthInterval?: number
   /** Requests waiting for a node to connect, per pool (default 1024). */
   maxWaiting?: number
+  /**
+   * Send requests to the thread endpoints nodes announce in HELLO (`ferry app --direct`), each
+   * on a connection of its own (default true); false: every request to the node's own address.
+   */
+  direct?: boolean
   /** Retry a failed request once on another node when safe (default true). nginx proxy_next_upstream. */
   retry?: boolean
   /** Retry-After on 503 answers, seconds (default 1). */
@@ -121,6 +128,12 @@ export const DEFAULTS = {
   maxBackoff: 2000,
   wsMaxMessage: DEFAULT_WS_MAX_MESSAGE
 } as const
+
+function flag (name: string, v: boolean | undefined, fallback: boolean): boolean {
+  if (v === undefined) return fallback
+  if (typeof v !== 'boolean') throw frontError('FERRY_ERR_FRONT_CONFIG', `${name} must be true or false, got ${JSON.stringify(v)}`)
+  return v
+}
 
 function positive (name: string, v: number | undefined, fallback: number, min = 0): number {
   if (v === undefined) return fallback
@@ -249,7 +262,8 @@ export function normalizeOptions (o: FerryOptions): Normalized {
     maxFails: positive('maxFails', o.maxFails, DEFAULTS.maxFails, 1),
     failTimeout: positive('failTimeout', o.failTimeout, DEFAULTS.failTimeout, 1),
     healthInterval: positive('healthInterval', o.healthInterval, DEFAULTS.healthInterval, 0),
-    maxWaiting: positive('maxWaiting', o.maxWaiting, DEFAULTS.maxWaiting, 0)
+    maxWaiting: positive('maxWaiting', o.maxWaiting, DEFAULTS.maxWaiting, 0),
+    direct: flag('direct', o.direct, true)
   }
   const pools: Normalized['pools'] = {}
   const input: Record<string, PoolConfig> = { ...(o.pools ?? {}) }
@@ -268,6 +282,7 @@ export function normalizeOptions (o: FerryOptions): Normalized {
       failTimeout: positive(`pools.${name}.failTimeout`, p.failTimeout, poolDefaults.failTimeout, 1),
       healthInterval: positive(`pools.${name}.healthInterval`, p.healthInterval, poolDefaults.healthInterval, 0),
       maxWaiting: positive(`pools.${name}.maxWaiting`, p.maxWaiting, poolDefaults.maxWaiting, 0),
+      direct: flag(`pools.${name}.direct`, p.direct, poolDefaults.direct),
       auth: p.auth ?? o.auth
     }
   }

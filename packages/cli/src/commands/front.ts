@@ -55,6 +55,7 @@ const FLAGS = {
   'health-interval': { type: 'string' },
   'max-waiting': { type: 'string' },
   'no-retry': { type: 'boolean' },
+  'no-direct': { type: 'boolean' },
   'retry-after': { type: 'string' },
   'access-log': { type: 'boolean' },
   'no-access-log': { type: 'boolean' },
@@ -254,6 +255,7 @@ export async function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = p
   num('ws-idle-timeout', 'wsIdleTimeout', parseDuration)
   if (flags['no-websocket'] === true) o.websocket = false
   if (flags['no-retry'] === true) o.retry = false
+  if (flags['no-direct'] === true) o.direct = false
   if (flags['access-log'] === true) o.accessLog = true
   else if (flags['no-access-log'] === true) o.accessLog = false
   else if (o.accessLog === undefined) o.accessLog = true

@@ -45,6 +45,11 @@ Addresses:
 Upstream health and balancing (least outstanding requests, power of two choices):
   --sessions <n>             persistent connections per native node          default 2
                              (nginx: keepalive)
+  --no-direct                do not use the thread endpoints a node announces
+                             (ferry app --direct): every request to the node's own
+                             address. By default each endpoint gets a connection of its
+                             own and takes the node's requests (one that cannot be
+                             reached is logged once and the node's address serves)
   --max-fails <n>            failures within --fail-timeout that eject a node default 1
                              (nginx: max_fails)
   --fail-timeout <dur>       failure window and ejection time                 default 10s
