@@ -243,8 +243,8 @@ export function comparable (c: ConfigResult): boolean {
 /**
  * The issue's targets, evaluated on this run (only where both sides ran cleanly), for each
  * ferry configuration that serves the handler off the main thread: the worker pool
- * (`ferry-unix`) and the --direct threads (`ferry-direct`). Framing is the pool's (the same
- * codec work on both).
+ * (`ferry-unix`) and two or one --direct threads (`ferry-direct`, `ferry-direct-1`). Framing
+ * is the pool's (the same codec work on all).
  */
 function checks (configs: readonly ConfigResult[]): E2eResults['checks'] {
   const get = (n: string): ConfigResult | undefined => {
@@ -255,7 +255,7 @@ function checks (configs: readonly ConfigResult[]): E2eResults['checks'] {
   const fastify = get('fastify')
   const replyFrom = get('reply-from')
   const uwsgi = get('nginx-uwsgi')
-  for (const [name, who] of [['ferry-unix', 'ferry unix (pool)'], ['ferry-direct', 'ferry unix (--direct)']] as const) {
+  for (const [name, who] of [['ferry-unix', 'ferry unix (pool)'], ['ferry-direct', 'ferry unix (--direct 2)'], ['ferry-direct-1', 'ferry unix (--direct 1)']] as const) {
     const ferry = get(name)
     if (ferry === undefined) continue
     if (fastify !== undefined) {
