@@ -33,6 +33,19 @@ async function startApp (t: { after: (fn: () => Promise<void> | void) => void },
   return { app, direct, directIds: direct.map((d) => d.threadId), stats }
 }
 
+/**
+ * A `--direct` app (startApp) on a fresh unix socket behind a front of its own; resolves once
+ * a thread answers through the front.
+ */
+async function startBehindFront (t: { after: (fn: () => Promise<void> | void) => void }, extra: string[] = [], env: NodeJS.ProcessEnv = {}, dir = tempDir(t)): Promise<Awaited<ReturnType<typeof startApp>> & { sock: string, front: Proc, url: string }> {
+  const sock = join(dir, 'app.sock')
+  const started = await startApp(t, `unix:${sock}`, extra, env)
+  const front = await startFront(t, ['--upstream', `unix:${sock}`])
+  const url = baseUrl(front.addresses[0]!)
+  await untilDirect(url, started.directIds)
+  return { ...started, sock, front, url }
+}
+
 function parseWho (res: Res): Who {
   assert.equal(res.status, 200, res.body.toString())
   return JSON.parse(res.body.toString()) as Who
@@ -238,13 +251,8 @@ test('an endpoint the front cannot reach: logged once after 2 s, requests go to 
 })
 
 test('a stuck thread is terminated and replaced: its request 502, a GET on it retried, others served, node kept', async (t) => {
-  const dir = tempDir(t)
-  const sock = join(dir, 'app.sock')
   // --timeout 1.5 s: stuck past 1.5 s + a tick (375 ms); the slow GETs (1 s) stay within it
-  const { app, directIds, stats } = await startApp(t, `unix:${sock}`, ['--timeout', '1.5', '--stats', '127.0.0.1:0'])
-  const front = await startFront(t, ['--upstream', `unix:${sock}`])
-  const url = baseUrl(front.addresses[0]!)
-  await untilDirect(url, directIds)
+  const { app, directIds, stats, sock, front, url } = await startBehindFront(t, ['--timeout', '1.5', '--stats', '127.0.0.1:0'])
   await seeAll(url, directIds, (id) => directIds.includes(id))
 
   // One slow GET on each thread (the front takes the session with the fewest open streams), then
@@ -405,12 +413,7 @@ describe('a thread that dies is replaced at once', () => {
 })
 
 test('--max-uncaught: a thread that reached it is replaced gracefully, no request lost', async (t) => {
-  const dir = tempDir(t)
-  const sock = join(dir, 'app.sock')
-  const { app, directIds, stats } = await startApp(t, `unix:${sock}`, ['--max-uncaught', '2', '--stats', '127.0.0.1:0'])
-  const front = await startFront(t, ['--upstream', `unix:${sock}`])
-  const url = baseUrl(front.addresses[0]!)
-  await untilDirect(url, directIds)
+  const { app, directIds, stats, url } = await startBehindFront(t, ['--max-uncaught', '2', '--stats', '127.0.0.1:0'])
   // sequential requests go to the thread session with the fewest open streams, the first on a
   // tie: the throws land on one thread until it is recycled (at most 3 needed over 2 threads)
   const asked = (): boolean => app.lines.some((l) => l.msg === 'recycling direct thread (max-uncaught): a fresh one takes its addresses, the old one finishes its requests')
@@ -437,12 +440,9 @@ test('SIGHUP: the threads are swapped for fresh ones (new code) with every reque
   const sock = join(dir, 'app.sock')
   const versionFile = join(dir, 'version.txt')
   writeFileSync(versionFile, 'v1')
-  const { app, directIds } = await startApp(t, `unix:${sock}`, [], { VERSION_FILE: versionFile })
-  const front = await startFront(t, ['--upstream', `unix:${sock}`])
-  const url = baseUrl(front.addresses[0]!)
+  const { app, directIds, front, url } = await startBehindFront(t, [], { VERSION_FILE: versionFile }, dir)
   const uwsgi = await startFront(t, ['--upstream', `uwsgi+unix:${sock}`])
   const uwsgiUrl = baseUrl(uwsgi.addresses[0]!)
-  await untilDirect(url, directIds)
   for (const w of await batch(url, 10)) {
     assert.ok(directIds.includes(w.threadId))
     assert.equal(w.version, 'v1')
@@ -485,12 +485,7 @@ test('SIGHUP: the threads are swapped for fresh ones (new code) with every reque
 })
 
 test('SIGTERM: a request in flight on a thread completes, exit 0, every socket file removed', async (t) => {
-  const dir = tempDir(t)
-  const sock = join(dir, 'app.sock')
-  const { app, directIds, stats } = await startApp(t, `unix:${sock}`, ['--graceful-timeout', '10', '--stats', '127.0.0.1:0'])
-  const front = await startFront(t, ['--upstream', `unix:${sock}`])
-  const url = baseUrl(front.addresses[0]!)
-  await untilDirect(url, directIds)
+  const { app, directIds, stats, sock, url } = await startBehindFront(t, ['--graceful-timeout', '10', '--stats', '127.0.0.1:0'])
   const slow = fetchRaw(`${url}/slow?ms=1500`)
   // in flight on a thread's connection: some native stream is open
   await until('the slow request open on a connection', async () => {

@@ -57,14 +57,23 @@ export interface ThreadGauges {
   mounts: MountGauges[]
 }
 
+/** Requests a mount's dispatcher runs now (fetch: in a worker or inline; CGI: programs running). */
+export function mountInflight (d: unknown): number {
+  return d instanceof Pool ? d.inflight : d instanceof CgiRunner ? d.running : 0
+}
+
+/** Requests waiting in a mount's dispatcher. */
+export function mountQueued (d: unknown): number {
+  return d instanceof Pool ? d.queued : d instanceof CgiRunner ? d.queued : 0
+}
+
 /** The gauges of a thread's server (its part of the node's /metrics besides the counters). */
 export function gaugesOf (server: { mounts: { label: string, dispatcher: unknown }[], sessions: Set<{ openStreams: number }> }): ThreadGauges {
   let inflight = 0
   let queued = 0
   const mounts: MountGauges[] = server.mounts.map((m) => {
-    const d = m.dispatcher
-    const mi = d instanceof Pool ? d.inflight : d instanceof CgiRunner ? d.running : 0
-    const mq = d instanceof Pool ? d.queued : d instanceof CgiRunner ? d.queued : 0
+    const mi = mountInflight(m.dispatcher)
+    const mq = mountQueued(m.dispatcher)
     inflight += mi
     queued += mq
     return { label: m.label, inflight: mi, queued: mq }

@@ -10,6 +10,7 @@ import { type Address, formatAddress, type Session } from '@ferry/protocol'
 import { BUCKETS, Metrics } from './metrics.js'
 import { CgiRunner } from './cgi.js'
 import type { DirectFigures, DirectThreads } from './direct.js'
+import { mountInflight, mountQueued } from './direct-messages.js'
 import type { Mount } from './mounts.js'
 import { Pool } from './pool.js'
 
@@ -127,9 +128,9 @@ function mountMetrics (mounts: Mount[], only: Metrics | null, direct: Map<string
   metric('ferry_app_mount_request_duration_seconds_sum', 'counter', 'Sum of request durations per mount, seconds.')
   for (const m of sorted) lines.push(`ferry_app_mount_request_duration_seconds_sum{${q(m)}} ${figures(m).sumSeconds}`)
   metric('ferry_app_mount_in_flight', 'gauge', 'Requests running per mount (fetch: in a worker; CGI: programs running).')
-  for (const m of sorted) lines.push(`ferry_app_mount_in_flight{${q(m)}} ${(m.dispatcher instanceof Pool ? m.dispatcher.inflight : (m.dispatcher as CgiRunner).running) + extra(m, 'inflight')}`)
+  for (const m of sorted) lines.push(`ferry_app_mount_in_flight{${q(m)}} ${mountInflight(m.dispatcher) + extra(m, 'inflight')}`)
   metric('ferry_app_mount_queue_depth', 'gauge', 'Requests waiting per mount.')
-  for (const m of sorted) lines.push(`ferry_app_mount_queue_depth{${q(m)}} ${(m.dispatcher instanceof Pool ? m.dispatcher.queued : (m.dispatcher as CgiRunner).queued) + extra(m, 'queued')}`)
+  for (const m of sorted) lines.push(`ferry_app_mount_queue_depth{${q(m)}} ${mountQueued(m.dispatcher) + extra(m, 'queued')}`)
   metric('ferry_app_mount_threads', 'gauge', 'Worker threads per fetch mount.')
   for (const m of sorted) if (m.dispatcher instanceof Pool) lines.push(`ferry_app_mount_threads{${q(m)}} ${m.dispatcher.threads}`)
   metric('ferry_app_mount_threads_busy', 'gauge', 'Busy worker threads per fetch mount.')
