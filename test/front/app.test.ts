@@ -61,8 +61,10 @@ for (const transport of ['unix', 'tcp'] as const) {
         req.end()
         setTimeout(() => { req.destroy(); resolve() }, 300)
       })
-      for (let i = 0; i < 100 && !existsSync(cancelFile); i++) await sleep(20)
-      assert.equal(readFileSync(cancelFile, 'utf8'), `?${transport}\n`)
+      // appendFileSync creates the file before it writes the line: wait for the line, not the file
+      const line = (): string => (existsSync(cancelFile) ? readFileSync(cancelFile, 'utf8') : '')
+      for (let i = 0; i < 100 && !line().endsWith('\n'); i++) await sleep(20)
+      assert.equal(line(), `?${transport}\n`)
     })
 
     test('100 MiB download and upload with bounded front memory', async (t) => {
