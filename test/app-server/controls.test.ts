@@ -5,6 +5,9 @@
  * max-memory kills a runaway thread and the pool recovers.
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { startFerry } from '../helpers/proc.ts'
 import { connect, head, request } from './client.ts'
@@ -135,6 +138,23 @@ test('--threads 0 runs the handler on the main thread', async (t) => {
   const r = await request(s, head('/echo', { method: 'POST' }), Buffer.alloc(300000, 9))
   assert.equal(r.body.length, 300000)
   assert.equal(app.listening.threads, 'main')
+})
+
+test('--threads 0: a handler error is logged with its request id, one "component" per line', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-inline-log-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const logFile = join(dir, 'app.log')
+  const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '0'], { logFile })
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  const r = await request(s, head('/throw', { requestId: 'rid-inline-throw' }))
+  assert.equal(r.status, 500)
+  const line = await app.waitForLog((l) => l.reqId === 'rid-inline-throw')
+  assert.equal(line.component, 'inline')
+  // pino writes a child's bindings after its parent's: a repeated key would be two fields
+  const raw = readFileSync(logFile, 'utf8').split('\n').find((l) => l.includes('"rid-inline-throw"'))!
+  assert.equal(raw.split('"component":').length - 1, 1, raw)
 })
 
 test('--threads 1:3 grows under load and answers everything', async (t) => {

@@ -40,4 +40,9 @@ export interface PoolOptions extends PoolSettings {
   middleware: MiddlewareSpec[]
   generation: number
   log: Logger
+  /**
+   * The logger of handlers run inline (--threads 0, a --direct thread): the pool's bindings
+   * with component 'inline' (default: `log`). A child of `log` would carry 'component' twice.
+   */
+  inlineLog?: Logger
 }

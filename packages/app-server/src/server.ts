@@ -233,6 +233,7 @@ export class AppServer implements ConnectionHost {
   #newPool (m: MountOptions): Pool {
     const o = this.options
     const threadsMax = m.threadsMax ?? o.threadsMax
+    const bindings = o.mounts.length === 0 ? { generation: this.#generation } : { mount: m.prefix === '' ? '/' : m.prefix, generation: this.#generation }
     const opts: PoolOptions = {
       handlerUrl: handlerUrl(m.handler!, this.#generation),
       prefix: m.prefix,
@@ -251,7 +252,8 @@ export class AppServer implements ConnectionHost {
       logLevel: o.logLevel,
       logStackInterval: o.logStackInterval,
       wsMaxMessage: o.wsMaxMessage,
-      log: this.#root.child(o.mounts.length === 0 ? { component: 'pool', generation: this.#generation } : { component: 'pool', mount: m.prefix === '' ? '/' : m.prefix, generation: this.#generation })
+      log: this.#root.child({ component: 'pool', ...bindings }),
+      inlineLog: this.#root.child({ component: 'inline', ...bindings })
     }
     return new Pool(opts)
   }

@@ -100,7 +100,7 @@ export function startSlot (o: PoolOptions, piscina: Piscina | null, id: number):
     task = (async () => {
       installLightResponse()
       const handler = await loadStack(o.handlerUrl, o.middleware, o.generation)
-      const loop = new WorkerLoop(worker, handler, o.log.child({ component: 'inline' }), started, inlineThread.attribute && o.maxUncaught > 0, o.wsMaxMessage, o.logStackInterval)
+      const loop = new WorkerLoop(worker, handler, o.inlineLog ?? o.log, started, inlineThread.attribute && o.maxUncaught > 0, o.wsMaxMessage, o.logStackInterval)
       abort.signal.addEventListener('abort', () => worker.close())
       await Promise.race([loop.stopped, new Promise((resolve) => abort.signal.addEventListener('abort', resolve))])
     })()
