@@ -49,6 +49,13 @@ export interface Sample {
   switches: number
   /** The same per tier (process name → switches per request). */
   switchesByProc: Record<string, number>
+  /**
+   * µs per request that server threads were runnable but waited for a CPU (all threads, all
+   * processes; null where the kernel keeps no schedstat). Requests wait with them.
+   */
+  waitUs: number | null
+  /** The same per tier. */
+  waitUsByProc: Record<string, number>
 }
 
 export interface ConfigResult {
@@ -68,6 +75,8 @@ export interface ConfigResult {
   hopBytes: number
   switches: number
   switchesByProc: Record<string, number>
+  waitUs: number | null
+  waitUsByProc: Record<string, number>
   /** Median req/s ÷ the baseline's median req/s. */
   ratio: number | null
   /** Codec encode+decode per request, both tiers (codec micro-bench), ns. */
@@ -117,12 +126,16 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
       let cpuS = 0
       let switches = 0
       const switchesByProc: Record<string, number> = {}
+      let waitS: number | null = 0
+      const waitUsByProc: Record<string, number> = {}
       for (const [name, u] of delta) {
         switches += u.switches
+        waitS = waitS === null || u.waitS === null ? null : waitS + u.waitS
         // several app nodes: one entry "app×N" with their sum
         const key = /^app\d+$/.test(name) ? `app×${running.hop.length}` : name
         cpuUsByProc[key] = (cpuUsByProc[key] ?? 0) + u.cpuS * 1e6 / n
         switchesByProc[key] = (switchesByProc[key] ?? 0) + u.switches / n
+        if (u.waitS !== null) waitUsByProc[key] = (waitUsByProc[key] ?? 0) + u.waitS * 1e6 / n
         cpuS += u.cpuS
       }
       let hop = 0
@@ -141,7 +154,9 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
         cpuUsByProc: Object.fromEntries(Object.entries(cpuUsByProc).map(([k, v]) => [k, round1(v)])),
         hopBytes: Math.round(hop / n),
         switches: round(switches / n, 2),
-        switchesByProc: Object.fromEntries(Object.entries(switchesByProc).map(([k, v]) => [k, round(v, 2)]))
+        switchesByProc: Object.fromEntries(Object.entries(switchesByProc).map(([k, v]) => [k, round(v, 2)])),
+        waitUs: waitS === null ? null : round1(waitS * 1e6 / n),
+        waitUsByProc: waitS === null ? {} : Object.fromEntries(Object.entries(waitUsByProc).map(([k, v]) => [k, round1(v)]))
       }
     } finally {
       await Promise.all(running.procs.map((p) => p.stop()))
@@ -181,6 +196,8 @@ function summarize (cfg: Config, samples: Sample[], skipped: string | null, code
     hopBytes: Math.round(m((s) => s.hopBytes)),
     switches: round(m((s) => s.switches), 2),
     switchesByProc: Object.fromEntries([...procs].map((p) => [p, round(m((s) => s.switchesByProc[p] ?? 0), 2)])),
+    waitUs: samples.some((s) => s.waitUs == null) ? null : round1(m((s) => s.waitUs!)),
+    waitUsByProc: samples.some((s) => s.waitUs == null) ? {} : Object.fromEntries([...procs].map((p) => [p, round1(m((s) => s.waitUsByProc[p] ?? 0))])),
     ratio: null,
     framingNs: fns,
     framingShare: fns === null || !(cpuUs > 0) ? null : round(fns / 1000 / cpuUs, 4)
@@ -209,7 +226,7 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
       try {
         const s = await measureOnce(cfg, o, r)
         samples.get(cfg.name)!.push(s)
-        o.log(`round ${r}/${o.rounds} ${cfg.name.padEnd(20)} ${String(Math.round(s.rps)).padStart(7)} req/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/req  switches ${s.switches}/req  hop ${s.hopBytes} B/req`)
+        o.log(`round ${r}/${o.rounds} ${cfg.name.padEnd(20)} ${String(Math.round(s.rps)).padStart(7)} req/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/req  switches ${s.switches}/req  run-queue wait ${s.waitUs ?? '–'} µs/req  hop ${s.hopBytes} B/req`)
       } catch (err) {
         const first = String((err as Error).message).split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(0, 3).join(' · ')
         skipped.set(cfg.name, `failed in round ${r}: ${first}`)
@@ -283,20 +300,22 @@ const cell = (s: string): string => s.replace(/\|/g, '/').replace(/\n/g, ' ')
 
 export function e2eTable (r: E2eResults): string {
   const lines = [
-    '| configuration | req/s | × fastify | p50 ms | p99 ms | errors | CPU µs/req (tiers) | switches/req (tiers) | hop B/req | framing |',
-    '|---|--:|--:|--:|--:|--:|---|--:|--:|--:|'
+    '| configuration | req/s | × fastify | p50 ms | p99 ms | errors | CPU µs/req (tiers) | switches/req (tiers) | run-queue wait µs/req (tiers) | hop B/req | framing |',
+    '|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|'
   ]
   for (const c of r.configs) {
     if (c.samples.length === 0) {
-      lines.push(`| ${c.label} (\`${c.name}\`) | skipped: ${cell(c.skipped ?? '')} | | | | | | | | |`)
+      lines.push(`| ${c.label} (\`${c.name}\`) | skipped: ${cell(c.skipped ?? '')} | | | | | | | | | |`)
       continue
     }
     const tiers = Object.entries(c.cpuUsByProc).map(([k, v]) => `${k} ${fmt(v)}`).join(' + ')
     const byTier = Object.entries(c.switchesByProc ?? {})
     const switchTiers = byTier.length > 1 ? ` (${byTier.map(([k, v]) => `${k} ${fmt(v, 2)}`).join(' + ')})` : ''
+    const byWait = Object.entries(c.waitUsByProc ?? {})
+    const waitTiers = byWait.length > 1 ? ` (${byWait.map(([k, v]) => `${k} ${fmt(v)}`).join(' + ')})` : ''
     const framing = c.framingShare === null ? '–' : `${fmt(c.framingNs! / 1000, 2)} µs = ${fmt(c.framingShare * 100, 1)}%`
     const note = c.skipped === null ? '' : ` ⚠ ${cell(c.skipped)}`
-    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${fmt(c.switches ?? null, 2)}${switchTiers} | ${c.hopBytes} | ${framing} |`)
+    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${fmt(c.switches ?? null, 2)}${switchTiers} | ${fmt(c.waitUs ?? null)}${waitTiers} | ${c.hopBytes} | ${framing} |`)
   }
   return lines.join('\n')
 }
@@ -311,6 +330,7 @@ export function e2eMarkdown (r: E2eResults): string {
   lines.push(
     '"× fastify": median req/s ÷ fastify direct\'s under the same workload. "CPU µs/req": user+system CPU of every server process (all threads, all workers) ÷ requests. ' +
     '"switches/req": context switches of every server thread ÷ requests — each one a thread that blocked (an idle event loop, a worker waiting for work) and was woken, or was preempted; on a VM each costs microseconds of kernel CPU that profilers of JavaScript do not show. ' +
+    '"run-queue wait µs/req": time the server threads were ready to run but waited for a CPU (/proc schedstat) ÷ requests — the requests they hold wait with them (where the load generator shares the cores, how much each shape contends for them). ' +
     '"hop B/req": bytes read + written by the innermost server\'s syscalls per request (the front↔app hop for ferry; client↔server for fastify direct). ' +
     '"framing": encode+decode of request and response heads and frame headers, both tiers, from the codec micro-bench, as a share of the CPU per request.',
     ''

@@ -5,7 +5,7 @@
  * master and its workers are stopped together; nothing outlives the harness.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -195,6 +195,33 @@ export interface Usage {
    * preempted. Threads that exited in between (a recycled worker) are not counted.
    */
   switches: number
+  /**
+   * Seconds the tree's threads spent runnable but waiting for a CPU (the run-queue wait of
+   * /proc/<pid>/task/<tid>/schedstat); null where the kernel keeps no schedstat.
+   */
+  waitS: number | null
+}
+
+const HAS_SCHEDSTAT = existsSync('/proc/self/schedstat')
+
+/** Run-queue wait, seconds, of every live thread of `pid`; null without schedstat. */
+function runQueueWaitOf (pid: number): number | null {
+  if (!HAS_SCHEDSTAT) return null
+  let tids: string[]
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return 0
+  }
+  let ns = 0
+  for (const tid of tids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1] ?? 0)
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return ns / 1e9
 }
 
 /** Context switches of every live thread of `pid` (/proc/<pid>/task/<tid>/status). */
@@ -231,8 +258,10 @@ export function usage (procs: readonly ServerProc[]): Map<string, Usage> {
   const t = trees(procs.map((p) => p.pid))
   const out = new Map<string, Usage>()
   for (const p of procs) {
-    const u: Usage = { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0 }
+    const u: Usage = { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0, waitS: 0 }
     for (const pid of t.get(p.pid) ?? []) {
+      const wait = runQueueWaitOf(pid)
+      u.waitS = wait === null || u.waitS === null ? null : u.waitS + wait
       u.cpuS += (readStat(String(pid))?.ticks ?? 0) / CLK_TCK
       const io = ioOf(pid)
       u.readBytes += io.r
@@ -247,8 +276,9 @@ export function usage (procs: readonly ServerProc[]): Map<string, Usage> {
 export function usageDelta (before: Map<string, Usage>, after: Map<string, Usage>): Map<string, Usage> {
   const out = new Map<string, Usage>()
   for (const [name, a] of after) {
-    const b = before.get(name) ?? { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0 }
-    out.set(name, { cpuS: a.cpuS - b.cpuS, readBytes: a.readBytes - b.readBytes, writeBytes: a.writeBytes - b.writeBytes, switches: a.switches - b.switches })
+    const b = before.get(name) ?? { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0, waitS: 0 }
+    const waitS = a.waitS === null || b.waitS === null ? null : a.waitS - b.waitS
+    out.set(name, { cpuS: a.cpuS - b.cpuS, readBytes: a.readBytes - b.readBytes, writeBytes: a.writeBytes - b.writeBytes, switches: a.switches - b.switches, waitS })
   }
   return out
 }

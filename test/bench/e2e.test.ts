@@ -4,7 +4,7 @@
  * Structure only — never timing.
  */
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { test } from 'node:test'
@@ -119,6 +119,13 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   assert.ok(c.switches > 0 && Number.isFinite(c.switches), `switches ${c.switches}`)
   assert.deepEqual(Object.keys(c.switchesByProc), ['fastify'])
   assert.equal(c.switchesByProc.fastify, c.switches)
+  if (existsSync('/proc/self/schedstat')) {
+    // the server's threads wait for a CPU now and then (wrk or the test runner holds one)
+    assert.ok(c.waitUs !== null && c.waitUs >= 0 && Number.isFinite(c.waitUs), `run-queue wait ${c.waitUs}`)
+    assert.deepEqual(c.waitUsByProc, { fastify: c.waitUs })
+  } else {
+    assert.equal(c.waitUs, null)
+  }
   assert.ok(c.p50ms > 0 && c.p99ms >= c.p50ms)
   assert.deepEqual(Object.keys(c.cpuUsByProc), ['fastify'])
   assert.match(lines[0]!, /^round 1\/1 fastify/)
@@ -128,7 +135,7 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   assertWellFormed(readFileSync(join(dir, 'latest.svg'), 'utf8'))
   const md = readFileSync(join(dir, 'latest.md'), 'utf8')
   assert.match(md, /\| fastify direct \(`fastify`\) \| \d+ \| 1\.00 \|/)
-  assert.match(md, /\| switches\/req \(tiers\) \|/)
+  assert.match(md, /\| switches\/req \(tiers\) \| run-queue wait µs\/req \(tiers\) \|/)
   await assert.rejects(runE2e(machine, { ...{ root, rounds: 1, seconds: 1, warmupSeconds: 0, connections: 1, generator: defaultGenerator(), codec: null, log: () => {} }, only: ['nope'] }), /unknown configuration/)
 })
 
