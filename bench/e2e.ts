@@ -49,6 +49,8 @@ export interface Sample {
   switches: number
   /** The same per tier (process name → switches per request). */
   switchesByProc: Record<string, number>
+  /** The involuntary switches among them (a runnable thread preempted), per request, per tier. */
+  preemptionsByProc: Record<string, number>
   /**
    * µs per request that server threads were runnable but waited for a CPU (all threads, all
    * processes; null where the kernel keeps no schedstat). Requests wait with them.
@@ -126,6 +128,7 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
       let cpuS = 0
       let switches = 0
       const switchesByProc: Record<string, number> = {}
+      const preemptionsByProc: Record<string, number> = {}
       let waitS: number | null = 0
       const waitUsByProc: Record<string, number> = {}
       for (const [name, u] of delta) {
@@ -135,6 +138,7 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
         const key = /^app\d+$/.test(name) ? `app×${running.hop.length}` : name
         cpuUsByProc[key] = (cpuUsByProc[key] ?? 0) + u.cpuS * 1e6 / n
         switchesByProc[key] = (switchesByProc[key] ?? 0) + u.switches / n
+        preemptionsByProc[key] = (preemptionsByProc[key] ?? 0) + u.preemptions / n
         if (u.waitS !== null) waitUsByProc[key] = (waitUsByProc[key] ?? 0) + u.waitS * 1e6 / n
         cpuS += u.cpuS
       }
@@ -155,6 +159,7 @@ async function measureOnce (cfg: Config, o: E2eOptions, roundNo: number): Promis
         hopBytes: Math.round(hop / n),
         switches: round(switches / n, 2),
         switchesByProc: Object.fromEntries(Object.entries(switchesByProc).map(([k, v]) => [k, round(v, 2)])),
+        preemptionsByProc: Object.fromEntries(Object.entries(preemptionsByProc).map(([k, v]) => [k, round(v, 3)])),
         waitUs: waitS === null ? null : round1(waitS * 1e6 / n),
         waitUsByProc: waitS === null ? {} : Object.fromEntries(Object.entries(waitUsByProc).map(([k, v]) => [k, round1(v)]))
       }
@@ -226,7 +231,7 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
       try {
         const s = await measureOnce(cfg, o, r)
         samples.get(cfg.name)!.push(s)
-        o.log(`round ${r}/${o.rounds} ${cfg.name.padEnd(20)} ${String(Math.round(s.rps)).padStart(7)} req/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/req  switches ${s.switches}/req  run-queue wait ${s.waitUs ?? '–'} µs/req  hop ${s.hopBytes} B/req`)
+        o.log(`round ${r}/${o.rounds} ${cfg.name.padEnd(20)} ${String(Math.round(s.rps)).padStart(7)} req/s  p50 ${s.p50ms} ms  p99 ${s.p99ms} ms  errors ${s.errors}  cpu ${s.cpuUs} µs/req  switches ${s.switches}/req  run-queue wait ${s.waitUs ?? '–'} µs/req  preempted ${Object.entries(s.preemptionsByProc).map(([k, v]) => `${k} ${v}`).join(' + ')}/req  hop ${s.hopBytes} B/req`)
       } catch (err) {
         const first = String((err as Error).message).split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(0, 3).join(' · ')
         skipped.set(cfg.name, `failed in round ${r}: ${first}`)

@@ -195,6 +195,8 @@ export interface Usage {
    * preempted. Threads that exited in between (a recycled worker) are not counted.
    */
   switches: number
+  /** The involuntary ones among them: a thread that could have run on but was preempted. */
+  preemptions: number
   /**
    * Seconds the tree's threads spent runnable but waiting for a CPU (the run-queue wait of
    * /proc/<pid>/task/<tid>/schedstat); null where the kernel keeps no schedstat.
@@ -224,24 +226,26 @@ function runQueueWaitOf (pid: number): number | null {
   return ns / 1e9
 }
 
-/** Context switches of every live thread of `pid` (/proc/<pid>/task/<tid>/status). */
-function switchesOf (pid: number): number {
-  let n = 0
+/** Context switches of every live thread of `pid` (/proc/<pid>/task/<tid>/status): all, and the involuntary ones. */
+function switchesOf (pid: number): { all: number, preempted: number } {
+  const out = { all: 0, preempted: 0 }
   let tids: string[]
   try {
     tids = readdirSync(`/proc/${pid}/task`)
   } catch {
-    return 0
+    return out
   }
   for (const tid of tids) {
     try {
       const s = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
-      n += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0)
+      const involuntary = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0)
+      out.all += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0) + involuntary
+      out.preempted += involuntary
     } catch {
       // the thread ended between the listing and the read
     }
   }
-  return n
+  return out
 }
 
 function ioOf (pid: number): { r: number, w: number } {
@@ -258,7 +262,7 @@ export function usage (procs: readonly ServerProc[]): Map<string, Usage> {
   const t = trees(procs.map((p) => p.pid))
   const out = new Map<string, Usage>()
   for (const p of procs) {
-    const u: Usage = { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0, waitS: 0 }
+    const u: Usage = { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0, preemptions: 0, waitS: 0 }
     for (const pid of t.get(p.pid) ?? []) {
       const wait = runQueueWaitOf(pid)
       u.waitS = wait === null || u.waitS === null ? null : u.waitS + wait
@@ -266,7 +270,9 @@ export function usage (procs: readonly ServerProc[]): Map<string, Usage> {
       const io = ioOf(pid)
       u.readBytes += io.r
       u.writeBytes += io.w
-      u.switches += switchesOf(pid)
+      const sw = switchesOf(pid)
+      u.switches += sw.all
+      u.preemptions += sw.preempted
     }
     out.set(p.name, u)
   }
@@ -276,9 +282,9 @@ export function usage (procs: readonly ServerProc[]): Map<string, Usage> {
 export function usageDelta (before: Map<string, Usage>, after: Map<string, Usage>): Map<string, Usage> {
   const out = new Map<string, Usage>()
   for (const [name, a] of after) {
-    const b = before.get(name) ?? { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0, waitS: 0 }
+    const b = before.get(name) ?? { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0, preemptions: 0, waitS: 0 }
     const waitS = a.waitS === null || b.waitS === null ? null : a.waitS - b.waitS
-    out.set(name, { cpuS: a.cpuS - b.cpuS, readBytes: a.readBytes - b.readBytes, writeBytes: a.writeBytes - b.writeBytes, switches: a.switches - b.switches, waitS })
+    out.set(name, { cpuS: a.cpuS - b.cpuS, readBytes: a.readBytes - b.readBytes, writeBytes: a.writeBytes - b.writeBytes, switches: a.switches - b.switches, preemptions: a.preemptions - b.preemptions, waitS })
   }
   return out
 }

@@ -119,6 +119,8 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   assert.ok(c.switches > 0 && Number.isFinite(c.switches), `switches ${c.switches}`)
   assert.deepEqual(Object.keys(c.switchesByProc), ['fastify'])
   assert.equal(c.switchesByProc.fastify, c.switches)
+  const pre = c.samples[0]!.preemptionsByProc.fastify
+  assert.ok(pre !== undefined && pre >= 0 && pre <= c.switches + 0.01, `preemptions ${pre} of ${c.switches} switches per request`)
   if (existsSync('/proc/self/schedstat')) {
     // the server's threads wait for a CPU now and then (wrk or the test runner holds one)
     assert.ok(c.waitUs !== null && c.waitUs >= 0 && Number.isFinite(c.waitUs), `run-queue wait ${c.waitUs}`)
