@@ -206,44 +206,40 @@ export interface Usage {
 
 const HAS_SCHEDSTAT = existsSync('/proc/self/schedstat')
 
-/** Run-queue wait, seconds, of every live thread of `pid`; null without schedstat. */
-function runQueueWaitOf (pid: number): number | null {
-  if (!HAS_SCHEDSTAT) return null
+/** The text of /proc/<pid>/task/<tid>/<file> of every live thread of `pid`. */
+function threadFiles (pid: number, file: string): string[] {
   let tids: string[]
   try {
     tids = readdirSync(`/proc/${pid}/task`)
   } catch {
-    return 0
+    return []
   }
-  let ns = 0
+  const out: string[] = []
   for (const tid of tids) {
     try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1] ?? 0)
+      out.push(readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8'))
     } catch {
       // the thread ended between the listing and the read
     }
   }
+  return out
+}
+
+/** Run-queue wait, seconds, of every live thread of `pid` (schedstat's second field); null without schedstat. */
+function runQueueWaitOf (pid: number): number | null {
+  if (!HAS_SCHEDSTAT) return null
+  let ns = 0
+  for (const s of threadFiles(pid, 'schedstat')) ns += Number(s.split(' ')[1] ?? 0)
   return ns / 1e9
 }
 
 /** Context switches of every live thread of `pid` (/proc/<pid>/task/<tid>/status): all, and the involuntary ones. */
 function switchesOf (pid: number): { all: number, preempted: number } {
   const out = { all: 0, preempted: 0 }
-  let tids: string[]
-  try {
-    tids = readdirSync(`/proc/${pid}/task`)
-  } catch {
-    return out
-  }
-  for (const tid of tids) {
-    try {
-      const s = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
-      const involuntary = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0)
-      out.all += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0) + involuntary
-      out.preempted += involuntary
-    } catch {
-      // the thread ended between the listing and the read
-    }
+  for (const s of threadFiles(pid, 'status')) {
+    const involuntary = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0)
+    out.all += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0) + involuntary
+    out.preempted += involuntary
   }
   return out
 }
