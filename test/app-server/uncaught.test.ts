@@ -4,7 +4,9 @@
  * and the thread lives on with its other requests (also when it comes after a 504, its
  * handler still running); one that belongs to no running request ends the thread and the
  * pool replaces it; --max-uncaught recycles a thread after n of them; --max-uncaught 0 is
- * Node's default (the thread dies).
+ * Node's default (the thread dies). With --threads 0 the same on the main thread, the process
+ * standing for the thread: past --max-uncaught it drains and exits 1; an unowned one ends it
+ * with a fatal log line.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
@@ -172,4 +174,65 @@ test('--max-uncaught 0: Node\'s default, the thread dies with the request (FERRY
   const next = await request(s, head('/thread'))
   assert.equal(next.status, 200)
   assert.notEqual(next.body.toString(), first)
+})
+
+// ── handlers on the main thread (--threads 0): the same attribution, the process for a thread ──
+
+test('--threads 0: a throw in setImmediate or setTimeout, an unawaited rejection, a queueMicrotask throw: 500 for that request only, the node goes on', async (t) => {
+  const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '0', '--stats', 'tcp://127.0.0.1:0'])
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  assert.equal((await request(s, head('/thread'))).body.toString(), '0', 'the handler runs on the main thread')
+  const slow = request(s, head('/slow?ms=600', { requestId: 'slow-0' }))
+  const [imm, tmo, rej, mic] = await Promise.all([
+    request(s, head('/immediate', { requestId: 'imm-0' })),
+    request(s, head('/timeout', { requestId: 'tmo-0' })),
+    request(s, head('/reject', { requestId: 'rej-0' })),
+    request(s, head('/microtask', { requestId: 'mic-0' }))
+  ])
+  assertUncaught(imm, 'imm-0')
+  assertUncaught(tmo, 'tmo-0')
+  assertUncaught(rej, 'rej-0')
+  assertUncaught(mic, 'mic-0')
+  assert.equal((await slow).status, 200)
+  assert.equal((await request(s, head('/thread'))).status, 200)
+  for (const id of ['imm-0', 'tmo-0', 'rej-0', 'mic-0']) {
+    const line = await app.waitForLog((l) => l.reqId === id && l.code === 'FERRY_ERR_APP_UNCAUGHT')
+    assert.equal(line.level, 50)
+  }
+  const text = await metrics(app)
+  assert.equal(event(text, 'uncaught'), 4)
+  assert.equal(app.proc.exitCode, null, 'the process lives')
+})
+
+test('--threads 0: an error no running request owns (work a settled request left behind) ends the process with one fatal line (code, origin, stack)', async (t) => {
+  const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '0'])
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  // work left running after a complete response (its request has settled: nobody to answer)
+  assert.equal((await request(s, head('/leave-behind'))).status, 200)
+  assert.equal(await app.exited, 1)
+  const fatal = app.logs.filter((l) => l.level === 60)
+  assert.equal(fatal.length, 1, JSON.stringify(fatal))
+  assert.equal(fatal[0]!.code, 'FERRY_ERR_APP_UNCAUGHT')
+  assert.equal(fatal[0]!.origin, 'uncaughtException')
+  assert.match(String((fatal[0]!.err as { stack: string }).stack), /thrown by work a finished request left behind/)
+})
+
+test('--threads 0 --max-uncaught 2: after the second one the node drains (a request in flight finishes) and exits 1', async (t) => {
+  const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '0', '--max-uncaught', '2'])
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  const slow = request(s, head('/slow?ms=500'))
+  assertUncaught(await request(s, head('/immediate', { requestId: 'm-1' })), 'm-1')
+  assertUncaught(await request(s, head('/timeout', { requestId: 'm-2' })), 'm-2')
+  const line = await app.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('max-uncaught reached'))
+  assert.equal(line.maxUncaught, 2)
+  const good = await slow
+  assert.equal(good.status, 200)
+  assert.equal(await app.exited, 1)
+  assert.ok(app.logs.some((l) => l.msg === 'stopped' && l.drained === true))
 })

@@ -9,8 +9,7 @@ import { parentPort, threadId, workerData } from 'node:worker_threads'
 import type { FerryError } from '@ferry/protocol'
 import pino from 'pino'
 import { flushLogSync, logDestination } from './log-stream.js'
-import { attributeMicrotasks, WorkerLoop } from './loop.js'
-import { inlineThread } from './slot.js'
+import { attributeInlineUncaught } from './slot.js'
 import { AppServer } from './server.js'
 import { copyEvents, type DirectThreadData, type FromThread, gaugesOf, type ToThread } from './direct-messages.js'
 import { MIRROR_CELLS } from './metrics.js'
@@ -35,16 +34,8 @@ beat.unref()
 // them the main thread replaces this thread gracefully; one that belongs to no running request
 // ends the thread (the main thread replaces it). --max-uncaught 0: Node's default, every one
 // ends the thread.
-let recycleAsked = false
 if (data.options.maxUncaught > 0) {
-  inlineThread.attribute = true
-  inlineThread.onMaxUncaught = () => {
-    if (recycleAsked) return
-    recycleAsked = true
-    post({ op: 'recycle' })
-  }
-  const onError = (err: unknown, origin: string): void => {
-    if (WorkerLoop.uncaught(err, origin)) return
+  attributeInlineUncaught(() => post({ op: 'recycle' }), (err, origin) => {
     flushLogSync(log)
     // written synchronously: a line handed to the batching stream may still be in flight when
     // the thread ends, and reach stdout after the main thread's "replaced" line
@@ -52,10 +43,7 @@ if (data.options.maxUncaught > 0) {
     last.error({ err, origin, code: 'FERRY_ERR_APP_WORKER_CRASHED' }, 'uncaught exception outside any running request: the direct thread ends (the main thread replaces it)')
     post({ op: 'crashed' }) // logged here, with the error: the main thread does not log it again
     process.exit(1)
-  }
-  process.on('uncaughtException', (err, origin) => onError(err, origin))
-  process.on('unhandledRejection', (reason) => onError(reason, 'unhandledRejection'))
-  attributeMicrotasks()
+  })
 }
 
 let running: AppServer

@@ -11,20 +11,46 @@ import { Piscina } from 'piscina'
 import type { Call } from './call.js'
 import { APP_SERVER_ERRORS, type AppErrorCode } from './errors.js'
 import { inlinePortPair } from './inline-port.js'
-import { WorkerLoop } from './loop.js'
+import { attributeMicrotasks, WorkerLoop } from './loop.js'
 import type { Port } from './messages.js'
 import { loadStack } from './middleware.js'
 import type { PoolOptions } from './pool-options.js'
 import { installLightResponse } from './response.js'
 
 /**
- * How inline loops (--threads 0) run on this thread. On the main thread the process's own
- * handling of uncaught exceptions applies (nothing is attributed). A --direct thread
- * (direct-thread.ts) turns attribution on, as in a pool worker, and is told when a loop
- * reaches --max-uncaught: the thread itself is then replaced (recycling a loop on the same
- * thread would keep whatever state the errors left behind).
+ * How inline loops (--threads 0) run on this thread. attributeInlineUncaught turns
+ * attribution on, as in a pool worker — on a --direct thread (direct-thread.ts) and on the
+ * main thread of `ferry app` (the CLI) — and says what happens when a loop reaches
+ * --max-uncaught: a --direct thread is replaced, the process drains and exits (recycling a
+ * loop on the same thread would keep whatever state the errors left behind). Without it
+ * (an embedder's own process), Node's own handling applies and nothing is attributed.
  */
 export const inlineThread: { attribute: boolean, onMaxUncaught: (() => void) | null } = { attribute: false, onMaxUncaught: null }
+
+/**
+ * Uncaught exceptions and unhandled rejections on a thread whose pools run handlers inline (a
+ * --direct thread; the main thread of a node with --threads 0), as in a pool worker: one
+ * raised by a request's async work fails that request (500 FERRY_ERR_APP_UNCAUGHT, logged
+ * with its request id) and the thread goes on; when a pool counts --max-uncaught of them,
+ * `onMax` runs (once); one that belongs to no running request goes to `onUnowned`, which
+ * must end the thread or the process. Call before the pools start (their loops read
+ * `inlineThread.attribute` when they are made); once per thread.
+ */
+export function attributeInlineUncaught (onMax: () => void, onUnowned: (err: unknown, origin: string) => void): void {
+  inlineThread.attribute = true
+  let asked = false
+  inlineThread.onMaxUncaught = () => {
+    if (asked) return
+    asked = true
+    onMax()
+  }
+  const onError = (err: unknown, origin: string): void => {
+    if (!WorkerLoop.uncaught(err, origin)) onUnowned(err, origin)
+  }
+  process.on('uncaughtException', (err, origin) => onError(err, origin))
+  process.on('unhandledRejection', (reason) => onError(reason, 'unhandledRejection'))
+  attributeMicrotasks()
+}
 
 export interface Slot {
   id: number

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { AppServer, type AppServerOptions, appError, BUILTIN_MIDDLEWARE, DEFAULT_OPTIONS, logDestination, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
+import { AppServer, type AppServerOptions, appError, attributeInlineUncaught, BUILTIN_MIDDLEWARE, DEFAULT_OPTIONS, flushLogSync, logDestination, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
 import pino from 'pino'
 
 const FLAGS = {
@@ -278,6 +278,25 @@ export function resolveOptions (argv: string[], env: NodeJS.ProcessEnv = process
 export async function run (argv: string[]): Promise<number> {
   const options = resolveOptions(argv)
   const log = pino({ level: options.logLevel, base: { pid: process.pid } }, logDestination())
+  // Handlers inline on this thread (--threads 0, for a mount or all): an uncaught exception
+  // that a request's async work raised fails that request only, as in a pool worker. Past
+  // --max-uncaught of them the node drains and exits 1 — there is no thread to replace it
+  // with; its supervisor starts a fresh process. One no running request owns ends the
+  // process at once, with the error logged (as Node would, but as a log line).
+  let drainAndExit: (() => void) | null = null
+  let maxUncaughtReached = false
+  if (options.maxUncaught > 0) {
+    attributeInlineUncaught(() => {
+      maxUncaughtReached = true
+      log.error({ maxUncaught: options.maxUncaught }, 'max-uncaught reached by handlers on the main thread (--threads 0): draining, then exiting with status 1 for the supervisor to start a fresh process')
+      drainAndExit?.()
+    }, (err, origin) => {
+      flushLogSync(log)
+      const last = pino({ level: 'fatal', base: { pid: process.pid } }, pino.destination({ fd: 1, sync: true }))
+      last.fatal({ err, origin, code: 'FERRY_ERR_APP_UNCAUGHT' }, 'uncaught exception outside any running request: the process ends')
+      process.exit(1)
+    })
+  }
   let server: AppServer
   try {
     server = await AppServer.start(options, log)
@@ -293,7 +312,10 @@ export async function run (argv: string[]): Promise<number> {
   if (server.stats !== null) announce.info({ address: server.stats.text }, 'stats listening')
   log.flush() // lines are written in batches: the announcement goes out now
   return await new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
+    let stopping = false
+    const stop = (signal: string, status = 0): void => {
+      if (stopping) return
+      stopping = true
       process.off('SIGTERM', onTerm)
       process.off('SIGINT', onInt)
       process.off('SIGHUP', onHup)
@@ -302,8 +324,8 @@ export async function run (argv: string[]): Promise<number> {
         log.info({ drained }, 'stopped')
         log.flush()
         // Nothing should be left, but a handler's own timers must not keep the process alive.
-        setTimeout(() => process.exit(0), 2000).unref()
-        resolve(0)
+        setTimeout(() => process.exit(status), 2000).unref()
+        resolve(status)
       }, (err: unknown) => {
         log.error({ err }, 'shutdown failed')
         resolve(1)
@@ -320,5 +342,7 @@ export async function run (argv: string[]): Promise<number> {
     process.on('SIGTERM', onTerm)
     process.on('SIGINT', onInt)
     process.on('SIGHUP', onHup)
+    drainAndExit = () => stop('max-uncaught', 1)
+    if (maxUncaughtReached) drainAndExit()
   })
 }

@@ -294,7 +294,10 @@ Workers:
                              module-level timer, work left behind by a request whose handler
                              has settled — use context.waitUntil for work after the
                              response) still ends the thread. 0 = every uncaught exception ends its thread (Node's
-                             default). --threads 0: the process's own handling applies.
+                             default). --threads 0 (handlers on the main thread): the same,
+                             with the process for the thread — past n the node drains and
+                             exits 1 for its supervisor to restart it; one no request owns
+                             ends it at once, logged (fatal, FERRY_ERR_APP_UNCAUGHT).
                              A recycle costs a thread start (measured ≈ 0.16 s of CPU on a
                              2-vCPU VM: modules and JIT warm-up again), so a low n makes
                              each error cost what many requests do   default 10000
