@@ -59,8 +59,9 @@ interface Job {
 
 /**
  * The request a piece of async work belongs to. One instance per thread; it is only entered
- * (and Node's async hooks only enabled) when the loop attributes errors: not on the main
- * thread (--threads 0), where the process's own handling of uncaught exceptions applies.
+ * (and Node's async hooks only enabled) when the loop attributes errors: in pool workers, on
+ * --direct threads and on the main thread of `ferry app --threads 0` (attributeInlineUncaught),
+ * unless --max-uncaught is 0.
  */
 const jobContext = new AsyncLocalStorage<Job>()
 
