@@ -206,40 +206,29 @@ export interface Usage {
 
 const HAS_SCHEDSTAT = existsSync('/proc/self/schedstat')
 
-/** The text of /proc/<pid>/task/<tid>/<file> of every live thread of `pid`. */
-function threadFiles (pid: number, file: string): string[] {
+/**
+ * Context switches (all, and the involuntary ones) and run-queue wait (seconds; null without
+ * schedstat) of every live thread of `pid`, from one listing of /proc/<pid>/task.
+ */
+function threadsOf (pid: number): { switches: number, preempted: number, waitS: number | null } {
+  const out: { switches: number, preempted: number, waitS: number | null } = { switches: 0, preempted: 0, waitS: HAS_SCHEDSTAT ? 0 : null }
   let tids: string[]
   try {
     tids = readdirSync(`/proc/${pid}/task`)
   } catch {
-    return []
+    return out
   }
-  const out: string[] = []
   for (const tid of tids) {
     try {
-      out.push(readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8'))
+      const s = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
+      const involuntary = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0)
+      out.switches += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0) + involuntary
+      out.preempted += involuntary
+      // schedstat's second field: ns spent runnable, waiting for a CPU
+      if (out.waitS !== null) out.waitS += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1] ?? 0) / 1e9
     } catch {
       // the thread ended between the listing and the read
     }
-  }
-  return out
-}
-
-/** Run-queue wait, seconds, of every live thread of `pid` (schedstat's second field); null without schedstat. */
-function runQueueWaitOf (pid: number): number | null {
-  if (!HAS_SCHEDSTAT) return null
-  let ns = 0
-  for (const s of threadFiles(pid, 'schedstat')) ns += Number(s.split(' ')[1] ?? 0)
-  return ns / 1e9
-}
-
-/** Context switches of every live thread of `pid` (/proc/<pid>/task/<tid>/status): all, and the involuntary ones. */
-function switchesOf (pid: number): { all: number, preempted: number } {
-  const out = { all: 0, preempted: 0 }
-  for (const s of threadFiles(pid, 'status')) {
-    const involuntary = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0)
-    out.all += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(s)?.[1] ?? 0) + involuntary
-    out.preempted += involuntary
   }
   return out
 }
@@ -260,15 +249,14 @@ export function usage (procs: readonly ServerProc[]): Map<string, Usage> {
   for (const p of procs) {
     const u: Usage = { cpuS: 0, readBytes: 0, writeBytes: 0, switches: 0, preemptions: 0, waitS: 0 }
     for (const pid of t.get(p.pid) ?? []) {
-      const wait = runQueueWaitOf(pid)
-      u.waitS = wait === null || u.waitS === null ? null : u.waitS + wait
+      const th = threadsOf(pid)
+      u.switches += th.switches
+      u.preemptions += th.preempted
+      u.waitS = th.waitS === null || u.waitS === null ? null : u.waitS + th.waitS
       u.cpuS += (readStat(String(pid))?.ticks ?? 0) / CLK_TCK
       const io = ioOf(pid)
       u.readBytes += io.r
       u.writeBytes += io.w
-      const sw = switchesOf(pid)
-      u.switches += sw.all
-      u.preemptions += sw.preempted
     }
     out.set(p.name, u)
   }

@@ -33,6 +33,12 @@ function assertUncaught (r: Reply, requestId: string): void {
   assert.equal(r.get('x-request-id'), requestId)
 }
 
+/** Sends the requests [path, request id] at once; each must fail alone with FERRY_ERR_APP_UNCAUGHT. */
+async function allUncaught (s: Parameters<typeof request>[0], faults: readonly (readonly [string, string])[]): Promise<void> {
+  const replies = await Promise.all(faults.map(([path, requestId]) => request(s, head(path, { requestId }))))
+  replies.forEach((r, i) => assertUncaught(r, faults[i]![1]))
+}
+
 test('a throw in setImmediate or setTimeout, an unawaited rejection: 500 for that request only, the thread and its other requests go on', async (t) => {
   const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--stats', 'tcp://127.0.0.1:0'])
   t.after(() => app.stop())
@@ -41,14 +47,7 @@ test('a throw in setImmediate or setTimeout, an unawaited rejection: 500 for tha
   const before = (await request(s, head('/thread'))).body.toString()
   // a slow good request is in flight on the same (only) thread while the others fail
   const slow = request(s, head('/slow?ms=800', { requestId: 'slow-1' }))
-  const [imm, tmo, rej] = await Promise.all([
-    request(s, head('/immediate', { requestId: 'imm-1' })),
-    request(s, head('/timeout', { requestId: 'tmo-1' })),
-    request(s, head('/reject', { requestId: 'rej-1' }))
-  ])
-  assertUncaught(imm, 'imm-1')
-  assertUncaught(tmo, 'tmo-1')
-  assertUncaught(rej, 'rej-1')
+  await allUncaught(s, [['/immediate', 'imm-1'], ['/timeout', 'tmo-1'], ['/reject', 'rej-1']])
   const good = await slow
   assert.equal(good.status, 200)
   assert.equal(good.body.toString(), `slow ${before}`)
@@ -185,16 +184,7 @@ test('--threads 0: a throw in setImmediate or setTimeout, an unawaited rejection
   t.after(() => s.destroy())
   assert.equal((await request(s, head('/thread'))).body.toString(), '0', 'the handler runs on the main thread')
   const slow = request(s, head('/slow?ms=600', { requestId: 'slow-0' }))
-  const [imm, tmo, rej, mic] = await Promise.all([
-    request(s, head('/immediate', { requestId: 'imm-0' })),
-    request(s, head('/timeout', { requestId: 'tmo-0' })),
-    request(s, head('/reject', { requestId: 'rej-0' })),
-    request(s, head('/microtask', { requestId: 'mic-0' }))
-  ])
-  assertUncaught(imm, 'imm-0')
-  assertUncaught(tmo, 'tmo-0')
-  assertUncaught(rej, 'rej-0')
-  assertUncaught(mic, 'mic-0')
+  await allUncaught(s, [['/immediate', 'imm-0'], ['/timeout', 'tmo-0'], ['/reject', 'rej-0'], ['/microtask', 'mic-0']])
   assert.equal((await slow).status, 200)
   assert.equal((await request(s, head('/thread'))).status, 200)
   for (const id of ['imm-0', 'tmo-0', 'rej-0', 'mic-0']) {

@@ -128,13 +128,9 @@ describe('--direct over unix: threads, uwsgi to the pool, stats', () => {
   let stats: string
   let url: string
   before(async () => {
-    sock = join(tempDir(hooks), 'app.sock')
-    const started = await startApp(hooks, `unix:${sock}`, ['--stats', '127.0.0.1:0'])
-    direct = started.direct
-    directIds = started.directIds
+    const started = await startBehindFront(hooks, ['--stats', '127.0.0.1:0'])
+    ;({ sock, direct, directIds, url } = started)
     stats = started.stats!
-    const front = await startFront(hooks, ['--upstream', `unix:${sock}`])
-    url = baseUrl(front.addresses[0]!)
   })
 
   test('the listening line names 2 threads on <sock>.1 and <sock>.2; the front spreads requests over both', async () => {
@@ -323,13 +319,9 @@ describe('a thread that dies is replaced at once', () => {
   let directIds: number[]
   let sock: string
   before(async () => {
-    sock = join(tempDir(hooks), 'app.sock')
-    const started = await startApp(hooks, `unix:${sock}`, ['--stats', '127.0.0.1:0'])
-    app = started.app
-    directIds = started.directIds
+    const started = await startBehindFront(hooks, ['--stats', '127.0.0.1:0'])
+    ;({ app, directIds, front, sock, url } = started)
     stats = started.stats!
-    front = await startFront(hooks, ['--upstream', `unix:${sock}`])
-    url = baseUrl(front.addresses[0]!)
   })
 
   test('process.exit in the handler: POST 502, logged, thread replaced, its requests still counted, node not ejected', async () => {
