@@ -36,7 +36,7 @@ function assertUncaught (r: Reply, requestId: string): void {
 /** Sends the requests [path, request id] at once; each must fail alone with FERRY_ERR_APP_UNCAUGHT. */
 async function allUncaught (s: Parameters<typeof request>[0], faults: readonly (readonly [string, string])[]): Promise<void> {
   const replies = await Promise.all(faults.map(([path, requestId]) => request(s, head(path, { requestId }))))
-  replies.forEach((r, i) => assertUncaught(r, faults[i]![1]))
+  for (let i = 0; i < faults.length; i++) assertUncaught(replies[i]!, faults[i]![1])
 }
 
 test('a throw in setImmediate or setTimeout, an unawaited rejection: 500 for that request only, the thread and its other requests go on', async (t) => {
