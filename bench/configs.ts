@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { NODE_FLAGS } from '../packages/cli/src/node-flags.ts'
 import { REQUEST_CASES } from './fixtures.ts'
 import type { Workload } from './load.ts'
 import { freePort, type ServerProc, startServer } from './procs.ts'
@@ -75,16 +76,16 @@ export function configurations (ctx: ConfigContext): Config[] {
   const noUwsgi = (): string | null => (existsSync(UWSGI) && existsSync(UWSGI_PYTHON) ? null : `${UWSGI} with the python3 plugin not installed`)
 
   const fastify = (name: string, where: string): Promise<ServerProc> =>
-    startServer({ name, command: node, args: [join(servers, 'fastify-hello.mjs'), where], ready: 'listening-line' })
+    startServer({ name, command: node, args: [...NODE_FLAGS, join(servers, 'fastify-hello.mjs'), where], ready: 'listening-line' })
 
   const app = (name: string, listen: string, extra: string[] = []): Promise<ServerProc> =>
-    startServer({ name, command: node, args: [cli, 'app', handler, '--listen', listen, ...extra], cwd: ctx.root, ready: 'listening-line' })
+    startServer({ name, command: node, args: [...NODE_FLAGS, cli, 'app', handler, '--listen', listen, ...extra], cwd: ctx.root, ready: 'listening-line' })
 
   const front = (upstreams: string[]): Promise<ServerProc> =>
     startServer({
       name: 'front',
       command: node,
-      args: [cli, 'front', '--listen', '127.0.0.1:0', '--no-access-log', ...upstreams.flatMap((u) => ['--upstream', u])],
+      args: [...NODE_FLAGS, cli, 'front', '--listen', '127.0.0.1:0', '--no-access-log', ...upstreams.flatMap((u) => ['--upstream', u])],
       cwd: ctx.root,
       ready: 'listening-line'
     })
@@ -122,7 +123,7 @@ export function configurations (ctx: ConfigContext): Config[] {
       const proxy = await startServer({
         name: 'proxy',
         command: node,
-        args: [join(servers, 'fastify-proxy.mjs'), origin(upstream)],
+        args: [...NODE_FLAGS, join(servers, 'fastify-proxy.mjs'), origin(upstream)],
         ready: 'listening-line'
       })
       return { origin: origin(proxy), procs: [proxy, upstream], hop: [upstream] }

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { NODE_FLAGS } from '../packages/cli/src/node-flags.ts'
 import { describeMachine, machineInfo } from './machine.ts'
 import { profiling, type ServerProc, settle, startServer, stopAll, usage, usageDelta } from './procs.ts'
 import { profileReport } from './profile.ts'
@@ -47,7 +48,7 @@ const CONFIGS: WsConfig[] = [
     name: 'ws',
     label: 'ws WebSocketServer echo, one process (the ceiling)',
     start: async () => {
-      const s = await startServer({ name: 'ws', command: process.execPath, args: [join(SERVERS, 'ws-echo.mjs'), '0'], ready: 'listening-line' })
+      const s = await startServer({ name: 'ws', command: process.execPath, args: [...NODE_FLAGS, join(SERVERS, 'ws-echo.mjs'), '0'], ready: 'listening-line' })
       return { url: wsUrl(s, '/echo'), procs: [s] }
     }
   },
@@ -58,7 +59,7 @@ const CONFIGS: WsConfig[] = [
       const app = await startServer({
         name: 'app',
         command: process.execPath,
-        args: [CLI, 'app', join(SERVERS, 'ws-echo-handler.mjs'), '--listen', `unix:${join(dir, 'app.sock')}`, '--threads', '2', '--graceful-timeout', '1'],
+        args: [...NODE_FLAGS, CLI, 'app', join(SERVERS, 'ws-echo-handler.mjs'), '--listen', `unix:${join(dir, 'app.sock')}`, '--threads', '2', '--graceful-timeout', '1'],
         cwd: root,
         ready: 'listening-line'
       })
@@ -66,7 +67,7 @@ const CONFIGS: WsConfig[] = [
         const front = await startServer({
           name: 'front',
           command: process.execPath,
-          args: [CLI, 'front', '--listen', '127.0.0.1:0', '--no-access-log', '--upstream', app.addresses[0]!],
+          args: [...NODE_FLAGS, CLI, 'front', '--listen', '127.0.0.1:0', '--no-access-log', '--upstream', app.addresses[0]!],
           cwd: root,
           ready: 'listening-line'
         })

@@ -15,6 +15,8 @@ if (!existsSync(bin)) {
   console.error('ferry is not built yet: run `npm install` (or `npm run build`) first')
   process.exit(1)
 }
+// the `ferry` command's node flags (its bin execs node with them)
+const { NODE_FLAGS } = await import(new URL('../packages/cli/dist/node-flags.js', import.meta.url).href)
 const listen = process.env.FERRY_DEMO_LISTEN ?? `127.0.0.1:${process.env.PORT ?? '8080'}`
 const dir = mkdtempSync(join(tmpdir(), 'ferry-demo-'))
 const children = []
@@ -22,7 +24,7 @@ const children = []
 /** Start `ferry <args>`; resolve with its bound addresses from the "listening" log line. */
 function start (name, args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, [...NODE_FLAGS, bin, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
     children.push(child)
     let ready = false
     createInterface({ input: child.stdout }).on('line', (line) => {

@@ -1,13 +1,16 @@
 /**
  * `ferry app` as operators run it: stale vs live unix socket files, configuration from a
- * file and from FERRY_APP_* variables, bad options, --help, the stats endpoint.
+ * file and from FERRY_APP_* variables, bad options, --help, the stats endpoint, the bin's
+ * start-up (node flags).
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import net from 'node:net'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
+import { createInterface } from 'node:readline'
 import { test } from 'node:test'
+import { binPrologue, NODE_FLAGS } from '../../packages/cli/src/node-flags.ts'
 import { startFerry, tempDir } from '../helpers/proc.ts'
 import { connect, head, request } from './client.ts'
 
@@ -123,4 +126,37 @@ test('--stats serves Prometheus text with requests, pool and stream figures', as
   assert.match(text, /^ferry_app_native_streams\{connection="0"\} 1$/m)
   assert.equal((await slow).status, 200)
   assert.equal((await fetch(url.replace('/metrics', '/'))).status, 404)
+})
+
+test('the built `ferry` bin, run as a command, execs node with the flags of node-flags.ts in the same process', async (t) => {
+  assert.ok(readFileSync(BIN, 'utf8').startsWith(binPrologue()), 'dist/bin.js starts with the sh prologue (npm run build)')
+  const tmp = tempDir()
+  t.after(() => tmp.cleanup())
+  const sock = join(tmp.dir, 'app.sock')
+  // executed as a file (its first line picks /bin/sh), as node_modules/.bin/ferry and a systemd ExecStart= run it
+  const child = spawn(resolve(BIN), ['app', HANDLER, '--listen', `unix:${sock}`, '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)))
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    await exited
+  })
+  const listening = await new Promise<Record<string, unknown>>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error('no listening line in 20 s')), 20000)
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.includes('"msg":"listening"')) return
+      clearTimeout(timer)
+      res(JSON.parse(line) as Record<string, unknown>)
+    })
+  })
+  // exec, not a child: the pid that logs (and that a supervisor signals) is the one started
+  assert.equal(listening.pid, child.pid)
+  const argv = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0')
+  const script = argv.findIndex((a) => a.endsWith('bin.js'))
+  assert.deepEqual(argv.slice(1, script), [...NODE_FLAGS])
+  assert.equal(basename(argv[0]!), 'node')
+  const s = await connect(`unix:${sock}`)
+  t.after(() => s.destroy())
+  assert.equal((await request(s, head('/text'))).status, 200)
+  child.kill('SIGTERM')
+  assert.equal(await exited, 0)
 })

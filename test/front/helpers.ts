@@ -8,6 +8,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import { NODE_FLAGS } from '../../packages/cli/src/node-flags.ts'
 
 export const ROOT = new URL('../..', import.meta.url).pathname
 export const CLI = join(ROOT, 'packages/cli/dist/bin.js')
@@ -44,9 +45,9 @@ export interface Proc {
   exited: Promise<number | null>
 }
 
-/** Spawn a process that logs a JSON `"msg":"listening"` line with `addresses`. */
+/** Spawn a process that logs a JSON `"msg":"listening"` line with `addresses` (`ferry` — args[0] CLI — with its node flags). */
 export async function startProc (t: { after: (fn: () => Promise<void> | void) => void }, args: string[], opts: { env?: NodeJS.ProcessEnv, timeoutMs?: number } = {}): Promise<Proc> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, args[0] === CLI ? [...NODE_FLAGS, ...args] : args, { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const lines: Array<Record<string, unknown>> = []
   const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean, resolve: (l: Record<string, unknown>) => void }> = []
   let buf = ''

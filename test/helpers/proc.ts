@@ -1,6 +1,7 @@
 /**
  * Spawning real `ferry` processes for tests: `startFerry(['app', handler, '--listen', …])`
- * runs packages/cli/dist/bin.js (build first: npx tsc -b), waits for the JSON log line with
+ * runs packages/cli/dist/bin.js with the `ferry` command's node flags (build first: npm run
+ * build), waits for the JSON log line with
  * "msg":"listening" and returns its addresses. Every log line is kept (parsed) in `logs`.
  * `stop()` sends SIGTERM and waits for the exit (SIGKILL after a grace period); register
  * it with t.after / after so nothing outlives the test.
@@ -10,6 +11,7 @@ import { closeSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after } from 'node:test'
+import { NODE_FLAGS } from '../../packages/cli/src/node-flags.ts'
 
 const BIN = new URL('../../packages/cli/dist/bin.js', import.meta.url).pathname
 
@@ -56,7 +58,7 @@ export interface StartOptions {
 
 export function startFerry (args: string[], options: StartOptions = {}): Promise<FerryProcess> {
   let logFd = options.logFile === undefined ? null : openSync(options.logFile, 'w+')
-  const proc = spawn(process.execPath, [BIN, ...args], {
+  const proc = spawn(process.execPath, [...NODE_FLAGS, BIN, ...args], {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', logFd ?? 'pipe', 'pipe']
