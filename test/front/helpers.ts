@@ -43,6 +43,8 @@ export interface Proc {
   waitFor (pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>
   stop (signal?: NodeJS.Signals): Promise<void>
   exited: Promise<number | null>
+  /** Raw stderr so far. */
+  stderr (): string
 }
 
 /** Spawn a process that logs a JSON `"msg":"listening"` line with `addresses` (`ferry` — args[0] CLI — with its node flags). */
@@ -94,7 +96,7 @@ export async function startProc (t: { after: (fn: () => Promise<void> | void) =>
   }
   t.after(() => stop())
   const listening = await waitFor((l) => l.msg === 'listening', opts.timeoutMs ?? 15000)
-  return { child, lines, addresses: listening.addresses as string[], waitFor, stop, exited }
+  return { child, lines, addresses: listening.addresses as string[], waitFor, stop, exited, stderr: () => stderr }
 }
 
 export function startNode (t: { after: (fn: () => Promise<void> | void) => void }, listen: string, name: string, extra: string[] = []): Promise<Proc> {

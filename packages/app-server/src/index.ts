@@ -6,7 +6,7 @@ export { type MiddlewareSpec, type MountOptions, normalizePrefix } from './mount
 export { negotiate } from './mw-compress.js'
 export { parseCgiHead } from './cgi.js'
 export { Pool, type PoolOptions, type Exchange } from './pool.js'
-export { flushLogSync, logDestination } from './log-stream.js'
+export { exitFatal, flushLogSync, logDestination } from './log-stream.js'
 export { attributeInlineUncaught } from './slot.js'
 export { renderMetrics } from './stats.js'
 export { CloseEvent, FerryWebSocket, type UpgradeOptions } from './ws-socket.js'

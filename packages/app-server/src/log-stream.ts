@@ -75,3 +75,16 @@ export function flushLogSync (log: pino.Logger): void {
   const stream = (log as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym]
   try { stream?.flushSync?.() } catch {}
 }
+
+/**
+ * The last words of a process: what `log` still holds, then one fatal line written
+ * synchronously with the pid, `log`'s child bindings and `fields`, then exit(1) for the
+ * supervisor. For an exception nothing handled — Node's own ending would print a bare stack
+ * to stderr with no code and lose the batched lines.
+ */
+export function exitFatal (log: pino.Logger, fields: Record<string, unknown>, msg: string): never {
+  flushLogSync(log)
+  const last = pino({ level: 'fatal', base: { pid: process.pid, ...log.bindings() } }, pino.destination({ fd: 1, sync: true }))
+  last.fatal(fields, msg)
+  process.exit(1)
+}

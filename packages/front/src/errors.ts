@@ -24,7 +24,8 @@ export const FRONT_ERRORS = {
   FERRY_ERR_FRONT_UNKNOWN_POOL: info('route names a pool that is not configured', 500),
   FERRY_ERR_FRONT_WS_UNSUPPORTED: info('WebSocket upgrade towards a node that cannot carry it (a uwsgi node, or a native node without the websocket feature)', 501),
   FERRY_ERR_FRONT_WS_HANDSHAKE: info('malformed WebSocket upgrade request', 400),
-  FERRY_ERR_FRONT_WS_VERSION: info('unsupported WebSocket version (only 13)', 426)
+  FERRY_ERR_FRONT_WS_VERSION: info('unsupported WebSocket version (only 13)', 426),
+  FERRY_ERR_FRONT_UNCAUGHT: info('an exception or rejection nothing handled (a bug, or a --config module\'s own async code) ended the front: one fatal log line, exit status 1', 500)
 } as const satisfies Record<string, FrontErrorInfo>
 
 export type FrontErrorCode = keyof typeof FRONT_ERRORS

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os'
 import { resolve as resolvePath } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { AppServer, type AppServerOptions, appError, attributeInlineUncaught, BUILTIN_MIDDLEWARE, DEFAULT_OPTIONS, flushLogSync, logDestination, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
+import { AppServer, type AppServerOptions, appError, attributeInlineUncaught, BUILTIN_MIDDLEWARE, DEFAULT_OPTIONS, exitFatal, logDestination, type MiddlewareSpec, type MountOptions, normalizePrefix } from '@ferry/app-server'
 import pino from 'pino'
 
 const FLAGS = {
@@ -291,10 +291,7 @@ export async function run (argv: string[]): Promise<number> {
       log.error({ maxUncaught: options.maxUncaught }, 'max-uncaught reached by handlers on the main thread (--threads 0): draining, then exiting with status 1 for the supervisor to start a fresh process')
       drainAndExit?.()
     }, (err, origin) => {
-      flushLogSync(log)
-      const last = pino({ level: 'fatal', base: { pid: process.pid } }, pino.destination({ fd: 1, sync: true }))
-      last.fatal({ err, origin, code: 'FERRY_ERR_APP_UNCAUGHT' }, 'uncaught exception outside any running request: the process ends')
-      process.exit(1)
+      exitFatal(log, { err, origin, code: 'FERRY_ERR_APP_UNCAUGHT' }, 'uncaught exception outside any running request: the process ends')
     })
   }
   let server: AppServer

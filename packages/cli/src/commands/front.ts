@@ -10,7 +10,7 @@ import { existsSync, lstatSync, readFileSync, unlinkSync } from 'node:fs'
 import { dirname, extname, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { logDestination } from '@ferry/app-server'
+import { exitFatal, logDestination } from '@ferry/app-server'
 import { type ClientTls, createFront, type FerryOptions, type Forwarder, type FrontOptions, reloadClientTls, type StaticConfig } from '@ferry/front'
 import { type Address, FerryError, formatAddress, parseAddress } from '@ferry/protocol'
 import pino, { type Logger } from 'pino'
@@ -340,6 +340,12 @@ export async function run (argv: string[]): Promise<number | undefined> {
   const { listen, options, configFile, upstreamTlsFiles, clientTlsFiles } = await resolveOptions(argv)
   const { logLevel, ...frontOptions } = options
   const log = pino({ level: logLevel, base: { pid: process.pid, name: 'ferry-front' } }, logDestination())
+  // An exception or rejection nothing handled (a bug, or a --config module's own timers and
+  // promises): the front's state is unknown after it, so one fatal line with a code, then
+  // exit 1 for the supervisor (instead of Node's bare stack on stderr).
+  const fatal = (err: unknown, origin: string): void => exitFatal(log, { name: 'ferry-front', err, origin, code: 'FERRY_ERR_FRONT_UNCAUGHT' }, 'uncaught exception: the front ends')
+  process.on('uncaughtException', (err, origin) => fatal(err, origin))
+  process.on('unhandledRejection', (reason) => fatal(reason, 'unhandledRejection'))
   const app = createFront({ ...frontOptions, logger: log })
   if (listen.kind === 'unix') {
     removeStaleSocket(listen.path)
