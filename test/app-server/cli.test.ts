@@ -128,13 +128,14 @@ test('--stats serves Prometheus text with requests, pool and stream figures', as
   assert.equal((await fetch(url.replace('/metrics', '/'))).status, 404)
 })
 
-test('the built `ferry` bin, run as a command, execs node with the flags of node-flags.ts in the same process', async (t) => {
-  assert.ok(readFileSync(BIN, 'utf8').startsWith(binPrologue()), 'dist/bin.js starts with the sh prologue (npm run build)')
+test('`ferry` as npm links it (node_modules/.bin/ferry) execs node with the flags of node-flags.ts in the same process', async (t) => {
+  assert.ok(readFileSync('packages/cli/bin/ferry.js', 'utf8').startsWith(binPrologue()), 'bin/ferry.js starts with binPrologue() of NODE_FLAGS')
   const tmp = tempDir()
   t.after(() => tmp.cleanup())
   const sock = join(tmp.dir, 'app.sock')
-  // executed as a file (its first line picks /bin/sh), as node_modules/.bin/ferry and a systemd ExecStart= run it
-  const child = spawn(resolve(BIN), ['app', HANDLER, '--listen', `unix:${sock}`, '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  // executed as a file (its first line picks /bin/sh) through the link `npm install` made, as
+  // `npx ferry` and a systemd ExecStart= run it
+  const child = spawn(resolve('node_modules/.bin/ferry'), ['app', HANDLER, '--listen', `unix:${sock}`, '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)))
   t.after(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
@@ -151,7 +152,7 @@ test('the built `ferry` bin, run as a command, execs node with the flags of node
   // exec, not a child: the pid that logs (and that a supervisor signals) is the one started
   assert.equal(listening.pid, child.pid)
   const argv = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0')
-  const script = argv.findIndex((a) => a.endsWith('bin.js'))
+  const script = argv.findIndex((a) => a.endsWith('ferry'))
   assert.deepEqual(argv.slice(1, script), [...NODE_FLAGS])
   assert.equal(basename(argv[0]!), 'node')
   const s = await connect(`unix:${sock}`)

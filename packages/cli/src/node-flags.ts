@@ -1,10 +1,11 @@
 /**
  * The V8 flags the `ferry` command starts Node with. They can only be given when the process
- * starts (the main thread's heap is configured before any script runs), so the built bin
- * (dist/bin.js, written by scripts/postbuild.mjs) begins with two lines that are a shell
- * script and JavaScript at once: `/bin/sh` runs `exec node <these flags> "$0" "$@"` (the same
- * PID, so supervisors and pid files see one process), and Node reads a string and a comment.
- * The demo, the bench and the tests start ferry with the same list.
+ * starts (the main thread's heap is configured before any script runs), so the command —
+ * packages/cli/bin/ferry.js, checked in and linked by npm — begins with two lines that are a
+ * shell script and JavaScript at once: `/bin/sh` runs `exec node <these flags> "$0" "$@"`
+ * (the same PID, so supervisors and pid files see one process), and Node reads a string and
+ * a comment, then imports dist/bin.js. Those lines are binPrologue(); a test keeps them equal
+ * to this list. The demo, the bench and the tests start ferry with the same list.
  *
  * --initial-old-space-size=64: the old generation's allocation limit never drops below
  * 64 MiB. Without it, a busy thread with a small live heap (≈ 9 MB on an app node's main
@@ -16,7 +17,7 @@
  */
 export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64']
 
-/** The first two lines of dist/bin.js: `#!/bin/sh`, then a line both sh and JavaScript accept. */
+/** The first two lines of bin/ferry.js: `#!/bin/sh`, then a line both sh and JavaScript accept. */
 export function binPrologue (flags: readonly string[] = NODE_FLAGS): string {
   return `#!/bin/sh\n':' //; exec node ${flags.join(' ')} "$0" "$@"\n`
 }
