@@ -45,6 +45,8 @@ export interface Proc {
   exited: Promise<number | null>
   /** Raw stderr so far. */
   stderr (): string
+  /** Raw stdout so far (the JSON lines as written). */
+  stdout (): string
 }
 
 /** Spawn a process that logs a JSON `"msg":"listening"` line with `addresses` (`ferry` — args[0] CLI — with its node flags). */
@@ -54,8 +56,10 @@ export async function startProc (t: { after: (fn: () => Promise<void> | void) =>
   const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean, resolve: (l: Record<string, unknown>) => void }> = []
   let buf = ''
   let stderr = ''
+  let stdout = ''
   child.stdout!.setEncoding('utf8')
   child.stdout!.on('data', (d: string) => {
+    stdout += d
     buf += d
     let nl: number
     while ((nl = buf.indexOf('\n')) >= 0) {
@@ -96,7 +100,7 @@ export async function startProc (t: { after: (fn: () => Promise<void> | void) =>
   }
   t.after(() => stop())
   const listening = await waitFor((l) => l.msg === 'listening', opts.timeoutMs ?? 15000)
-  return { child, lines, addresses: listening.addresses as string[], waitFor, stop, exited, stderr: () => stderr }
+  return { child, lines, addresses: listening.addresses as string[], waitFor, stop, exited, stderr: () => stderr, stdout: () => stdout }
 }
 
 export function startNode (t: { after: (fn: () => Promise<void> | void) => void }, listen: string, name: string, extra: string[] = []): Promise<Proc> {

@@ -49,5 +49,10 @@ for (const [kind, origin, message] of [
     assert.equal(front.lines.at(-1), line)
     assert.ok(front.lines.some((l) => l.msg === 'listening'))
     assert.doesNotMatch(front.stderr(), new RegExp(message))
+    // as written: each key once (a strict JSON parser rejects a repeated one)
+    const raw = front.stdout().trimEnd().split('\n').at(-1)!
+    for (const key of ['level', 'pid', 'name', 'code', 'origin', 'err', 'msg']) {
+      assert.equal(raw.split(`"${key}":`).length - 1, 1, `${key} once in ${raw}`)
+    }
   })
 }

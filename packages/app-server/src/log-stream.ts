@@ -78,7 +78,8 @@ export function flushLogSync (log: pino.Logger): void {
 
 /**
  * The last words of a process: what `log` still holds, then one fatal line written
- * synchronously with the pid, `log`'s child bindings and `fields`, then exit(1) for the
+ * synchronously with the pid, `log`'s bindings (its base but pid and hostname, and its
+ * children's) and `fields`, then exit(1) for the
  * supervisor. For an exception nothing handled — Node's own ending would print a bare stack
  * to stderr with no code and lose the batched lines.
  */

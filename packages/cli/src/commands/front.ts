@@ -343,7 +343,7 @@ export async function run (argv: string[]): Promise<number | undefined> {
   // An exception or rejection nothing handled (a bug, or a --config module's own timers and
   // promises): the front's state is unknown after it, so one fatal line with a code, then
   // exit 1 for the supervisor (instead of Node's bare stack on stderr).
-  const fatal = (err: unknown, origin: string): void => exitFatal(log, { name: 'ferry-front', err, origin, code: 'FERRY_ERR_FRONT_UNCAUGHT' }, 'uncaught exception: the front ends')
+  const fatal = (err: unknown, origin: string): void => exitFatal(log, { err, origin, code: 'FERRY_ERR_FRONT_UNCAUGHT' }, 'uncaught exception: the front ends')
   process.on('uncaughtException', (err, origin) => fatal(err, origin))
   process.on('unhandledRejection', (reason) => fatal(reason, 'unhandledRejection'))
   const app = createFront({ ...frontOptions, logger: log })
