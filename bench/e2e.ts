@@ -81,6 +81,11 @@ export interface ConfigResult {
   waitUsByProc: Record<string, number>
   /** Median req/s ÷ the baseline's median req/s. */
   ratio: number | null
+  /**
+   * The lowest and highest per-round ratio (this round's req/s ÷ the baseline's in the same
+   * round): how far the machine moved the figure during the run. Null with one round.
+   */
+  ratioRange: [number, number] | null
   /** Codec encode+decode per request, both tiers (codec micro-bench), ns. */
   framingNs: number | null
   /** framingNs as a share of cpuUs. */
@@ -204,6 +209,7 @@ function summarize (cfg: Config, samples: Sample[], skipped: string | null, code
     waitUs: samples.some((s) => s.waitUs == null) ? null : round1(m((s) => s.waitUs!)),
     waitUsByProc: samples.some((s) => s.waitUs == null) ? {} : Object.fromEntries([...procs].map((p) => [p, round1(m((s) => s.waitUsByProc[p] ?? 0))])),
     ratio: null,
+    ratioRange: null,
     framingNs: fns,
     framingShare: fns === null || !(cpuUs > 0) ? null : round(fns / 1000 / cpuUs, 4)
   }
@@ -242,7 +248,10 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
   const configs = chosen.map((c) => summarize(c, samples.get(c.name)!, skipped.get(c.name) ?? null, o.codec))
   for (const c of configs) {
     const base = configs.find((b) => b.name === c.baseline)
-    if (base !== undefined && comparable(base) && comparable(c)) c.ratio = round(c.rps / base.rps, 3)
+    if (base !== undefined && comparable(base) && comparable(c)) {
+      c.ratio = round(c.rps / base.rps, 3)
+      c.ratioRange = roundRatioRange(c.samples, base.samples)
+    }
   }
   return {
     date: new Date().toISOString(),
@@ -255,6 +264,23 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
     configs,
     checks: checks(configs)
   }
+}
+
+/**
+ * Per-round ratios of two configurations that ran every round (sample i of each is round
+ * i): their lowest and highest, rounded to 0.01; null with fewer than two rounds.
+ */
+export function roundRatioRange (samples: Sample[], base: Sample[]): [number, number] | null {
+  const n = Math.min(samples.length, base.length)
+  if (n < 2) return null
+  let lo = Number.POSITIVE_INFINITY
+  let hi = Number.NEGATIVE_INFINITY
+  for (let i = 0; i < n; i++) {
+    const r = samples[i]!.rps / base[i]!.rps
+    if (r < lo) lo = r
+    if (r > hi) hi = r
+  }
+  return [round(lo, 2), round(hi, 2)]
 }
 
 /** Ran every round without a flagged problem. */
@@ -277,15 +303,20 @@ function checks (configs: readonly ConfigResult[]): E2eResults['checks'] {
   const fastify = get('fastify')
   const replyFrom = get('reply-from')
   const uwsgi = get('nginx-uwsgi')
+  /** ' (rounds 0.49–0.71×)': the per-round ratios' spread, with two rounds or more. */
+  const spread = (c: ConfigResult, base: ConfigResult): string => {
+    const r = roundRatioRange(c.samples, base.samples)
+    return r === null ? '' : ` (rounds ${r[0].toFixed(2)}–${r[1].toFixed(2)}×)`
+  }
   for (const [name, who] of [['ferry-unix', 'ferry unix (pool)'], ['ferry-direct', 'ferry unix (--direct 2)'], ['ferry-direct-1', 'ferry unix (--direct 1)']] as const) {
     const ferry = get(name)
     if (ferry === undefined) continue
     if (fastify !== undefined) {
-      out.push({ name: `${who} ≥ 0.75× fastify direct (req/s)`, pass: ferry.rps >= 0.75 * fastify.rps, detail: `${round(ferry.rps / fastify.rps, 2)}×` })
+      out.push({ name: `${who} ≥ 0.75× fastify direct (req/s)`, pass: ferry.rps >= 0.75 * fastify.rps, detail: `${round(ferry.rps / fastify.rps, 2)}×${spread(ferry, fastify)}` })
       out.push({ name: `${who} CPU per request (both tiers) ≤ 1.6× fastify direct`, pass: ferry.cpuUs <= 1.6 * fastify.cpuUs, detail: `${ferry.cpuUs} µs vs ${fastify.cpuUs} µs (${round(ferry.cpuUs / fastify.cpuUs, 2)}×)` })
     }
     if (replyFrom !== undefined) {
-      out.push({ name: `${who} ≥ 3× reply-from (req/s)`, pass: ferry.rps >= 3 * replyFrom.rps, detail: `${round(ferry.rps / replyFrom.rps, 2)}×` })
+      out.push({ name: `${who} ≥ 3× reply-from (req/s)`, pass: ferry.rps >= 3 * replyFrom.rps, detail: `${round(ferry.rps / replyFrom.rps, 2)}×${spread(ferry, replyFrom)}` })
     }
     if (uwsgi !== undefined) {
       out.push({ name: `${who} ≥ nginx + uWSGI (req/s)`, pass: ferry.rps >= uwsgi.rps, detail: `${Math.round(ferry.rps)} vs ${Math.round(uwsgi.rps)} req/s` })
@@ -320,7 +351,8 @@ export function e2eTable (r: E2eResults): string {
     const waitTiers = byWait.length > 1 ? ` (${byWait.map(([k, v]) => `${k} ${fmt(v)}`).join(' + ')})` : ''
     const framing = c.framingShare === null ? '–' : `${fmt(c.framingNs! / 1000, 2)} µs = ${fmt(c.framingShare * 100, 1)}%`
     const note = c.skipped === null ? '' : ` ⚠ ${cell(c.skipped)}`
-    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${fmt(c.switches ?? null, 2)}${switchTiers} | ${fmt(c.waitUs ?? null)}${waitTiers} | ${c.hopBytes} | ${framing} |`)
+    const range = c.ratioRange === null || c.name === c.baseline ? '' : ` (${fmt(c.ratioRange[0], 2)}–${fmt(c.ratioRange[1], 2)})`
+    lines.push(`| ${c.label} (\`${c.name}\`)${note} | ${fmt(c.rps)} | ${fmt(c.ratio, 2)}${range} | ${fmt(c.p50ms, 2)} | ${fmt(c.p99ms, 2)} | ${c.errors} | ${fmt(c.cpuUs)} (${tiers}) | ${fmt(c.switches ?? null, 2)}${switchTiers} | ${fmt(c.waitUs ?? null)}${waitTiers} | ${c.hopBytes} | ${framing} |`)
   }
   return lines.join('\n')
 }
@@ -333,7 +365,7 @@ export function e2eMarkdown (r: E2eResults): string {
   for (const w of r.warnings) lines.push(`> **Warning:** ${w}`, '')
   lines.push(e2eTable(r), '')
   lines.push(
-    '"× fastify": median req/s ÷ fastify direct\'s under the same workload. "CPU µs/req": user+system CPU of every server process (all threads, all workers) ÷ requests. ' +
+    '"× fastify": median req/s ÷ fastify direct\'s under the same workload; in brackets, with two rounds or more, the lowest and highest per-round ratio (each round\'s req/s ÷ fastify direct\'s in the same round) — how far the machine moved the figure during the run. "CPU µs/req": user+system CPU of every server process (all threads, all workers) ÷ requests. ' +
     '"switches/req": context switches of every server thread ÷ requests — each one a thread that blocked (an idle event loop, a worker waiting for work) and was woken, or was preempted; on a VM each costs microseconds of kernel CPU that profilers of JavaScript do not show. ' +
     '"run-queue wait µs/req": time the server threads were ready to run but waited for a CPU (/proc schedstat) ÷ requests — the requests they hold wait with them (where the load generator shares the cores, how much each shape contends for them). ' +
     '"hop B/req": bytes read + written by the innermost server\'s syscalls per request (the front↔app hop for ferry; client↔server for fastify direct). ' +

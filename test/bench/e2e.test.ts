@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { test } from 'node:test'
-import { runE2e } from '../../bench/e2e.ts'
+import { type ConfigResult, type E2eResults, e2eTable, roundRatioRange, runE2e, type Sample } from '../../bench/e2e.ts'
 import { defaultGenerator, parseDuration, parseWrk } from '../../bench/load.ts'
 import { machineInfo } from '../../bench/machine.ts'
 import { startServer, usage } from '../../bench/procs.ts'
@@ -62,6 +62,22 @@ function assertWellFormed (xml: string): string[] {
   assert.doesNotMatch(xml.replace(/<[^>]*>/g, ''), /[<>]|&(?!amp;|lt;|gt;|quot;)/)
   return names
 }
+
+test('ratios: each round against the baseline\'s same round; the table shows the lowest and highest', () => {
+  const rounds = (...rps: number[]): Sample[] => rps.map((v) => ({ rps: v }) as Sample)
+  const base = rounds(40000, 30000, 20000)
+  assert.deepEqual(roundRatioRange(rounds(20000, 24000, 15000), base), [0.5, 0.8])
+  assert.equal(roundRatioRange(rounds(20000), rounds(40000)), null)
+  const cfg = (name: string, rps: number, ratio: number, ratioRange: [number, number] | null): ConfigResult => ({
+    name, label: name, workload: 'hello', baseline: 'fastify', skipped: null, samples: rounds(rps), rps, p50ms: 1, p99ms: 2, errors: 0,
+    cpuUs: 30, cpuUsByProc: { x: 30 }, hopBytes: 200, switches: 0.1, switchesByProc: { x: 0.1 }, waitUs: 1, waitUsByProc: { x: 1 },
+    ratio, ratioRange, framingNs: null, framingShare: null
+  })
+  const table = e2eTable({ configs: [cfg('fastify', 30000, 1, [1, 1]), cfg('ferry-unix', 20000, 0.67, [0.5, 0.8]), cfg('one-round', 10000, 0.33, null)] } as E2eResults)
+  assert.match(table, /\| fastify \(`fastify`\) \| 30000 \| 1\.00 \|/)
+  assert.match(table, /\| ferry-unix \(`ferry-unix`\) \| 20000 \| 0\.67 \(0\.50–0\.80\) \|/)
+  assert.match(table, /\| one-round \(`one-round`\) \| 10000 \| 0\.33 \|/)
+})
 
 test('svg: well-formed, one bar and one whisker per row, labels escaped', () => {
   const svg = renderChart('t <&>', 'sub', [
