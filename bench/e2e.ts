@@ -262,7 +262,7 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
     seconds: o.seconds,
     warnings,
     configs,
-    checks: checks(configs)
+    checks: targetChecks(configs)
   }
 }
 
@@ -294,7 +294,7 @@ export function comparable (c: ConfigResult): boolean {
  * (`ferry-unix`) and two or one --direct threads (`ferry-direct`, `ferry-direct-1`). Framing
  * is the pool's (the same codec work on all).
  */
-function checks (configs: readonly ConfigResult[]): E2eResults['checks'] {
+export function targetChecks (configs: readonly ConfigResult[]): E2eResults['checks'] {
   const get = (n: string): ConfigResult | undefined => {
     const c = configs.find((x) => x.name === n)
     return c !== undefined && comparable(c) ? c : undefined
