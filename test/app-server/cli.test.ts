@@ -130,6 +130,9 @@ test('--stats serves Prometheus text with requests, pool and stream figures', as
 
 test('`ferry` as npm links it (node_modules/.bin/ferry) execs node with the flags of node-flags.ts in the same process', async (t) => {
   assert.ok(readFileSync('packages/cli/bin/ferry.js', 'utf8').startsWith(binPrologue()), 'bin/ferry.js starts with binPrologue() of NODE_FLAGS')
+  // --help says which flags it starts node with, and how to give others
+  const help = execFileSync(resolve('node_modules/.bin/ferry'), ['--help'], { encoding: 'utf8' })
+  assert.ok(help.includes(`starts node with ${NODE_FLAGS.join(' ')}`), help)
   const tmp = tempDir()
   t.after(() => tmp.cleanup())
   const sock = join(tmp.dir, 'app.sock')

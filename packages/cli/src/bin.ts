@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { commands } from './commands/index.js'
+import { NODE_FLAGS } from './node-flags.js'
 
 const USAGE = `ferry — a two-tier HTTP bridge for Node.js
 
@@ -20,6 +21,10 @@ Run 'ferry <command> --help' for a command's options.
 Options:
   -h, --help       show this help
   -v, --version    show the version
+
+The command starts node with ${NODE_FLAGS.join(' ')} (fewer full garbage
+collections under load; docs/operations.md). Other node flags:
+  node <flags> "$(command -v ferry)" <command> …
 `
 
 async function main (argv: string[]): Promise<number> {
