@@ -4,11 +4,10 @@
  * start-up (node flags).
  */
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import net from 'node:net'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
-import { createInterface } from 'node:readline'
 import { test } from 'node:test'
 import { binPrologue, NODE_FLAGS } from '../../packages/cli/src/node-flags.ts'
 import { startFerry, tempDir } from '../helpers/proc.ts'
@@ -138,29 +137,16 @@ test('`ferry` as npm links it (node_modules/.bin/ferry) execs node with the flag
   const sock = join(tmp.dir, 'app.sock')
   // executed as a file (its first line picks /bin/sh) through the link `npm install` made, as
   // `npx ferry` and a systemd ExecStart= run it
-  const child = spawn(resolve('node_modules/.bin/ferry'), ['app', HANDLER, '--listen', `unix:${sock}`, '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)))
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-    await exited
-  })
-  const listening = await new Promise<Record<string, unknown>>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error('no listening line in 20 s')), 20000)
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (!line.includes('"msg":"listening"')) return
-      clearTimeout(timer)
-      res(JSON.parse(line) as Record<string, unknown>)
-    })
-  })
+  const app = await startFerry(['app', HANDLER, '--listen', `unix:${sock}`, '--threads', '1'], { command: resolve('node_modules/.bin/ferry') })
+  t.after(() => app.stop())
   // exec, not a child: the pid that logs (and that a supervisor signals) is the one started
-  assert.equal(listening.pid, child.pid)
-  const argv = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0')
+  assert.equal(app.listening.pid, app.pid)
+  const argv = readFileSync(`/proc/${app.pid}/cmdline`, 'utf8').split('\0')
   const script = argv.findIndex((a) => a.endsWith('ferry'))
   assert.deepEqual(argv.slice(1, script), [...NODE_FLAGS])
   assert.equal(basename(argv[0]!), 'node')
   const s = await connect(`unix:${sock}`)
   t.after(() => s.destroy())
   assert.equal((await request(s, head('/text'))).status, 200)
-  child.kill('SIGTERM')
-  assert.equal(await exited, 0)
+  assert.equal(await app.stop(), 0)
 })

@@ -54,11 +54,16 @@ export interface StartOptions {
    * generator) parse every line the server logs.
    */
   logFile?: string
+  /**
+   * Run this executable with `args` instead of `node <NODE_FLAGS> dist/bin.js` — the
+   * `ferry` command as npm links it (node_modules/.bin/ferry).
+   */
+  command?: string
 }
 
 export function startFerry (args: string[], options: StartOptions = {}): Promise<FerryProcess> {
   let logFd = options.logFile === undefined ? null : openSync(options.logFile, 'w+')
-  const proc = spawn(process.execPath, [...NODE_FLAGS, BIN, ...args], {
+  const proc = spawn(options.command ?? process.execPath, options.command === undefined ? [...NODE_FLAGS, BIN, ...args] : args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', logFd ?? 'pipe', 'pipe']

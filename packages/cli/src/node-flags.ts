@@ -18,6 +18,6 @@
 export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64']
 
 /** The first two lines of bin/ferry.js: `#!/bin/sh`, then a line both sh and JavaScript accept. */
-export function binPrologue (flags: readonly string[] = NODE_FLAGS): string {
-  return `#!/bin/sh\n':' //; exec node ${flags.join(' ')} "$0" "$@"\n`
+export function binPrologue (): string {
+  return `#!/bin/sh\n':' //; exec node ${NODE_FLAGS.join(' ')} "$0" "$@"\n`
 }
