@@ -91,6 +91,10 @@ export class WorkerLoop {
   #jobs = new IntTable<Job>()
   #out: unknown[] = []
   #flushScheduled = false
+  /** A pool worker times its batches (see #flush): cumulative ms, and when this one began (-1: none). */
+  #timed: boolean
+  #busyMs = 0
+  #batchAt = -1
   #stopping = false
   #resolveStopped: (() => void) | null = null
   readonly stopped: Promise<void>
@@ -103,6 +107,8 @@ export class WorkerLoop {
   /**
    * `started` (shared with the main thread) counts the requests this loop has begun: if the
    * thread dies or gets stuck, the main thread re-dispatches the ones past it, which never ran.
+   * When it has a second element (a pool worker), the loop keeps there the time its batches
+   * kept it busy (see #flush).
    * `attribute`: run each request in its job's async context, so `uncaught` can find it.
    */
   constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, attribute = false, wsMaxMessage = DEFAULT_WS_MAX_MESSAGE, stackIntervalMs = DEFAULT_LOG_STACK_INTERVAL) {
@@ -110,6 +116,7 @@ export class WorkerLoop {
     this.#errors = new ErrorLog(stackIntervalMs)
     this.#wsMaxMessage = wsMaxMessage
     this.#started = started
+    this.#timed = started.length > 1
     this.#handler = handler
     this.#log = log
     this.#attribute = attribute
@@ -133,6 +140,15 @@ export class WorkerLoop {
 
   #flush = (): void => {
     this.#flushScheduled = false
+    if (this.#batchAt >= 0) {
+      // a pool worker publishes how long its batches kept it busy — from a batch's arrival to
+      // the end of that turn (its requests' synchronous work, and what settles in the same
+      // turn), µs, wrapping at 2^32 — for the pool's estimate of what a request costs
+      // (slot.ts sampleCost). Two clock reads per batch.
+      this.#busyMs += performance.now() - this.#batchAt
+      this.#batchAt = -1
+      Atomics.store(this.#started, 1, Math.round(this.#busyMs * 1000) | 0)
+    }
     if (this.#out.length === 0) return
     const out = this.#out
     this.#out = []
@@ -142,6 +158,13 @@ export class WorkerLoop {
   }
 
   #onBatch (msg: unknown[]): void {
+    if (this.#timed && this.#batchAt < 0) {
+      this.#batchAt = performance.now()
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true
+        setImmediate(this.#flush)
+      }
+    }
     for (let i = 1; i < msg.length; i++) {
       const op = msg[i] as unknown[]
       switch (op[0]) {

@@ -2,7 +2,8 @@
  * The dispatcher: a piscina pool in which every thread runs one long-lived loop task
  * (worker.ts), fed through its own MessagePort with one batched message per event-loop turn
  * (outbox.ts). The Pool owns the calls, the queue and the slots' lifecycle: it dispatches to
- * the least-loaded slot (slot.ts pickSlot) within a bounded queue, routes the loops' replies to
+ * a slot (slot.ts pickSlot: light requests packed onto the threads already awake, others to
+ * the least-loaded) within a bounded queue, routes the loops' replies to
  * the connections, enforces the per-request timeout with harakiri (a worker that does not
  * answer a heartbeat after a timeout is terminated and replaced), recycles after max-requests
  * or max-uncaught, recovers from crashes (re-dispatching what it may, orphans.ts), and grows /
@@ -18,7 +19,7 @@ import { stripPrefix } from './mounts.js'
 import { type DeathCode, detachCalls, Fate, orphanFate, soleCause } from './orphans.js'
 import { Outbox } from './outbox.js'
 import type { PoolOptions } from './pool-options.js'
-import { codedError, createPiscina, inlineThread, liveCount, pickSlot, readyCount, type Slot, startSlot } from './slot.js'
+import { codedError, createPiscina, inlineThread, liveCount, packRoom, pickSlot, readyCount, sampleCost, type Slot, startSlot } from './slot.js'
 import { expiredCalls, heartbeatGrace, idleSlot, stuckSlots, sweepInterval } from './sweep.js'
 
 export { Call, type Exchange } from './call.js'
@@ -42,6 +43,9 @@ export class Pool {
   readonly #outbox: Outbox
   #sweepTimer: NodeJS.Timeout
   #slotSeq = 0
+  /** µs of a thread's time per request (slot.ts sampleCost), and pickSlot's `room` from it. */
+  #costUs = Infinity
+  #room = 0
   #closing = false
   #drainWaiters: (() => void)[] = []
   #readyWaiters: { resolve: () => void, reject: (e: Error) => void }[] = []
@@ -63,6 +67,8 @@ export class Pool {
   get threads (): number { let n = 0; for (const s of this.#slots) if (!s.dead) n++; return n }
   get busyThreads (): number { let n = 0; for (const s of this.#slots) if (!s.dead && s.inflight > 0) n++; return n }
   get inflight (): number { return this.#calls.size - this.#queue.length - this.#retry.length }
+  /** µs of a worker thread's time per request, as estimated to pack requests (Infinity: not known yet, or handlers run inline). */
+  get costUs (): number { return this.#costUs }
   get queued (): number { return this.#queue.length + this.#retry.length }
   get threadIds (): number[] { return [...this.#slots].filter((s) => !s.dead && s.ready).map((s) => s.threadId) }
 
@@ -178,7 +184,7 @@ export class Pool {
   submit (ex: Exchange): Call | FerryError {
     if (this.#closing) return appError('FERRY_ERR_APP_SHUTTING_DOWN')
     const call = new Call(nextRid++, ex, Date.now())
-    const slot = pickSlot(this.#slots, this.#o.concurrency, false)
+    const slot = pickSlot(this.#slots, this.#o.concurrency, false, this.#room)
     if (slot !== null) {
       this.#calls.set(call.rid, call)
       this.#assign(call, slot)
@@ -196,7 +202,7 @@ export class Pool {
 
   #assign (call: Call, slot: Slot): void {
     call.slot = slot
-    slot.inflight++
+    if (slot.inflight++ === 0) slot.busySince = performance.now()
     linkCall(slot, call)
     if (call.strikes > 0) slot.suspects++
     slot.served++
@@ -223,7 +229,7 @@ export class Pool {
       this.#assign(this.#retry.shift()!, slot)
     }
     while (this.#queue.length > 0) {
-      const slot = pickSlot(this.#slots, this.#o.concurrency, false)
+      const slot = pickSlot(this.#slots, this.#o.concurrency, false, this.#room)
       if (slot === null) return
       const call = this.#queue.shift()!
       if (call.done) continue
@@ -322,6 +328,7 @@ export class Pool {
 
   #onMessage (slot: Slot, msg: unknown[]): void {
     if (slot.dead) return
+    slot.lastHeard = performance.now()
     for (let i = 0; i < msg.length; i++) {
       const op = msg[i] as unknown[]
       switch (op[0]) {
@@ -387,6 +394,8 @@ export class Pool {
     slot.ready = true
     slot.threadId = threadId
     slot.idleSince = Date.now()
+    // the cost estimate counts from here: loading the handler is not a request's cost
+    if (slot.started.length > 1) slot.loadActive = Atomics.load(slot.started, 1)
     if (readyCount(this.#slots) >= Math.max(1, this.#o.threadsMin)) {
       for (const w of this.#readyWaiters.splice(0)) w.resolve()
     }
@@ -397,6 +406,10 @@ export class Pool {
 
   #sweep (): void {
     const now = Date.now()
+    if (this.#piscina !== null) {
+      this.#costUs = sampleCost(this.#slots, this.#costUs)
+      this.#room = packRoom(this.#costUs)
+    }
     const timeout = this.#o.timeout
     if (timeout > 0) {
       for (const call of expiredCalls(this.#calls.values(), now, timeout)) {

@@ -79,8 +79,17 @@ export interface Slot {
   seq: number
   /** Requests sent to this slot. */
   sent: number
-  /** Shared with the loop: requests it has started. */
+  /**
+   * Shared with the loop: [0] requests it has started; on a pool worker, [1] the time its
+   * batches kept it busy, µs, wrapping at 2^32 (loop.ts #flush; sampleCost reads it).
+   */
   started: Int32Array
+  /** performance.now() when a message from this slot last arrived, and when its inflight last rose from 0. */
+  lastHeard: number
+  busySince: number
+  /** The load sample's baseline: started[1] and started[0] when last sampled. */
+  loadActive: number
+  loadStarted: number
   pingSeq: number
   pingSentAt: number
   idleSince: number
@@ -110,7 +119,7 @@ export function createPiscina (options: PoolOptions): Piscina | null {
 export function startSlot (o: PoolOptions, piscina: Piscina | null, id: number): { slot: Slot, task: Promise<unknown> } {
   const abort = new AbortController()
   const jitter = o.maxRequestsJitter > 0 ? Math.floor(Math.random() * (o.maxRequestsJitter + 1)) : 0
-  const started = new Int32Array(new SharedArrayBuffer(4))
+  const started = new Int32Array(new SharedArrayBuffer(piscina !== null ? 8 : 4))
   let port: Port
   let task: Promise<unknown>
   if (piscina !== null) {
@@ -134,7 +143,8 @@ export function startSlot (o: PoolOptions, piscina: Piscina | null, id: number):
   const slot: Slot = {
     id, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
     inflight: 0, wsOpen: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0, uncaught: 0,
-    out: [], transfer: [], seq: 0, sent: 0, started, pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
+    out: [], transfer: [], seq: 0, sent: 0, started, lastHeard: 0, busySince: 0, loadActive: 0, loadStarted: 0,
+    pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
   }
   return { slot, task }
 }
@@ -151,15 +161,82 @@ export function codedError (err: unknown): FerryError {
   return new FerryError('FERRY_ERR_APP_HANDLER_LOAD', `${APP_SERVER_ERRORS.FERRY_ERR_APP_HANDLER_LOAD.message}: ${message}`, { cause: err, statusCode: 500 })
 }
 
-/** The least-loaded ready slot with room; for a suspect, one running no other suspect. */
-export function pickSlot (slots: Set<Slot>, concurrency: number, suspect: boolean): Slot | null {
+/**
+ * How much work (µs of a thread's time, from its measured cost per request) a request may
+ * find queued ahead of it on a thread that is awake, rather than wake a sleeping one.
+ */
+export const PACK_BUDGET_US = 500
+
+/**
+ * ms a thread with requests in flight may go without a word back before it counts as busy
+ * (in a long synchronous handler, or waiting on slow I/O) and new requests go past it.
+ */
+export const PACK_STALL_MS = 2
+
+/**
+ * Where a request goes. A thread counts as stalled when it has requests in flight and no word
+ * back for PACK_STALL_MS (a long synchronous handler, or slow I/O): new requests go to the
+ * others while any is not. Among those, with `room` > 0 (packRoom: the pool knows what a
+ * request costs, and it is light), the first slot in the pool's order with fewer than `room`
+ * requests not yet begun — so light requests keep one thread awake instead of waking them all
+ * (each wake-up of a sleeping thread costs more CPU than a light request; see
+ * docs/operations.md, "Which thread runs a request"); otherwise the least-loaded. A suspect (a
+ * request re-run after its thread died) goes to the least-loaded slot running no other.
+ */
+export function pickSlot (slots: Set<Slot>, concurrency: number, suspect: boolean, room = 0): Slot | null {
   let best: Slot | null = null
+  let stalled: Slot | null = null
+  let now = -1
   for (const s of slots) {
     if (!s.ready || s.dead || s.retiring || s.inflight >= concurrency) continue
     if (suspect && s.suspects > 0) continue
+    if (s.inflight > 0) {
+      if (now < 0) now = performance.now()
+      if (now - Math.max(s.lastHeard, s.busySince) > PACK_STALL_MS) {
+        if (stalled === null || s.inflight < stalled.inflight) stalled = s
+        continue
+      }
+    }
+    if (room > 0 && !suspect && s.sent - Atomics.load(s.started, 0) < room) return s
     if (best === null || s.inflight < best.inflight) best = s
   }
-  return best
+  return best ?? stalled
+}
+
+/** Requests a load sample needs from a thread to count. */
+const LOAD_MIN_REQUESTS = 16
+
+/**
+ * What a request costs the pool's threads, µs of event-loop time each, updated from the
+ * threads' shared counters (active time, requests started) since the last sample: the
+ * previous estimate blended half and half with this window's, or the previous one unchanged
+ * when no thread started LOAD_MIN_REQUESTS. Infinity while unknown. The busy time is from a
+ * batch's arrival to the end of that event-loop turn: the handlers' synchronous work and
+ * whatever settles in the same turn, not work a handler does later, after awaiting I/O (a
+ * thread that such work saturates shows as requests not begun, or as stalled; pickSlot).
+ */
+export function sampleCost (slots: Set<Slot>, previous: number): number {
+  let active = 0
+  let requests = 0
+  for (const s of slots) {
+    if (!s.ready || s.dead || s.started.length < 2) continue
+    const started = Atomics.load(s.started, 0)
+    const n = started - s.loadStarted
+    if (n < LOAD_MIN_REQUESTS) continue
+    const a = Atomics.load(s.started, 1)
+    active += (a - s.loadActive) | 0
+    requests += n
+    s.loadActive = a
+    s.loadStarted = started
+  }
+  if (requests === 0) return previous
+  const cost = Math.max(active, 0) / requests
+  return previous === Infinity ? cost : (previous + cost) / 2
+}
+
+/** `room` for pickSlot: how many unbegun requests of this cost fit in PACK_BUDGET_US. */
+export function packRoom (costUs: number): number {
+  return costUs === Infinity ? 0 : Math.floor(PACK_BUDGET_US / Math.max(costUs, 1))
 }
 
 /** Slots that take new requests or will once loaded (not dead, not retiring). */

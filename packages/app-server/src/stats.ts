@@ -135,6 +135,10 @@ function mountMetrics (mounts: Mount[], only: Metrics | null, direct: Map<string
   for (const m of sorted) if (m.dispatcher instanceof Pool) lines.push(`ferry_app_mount_threads{${q(m)}} ${m.dispatcher.threads}`)
   metric('ferry_app_mount_threads_busy', 'gauge', 'Busy worker threads per fetch mount.')
   for (const m of sorted) if (m.dispatcher instanceof Pool) lines.push(`ferry_app_mount_threads_busy{${q(m)}} ${m.dispatcher.busyThreads}`)
+  metric('ferry_app_mount_request_cost_microseconds', 'gauge', 'What a request costs a worker thread per fetch mount, µs of event-loop time, as the pool estimates it to choose threads (light requests are packed onto threads already awake); absent until known.')
+  for (const m of sorted) {
+    if (m.dispatcher instanceof Pool && m.dispatcher.costUs !== Infinity) lines.push(`ferry_app_mount_request_cost_microseconds{${q(m)}} ${Math.round(m.dispatcher.costUs * 10) / 10}`)
+  }
   metric('ferry_app_mount_cgi_events_total', 'counter', 'CGI programs per mount: started, timed out (killed), failed to start, refused (busy).')
   for (const m of sorted) {
     if (m.dispatcher instanceof CgiRunner) for (const [k, v] of Object.entries(m.dispatcher.counters)) lines.push(`ferry_app_mount_cgi_events_total{${q(m)},event="${k}"} ${v}`)
