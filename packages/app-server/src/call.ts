@@ -7,6 +7,21 @@
 import type { FerryError, RequestHead } from '@ferry/protocol'
 import type { Slot } from './slot.js'
 
+/**
+ * Whether the request sent to a slot as number `seq` (Call.seqOnSlot, Slot.sent) has been
+ * begun by its loop, whose shared counter reads `started`. That counter is an Int32 and wraps
+ * after 2^31 requests on one thread (a day at 25k req/s); `seq` does not. Their difference
+ * stays far inside ±2^31 (it is bounded by the requests in flight on the slot), so compare it.
+ */
+export function seqBegun (seq: number, started: number): boolean {
+  return ((seq - started) | 0) <= 0
+}
+
+/** Requests sent to a slot that its loop has not begun (wrap-safe, as seqBegun). */
+export function unbegun (sent: number, started: number): number {
+  return (sent - started) | 0
+}
+
 /** Request-body bytes per call kept after they went to a thread, for a re-run if it dies. */
 export const KEEP_BODY = 64 * 1024
 

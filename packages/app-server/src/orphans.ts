@@ -3,7 +3,7 @@
  * again ahead of the queue, or run once more as a suspect. The pool applies the fates
  * (pool.ts #orphan); this file holds the rule and takes the calls off the dead slot.
  */
-import type { Call } from './call.js'
+import { type Call, seqBegun } from './call.js'
 import type { Slot } from './slot.js'
 
 /** How a thread's death is reported to the requests it fails. */
@@ -46,7 +46,7 @@ export function detachCalls (slot: Slot): Call[] {
 export function soleCause (calls: Call[], started: number, code: DeathCode): boolean {
   if (code !== 'FERRY_ERR_APP_WORKER_CRASHED') return false
   let begunCount = 0
-  for (const c of calls) if (!c.done && c.seqOnSlot <= started) begunCount++
+  for (const c of calls) if (!c.done && seqBegun(c.seqOnSlot, started)) begunCount++
   return begunCount === 1
 }
 

@@ -12,7 +12,7 @@
 import { type FerryError, IntTable } from '@ferry/protocol'
 import type { Piscina } from 'piscina'
 import { BodyBuffers } from './body-buffers.js'
-import { Call, consumedCredit, type Exchange, keepBody, linkCall, rewindCall, unlinkCall } from './call.js'
+import { Call, consumedCredit, type Exchange, keepBody, linkCall, rewindCall, seqBegun, unlinkCall } from './call.js'
 import { appError } from './errors.js'
 import { Op } from './messages.js'
 import { stripPrefix } from './mounts.js'
@@ -135,7 +135,7 @@ export class Pool {
     for (const c of calls) {
       if (c.done) continue
       c.slot = null
-      const fate = orphanFate(c, c.seqOnSlot <= started, sole)
+      const fate = orphanFate(c, seqBegun(c.seqOnSlot, started), sole)
       if (fate === Fate.FAIL) {
         failed++
         this.#fail(c, appError(code, `thread ${slot.threadId}`))
@@ -395,7 +395,7 @@ export class Pool {
     slot.threadId = threadId
     slot.idleSince = Date.now()
     // the cost estimate counts from here: loading the handler is not a request's cost
-    if (slot.started.length > 1) slot.loadActive = Atomics.load(slot.started, 1)
+    if (slot.started.length > 1) slot.loadBusy = Atomics.load(slot.started, 1)
     if (readyCount(this.#slots) >= Math.max(1, this.#o.threadsMin)) {
       for (const w of this.#readyWaiters.splice(0)) w.resolve()
     }

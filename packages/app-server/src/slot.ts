@@ -8,7 +8,7 @@
 import { MessageChannel } from 'node:worker_threads'
 import { FerryError } from '@ferry/protocol'
 import { Piscina } from 'piscina'
-import type { Call } from './call.js'
+import { type Call, unbegun } from './call.js'
 import { APP_SERVER_ERRORS, type AppErrorCode } from './errors.js'
 import { inlinePortPair } from './inline-port.js'
 import { attributeMicrotasks, WorkerLoop } from './loop.js'
@@ -87,8 +87,8 @@ export interface Slot {
   /** performance.now() when a message from this slot last arrived, and when its inflight last rose from 0. */
   lastHeard: number
   busySince: number
-  /** The load sample's baseline: started[1] and started[0] when last sampled. */
-  loadActive: number
+  /** The cost sample's baseline: started[1] (busy µs) and started[0] when last sampled. */
+  loadBusy: number
   loadStarted: number
   pingSeq: number
   pingSentAt: number
@@ -143,7 +143,7 @@ export function startSlot (o: PoolOptions, piscina: Piscina | null, id: number):
   const slot: Slot = {
     id, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
     inflight: 0, wsOpen: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0, uncaught: 0,
-    out: [], transfer: [], seq: 0, sent: 0, started, lastHeard: 0, busySince: 0, loadActive: 0, loadStarted: 0,
+    out: [], transfer: [], seq: 0, sent: 0, started, lastHeard: 0, busySince: 0, loadBusy: 0, loadStarted: 0,
     pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
   }
   return { slot, task }
@@ -197,7 +197,7 @@ export function pickSlot (slots: Set<Slot>, concurrency: number, suspect: boolea
         continue
       }
     }
-    if (room > 0 && !suspect && s.sent - Atomics.load(s.started, 0) < room) return s
+    if (room > 0 && !suspect && unbegun(s.sent, Atomics.load(s.started, 0)) < room) return s
     if (best === null || s.inflight < best.inflight) best = s
   }
   return best ?? stalled
@@ -221,12 +221,12 @@ export function sampleCost (slots: Set<Slot>, previous: number): number {
   for (const s of slots) {
     if (!s.ready || s.dead || s.started.length < 2) continue
     const started = Atomics.load(s.started, 0)
-    const n = started - s.loadStarted
+    const n = (started - s.loadStarted) | 0
     if (n < LOAD_MIN_REQUESTS) continue
     const a = Atomics.load(s.started, 1)
-    active += (a - s.loadActive) | 0
+    active += (a - s.loadBusy) | 0
     requests += n
-    s.loadActive = a
+    s.loadBusy = a
     s.loadStarted = started
   }
   if (requests === 0) return previous

@@ -4,7 +4,7 @@
  * the pool terminates and replaces them), and which threads above the minimum sat idle long
  * enough to retire. The pool (pool.ts #sweep) acts on what these return.
  */
-import type { Call } from './call.js'
+import { type Call, seqBegun } from './call.js'
 import type { Slot } from './slot.js'
 
 /** ms between sweeps: a quarter of the timeout, within 10..250 ms. */
@@ -27,7 +27,7 @@ export function expiredCalls (calls: Call[], now: number, timeout: number): Call
   for (const call of calls) {
     if (call.done || call.headReceived) continue
     const slot = call.slot
-    if (slot === null || call.seqOnSlot > Atomics.load(slot.started, 0)) {
+    if (slot === null || !seqBegun(call.seqOnSlot, Atomics.load(slot.started, 0))) {
       call.start = now
       continue
     }
