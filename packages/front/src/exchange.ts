@@ -173,7 +173,10 @@ export class Exchange implements Waiter {
         }
         // GOAWAY / closed / stream limit on this session: the node's bookkeeping catches up
         // on its own events; try another session or node now.
-        if (err.code === 'FERRY_ERR_GOAWAY' || err.code === 'FERRY_ERR_SESSION_CLOSED') node.forget(session)
+        if (err.code === 'FERRY_ERR_GOAWAY' || err.code === 'FERRY_ERR_SESSION_CLOSED') {
+          if (session.streamIdsLeft === 0) node.idsExhausted(session)
+          node.forget(session)
+        }
         continue
       }
       this.#bind(node)

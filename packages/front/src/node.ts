@@ -46,6 +46,23 @@ export interface NodeEvents {
 }
 
 const MIN_BACKOFF = 50
+
+/**
+ * FERRY_FIRST_STREAM_ID: where the front's connections to nodes start their stream ids (odd;
+ * default 1). Ids are never reused, so a connection carries 2^30 requests (a day at 12k req/s)
+ * and then refuses new ones; the front then drops it, holds the requests that find the node
+ * without a connection and opens a new one. Starting near the end shows that happen without
+ * waiting a day for it (a diagnostic; test/front/stream-ids.test.ts uses it).
+ */
+const FIRST_STREAM_ID = firstStreamId(process.env.FERRY_FIRST_STREAM_ID)
+
+function firstStreamId (v: string | undefined): number {
+  if (v === undefined || v === '') return 1
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1 || n > 0x7fffffff || n % 2 !== 1) throw new Error(`FERRY_FIRST_STREAM_ID must be an odd integer from 1 to 2147483647: ${v}`)
+  return n
+}
+
 /** Most thread endpoints taken from one node's HELLO (the rest are ignored, with a warning). */
 const MAX_ENDPOINTS = 64
 /**
@@ -174,6 +191,15 @@ export class UpstreamNode implements Pickable {
     let best = s[0]!
     for (let i = 1; i < s.length; i++) if (s[i]!.openStreams < best.openStreams) best = s[i]!
     return best
+  }
+
+  /**
+   * A connection of this node ran out of stream ids (the exchange that found it so drops it
+   * with forget()): worth a line, as it happens about once a day per busy connection and the
+   * requests of the moment wait for the new connection.
+   */
+  idsExhausted (session: Session): void {
+    this.#events.log('info', { node: this.name, openStreams: session.openStreams }, 'upstream connection ran out of stream ids; a new one replaces it')
   }
 
   /** Open connections up to the configured count (native nodes). */
@@ -340,7 +366,8 @@ export class UpstreamNode implements Pickable {
       auth: this.#options.auth,
       agent: 'ferry-front/0.1.0',
       helloTimeout: this.#options.connectTimeout,
-      pingTimeout: this.#options.pingTimeout
+      pingTimeout: this.#options.pingTimeout,
+      firstStreamId: FIRST_STREAM_ID
     })
     this.#all.add(session)
     let settled = false

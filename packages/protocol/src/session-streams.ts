@@ -42,9 +42,10 @@ export class Streams {
   /** Server: HEADERS above this id are refused (the last stream id of the GOAWAY we sent). */
   #acceptUpTo = MAX_STREAM_ID
 
-  constructor (host: StreamsHost, client: boolean, local: Limits, writer: FrameWriter, flow: FlowControl, onClosed: () => void) {
+  constructor (host: StreamsHost, client: boolean, local: Limits, writer: FrameWriter, flow: FlowControl, onClosed: () => void, firstId = 1) {
     this.#host = host
     this.#client = client
+    this.#nextId = firstId
     this.#local = local
     this.#writer = writer
     this.#flow = flow
@@ -61,6 +62,11 @@ export class Streams {
   }
 
   // ── opening ────────────────────────────────────────────────────────────────
+
+  /** Client: how many more streams this session can open before its ids run out. */
+  get idsLeft (): number {
+    return this.#nextId > MAX_STREAM_ID ? 0 : (MAX_STREAM_ID - this.#nextId) / 2 + 1
+  }
 
   /** Client: FERRY_ERR_STREAM_LIMIT at the peer's limit; false once stream ids ran out. */
   canOpen (): boolean {

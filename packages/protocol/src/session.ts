@@ -52,6 +52,13 @@ export interface SessionOptions {
   pingTimeout?: number
   /** Server: bytes already read from the socket (the sniffed first chunk). */
   initialData?: Buffer
+  /**
+   * Client: the id of its first stream (odd; default 1). Stream ids are never reused, so a
+   * connection carries at most 2^30 requests (a day at 12k req/s), then refuses new ones
+   * (FERRY_ERR_GOAWAY, 'stream ids exhausted'); `streamIdsLeft` says how near that is. Starting
+   * high reaches that end quickly (tests, and ferry front's FERRY_FIRST_STREAM_ID).
+   */
+  firstStreamId?: number
 }
 
 export interface GoAwayInfo {
@@ -99,7 +106,9 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#writer = new FrameWriter(socket)
     this.#pings = new Pings(this.#writer)
     this.#flow = new FlowControl(this.#writer, this.localLimits)
-    this.#streams = new Streams(this, this.role === 'client', this.localLimits, this.#writer, this.#flow, () => this.#maybeEnd())
+    const first = options.firstStreamId ?? 1
+    if (!Number.isInteger(first) || first < 1 || first > MAX_STREAM_ID || (first & 1) !== 1) throw new RangeError(`firstStreamId must be an odd integer from 1 to ${MAX_STREAM_ID}: ${first}`)
+    this.#streams = new Streams(this, this.role === 'client', this.localLimits, this.#writer, this.#flow, () => this.#maybeEnd(), first)
     this.#prefaceLeft = this.role === 'server' ? PREFACE.length : 0
     this.#decoder = new FrameDecoder({
       maxFramePayload: this.localLimits.maxFramePayload,
@@ -134,6 +143,9 @@ export class Session extends EventEmitter implements StreamOwner {
   get peerGoaway (): GoAwayInfo | null { return this.#peerGoaway }
   /** Streams open now (O(1)). */
   get openStreams (): number { return this.#streams.open }
+
+  /** Client: streams it can still open before its ids run out (see SessionOptions.firstStreamId). */
+  get streamIdsLeft (): number { return this.#streams.idsLeft }
 
   // ── public API ─────────────────────────────────────────────────────────────
 
