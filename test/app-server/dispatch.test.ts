@@ -96,3 +96,27 @@ describe('ferry app: which thread runs a request', () => {
     assert.equal(seen.size, 2, `20 requests of 20 ms: ${JSON.stringify(Object.fromEntries(seen))}`)
   })
 })
+
+test('requests whose CPU work comes after an await (not in the cost estimate) still use every thread', async (t) => {
+  const tmp = tempDir()
+  t.after(() => tmp.cleanup())
+  const app = await startFerry(['app', HANDLER, '--listen', `unix:${join(tmp.dir, 'app.sock')}`, '--threads', '2'])
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  // 0.5 ms of CPU after an await: each request costs its thread little in the turn it
+  // arrives in, so packing alone would keep them all on one thread, saturated; the threads'
+  // measured utilization brings the second one in
+  const seen = new Map<string, number>()
+  for (const phase of ['warm-up', 'measured']) {
+    const t0 = Date.now()
+    while (Date.now() - t0 < (phase === 'warm-up' ? 1500 : 3000)) {
+      const replies = await Promise.all(Array.from({ length: 16 }, () => request(s, head('/after-await?ms=0.5'))))
+      if (phase === 'measured') for (const r of replies) seen.set(r.body.toString(), (seen.get(r.body.toString()) ?? 0) + 1)
+    }
+  }
+  const counts = [...seen.values()].sort((a, b) => a - b)
+  const total = counts.reduce((a, b) => a + b, 0)
+  assert.equal(seen.size, 2, JSON.stringify(Object.fromEntries(seen)))
+  assert.ok(counts[0]! >= 0.3 * total, `${total} requests: ${JSON.stringify(Object.fromEntries(seen))}`)
+})

@@ -19,7 +19,7 @@ import { stripPrefix } from './mounts.js'
 import { type DeathCode, detachCalls, Fate, orphanFate, soleCause } from './orphans.js'
 import { Outbox } from './outbox.js'
 import type { PoolOptions } from './pool-options.js'
-import { codedError, createPiscina, inlineThread, liveCount, packRoom, pickSlot, readyCount, sampleCost, type Slot, startSlot } from './slot.js'
+import { codedError, createPiscina, inlineThread, liveCount, packRoom, pickSlot, readyCount, sampleActive, sampleCost, type Slot, startSlot } from './slot.js'
 import { expiredCalls, heartbeatGrace, idleSlot, stuckSlots, sweepInterval } from './sweep.js'
 
 export { Call, type Exchange } from './call.js'
@@ -46,6 +46,8 @@ export class Pool {
   /** µs of a thread's time per request (slot.ts sampleCost), and pickSlot's `room` from it. */
   #costUs = Infinity
   #room = 0
+  /** How many threads take packed requests (slot.ts sampleActive). */
+  #active = 1
   #closing = false
   #drainWaiters: (() => void)[] = []
   #readyWaiters: { resolve: () => void, reject: (e: Error) => void }[] = []
@@ -184,7 +186,7 @@ export class Pool {
   submit (ex: Exchange): Call | FerryError {
     if (this.#closing) return appError('FERRY_ERR_APP_SHUTTING_DOWN')
     const call = new Call(nextRid++, ex, Date.now())
-    const slot = pickSlot(this.#slots, this.#o.concurrency, false, this.#room)
+    const slot = pickSlot(this.#slots, this.#o.concurrency, false, this.#room, this.#active)
     if (slot !== null) {
       this.#calls.set(call.rid, call)
       this.#assign(call, slot)
@@ -229,7 +231,7 @@ export class Pool {
       this.#assign(this.#retry.shift()!, slot)
     }
     while (this.#queue.length > 0) {
-      const slot = pickSlot(this.#slots, this.#o.concurrency, false, this.#room)
+      const slot = pickSlot(this.#slots, this.#o.concurrency, false, this.#room, this.#active)
       if (slot === null) return
       const call = this.#queue.shift()!
       if (call.done) continue
@@ -395,7 +397,11 @@ export class Pool {
     slot.threadId = threadId
     slot.idleSince = Date.now()
     // the cost estimate counts from here: loading the handler is not a request's cost
-    if (slot.started.length > 1) slot.loadBusy = Atomics.load(slot.started, 1)
+    if (slot.started.length > 2) {
+      slot.loadBusy = Atomics.load(slot.started, 1)
+      slot.loadActive = Atomics.load(slot.started, 2)
+      slot.loadAt = performance.now()
+    }
     if (readyCount(this.#slots) >= Math.max(1, this.#o.threadsMin)) {
       for (const w of this.#readyWaiters.splice(0)) w.resolve()
     }
@@ -409,6 +415,7 @@ export class Pool {
     if (this.#piscina !== null) {
       this.#costUs = sampleCost(this.#slots, this.#costUs)
       this.#room = packRoom(this.#costUs)
+      this.#active = sampleActive(this.#slots, this.#active, performance.now())
     }
     const timeout = this.#o.timeout
     if (timeout > 0) {

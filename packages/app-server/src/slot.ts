@@ -81,7 +81,8 @@ export interface Slot {
   sent: number
   /**
    * Shared with the loop: [0] requests it has started; on a pool worker, [1] the time its
-   * batches kept it busy, µs, wrapping at 2^32 (loop.ts #flush; sampleCost reads it).
+   * batches kept it busy and [2] its event loop's active time (all of its work), µs, both
+   * wrapping at 2^32 (loop.ts #flush; sampleLoad reads them).
    */
   started: Int32Array
   /** performance.now() when a message from this slot last arrived, and when its inflight last rose from 0. */
@@ -90,6 +91,9 @@ export interface Slot {
   /** The cost sample's baseline: started[1] (busy µs) and started[0] when last sampled. */
   loadBusy: number
   loadStarted: number
+  /** The utilization sample's baseline: started[2] (active µs) and when (performance.now()). */
+  loadActive: number
+  loadAt: number
   pingSeq: number
   pingSentAt: number
   idleSince: number
@@ -119,7 +123,7 @@ export function createPiscina (options: PoolOptions): Piscina | null {
 export function startSlot (o: PoolOptions, piscina: Piscina | null, id: number): { slot: Slot, task: Promise<unknown> } {
   const abort = new AbortController()
   const jitter = o.maxRequestsJitter > 0 ? Math.floor(Math.random() * (o.maxRequestsJitter + 1)) : 0
-  const started = new Int32Array(new SharedArrayBuffer(piscina !== null ? 8 : 4))
+  const started = new Int32Array(new SharedArrayBuffer(piscina !== null ? 12 : 4))
   let port: Port
   let task: Promise<unknown>
   if (piscina !== null) {
@@ -143,7 +147,7 @@ export function startSlot (o: PoolOptions, piscina: Piscina | null, id: number):
   const slot: Slot = {
     id, port, abort, ready: false, dead: false, retiring: false, threadId: -1,
     inflight: 0, wsOpen: 0, firstCall: null, lastCall: null, dirty: false, suspects: 0, served: 0, maxServed: o.maxRequests > 0 ? o.maxRequests + jitter : 0, uncaught: 0,
-    out: [], transfer: [], seq: 0, sent: 0, started, lastHeard: 0, busySince: 0, loadBusy: 0, loadStarted: 0,
+    out: [], transfer: [], seq: 0, sent: 0, started, lastHeard: 0, busySince: 0, loadBusy: 0, loadStarted: 0, loadActive: 0, loadAt: 0,
     pingSeq: 0, pingSentAt: 0, idleSince: Date.now()
   }
   return { slot, task }
@@ -177,18 +181,23 @@ export const PACK_STALL_MS = 2
  * Where a request goes. A thread counts as stalled when it has requests in flight and no word
  * back for PACK_STALL_MS (a long synchronous handler, or slow I/O): new requests go to the
  * others while any is not. Among those, with `room` > 0 (packRoom: the pool knows what a
- * request costs, and it is light), the first slot in the pool's order with fewer than `room`
- * requests not yet begun — so light requests keep one thread awake instead of waking them all
- * (each wake-up of a sleeping thread costs more CPU than a light request; see
+ * request costs, and it is light), the least-loaded of the first `active` threads in the
+ * pool's order (sampleLoad: as many as the measured load needs) with fewer than `room`
+ * requests not yet begun — so light requests keep few threads awake instead of waking them
+ * all (each wake-up of a sleeping thread costs more CPU than a light request; see
  * docs/operations.md, "Which thread runs a request"); otherwise the least-loaded. A suspect (a
  * request re-run after its thread died) goes to the least-loaded slot running no other.
  */
-export function pickSlot (slots: Set<Slot>, concurrency: number, suspect: boolean, room = 0): Slot | null {
+export function pickSlot (slots: Set<Slot>, concurrency: number, suspect: boolean, room = 0, active = 1): Slot | null {
   let best: Slot | null = null
+  let packed: Slot | null = null
   let stalled: Slot | null = null
   let now = -1
+  let i = 0
   for (const s of slots) {
-    if (!s.ready || s.dead || s.retiring || s.inflight >= concurrency) continue
+    if (!s.ready || s.dead || s.retiring) continue
+    const inActiveSet = i++ < active
+    if (s.inflight >= concurrency) continue
     if (suspect && s.suspects > 0) continue
     if (s.inflight > 0) {
       if (now < 0) now = performance.now()
@@ -197,14 +206,52 @@ export function pickSlot (slots: Set<Slot>, concurrency: number, suspect: boolea
         continue
       }
     }
-    if (room > 0 && !suspect && unbegun(s.sent, Atomics.load(s.started, 0)) < room) return s
+    if (room > 0 && !suspect && inActiveSet && unbegun(s.sent, Atomics.load(s.started, 0)) < room) {
+      if (packed === null || s.inflight < packed.inflight) packed = s
+    }
     if (best === null || s.inflight < best.inflight) best = s
   }
-  return best ?? stalled
+  return packed ?? best ?? stalled
 }
 
 /** Requests a load sample needs from a thread to count. */
 const LOAD_MIN_REQUESTS = 16
+
+/**
+ * The event-loop utilization (active time ÷ time) the threads that take packed requests are
+ * kept at: the pool packs onto as many threads as its measured utilization ÷ this.
+ */
+export const PACK_UTILIZATION = 0.5
+
+/** ms a utilization sample spans at least. */
+const LOAD_MIN_WINDOW_MS = 100
+
+/**
+ * How many threads take packed requests: the pool's threads' event-loop utilization in all
+ * (sampled from each worker's active time since the last sample, at least
+ * LOAD_MIN_WINDOW_MS apart) ÷ PACK_UTILIZATION, rounded up, at least 1 — the previous count
+ * when no window has passed. This counts everything a thread does (the work a handler does
+ * after awaiting I/O too, which the cost estimate misses): a thread kept busy that way
+ * brings the next one in.
+ */
+export function sampleActive (slots: Set<Slot>, previous: number, now: number): number {
+  let used = 0
+  let sampled = false
+  let live = 0
+  for (const s of slots) {
+    if (!s.ready || s.dead || s.started.length < 3) continue
+    if (!s.retiring) live++
+    const ms = now - s.loadAt
+    if (ms < LOAD_MIN_WINDOW_MS) continue
+    const a = Atomics.load(s.started, 2)
+    used += Math.min(1, Math.max(0, ((a - s.loadActive) | 0) / (ms * 1000)))
+    s.loadActive = a
+    s.loadAt = now
+    sampled = true
+  }
+  if (!sampled) return previous
+  return Math.max(1, Math.min(Math.max(live, 1), Math.ceil(used / PACK_UTILIZATION)))
+}
 
 /**
  * What a request costs the pool's threads, µs of event-loop time each, updated from the
