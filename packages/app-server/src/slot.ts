@@ -82,7 +82,7 @@ export interface Slot {
   /**
    * Shared with the loop: [0] requests it has started; on a pool worker, [1] the time its
    * batches kept it busy and [2] its event loop's active time (all of its work), µs, both
-   * wrapping at 2^32 (loop.ts #flush; sampleLoad reads them).
+   * wrapping at 2^32 (loop.ts #flush; sampleCost and sampleActive read them).
    */
   started: Int32Array
   /** performance.now() when a message from this slot last arrived, and when its inflight last rose from 0. */
@@ -182,7 +182,7 @@ export const PACK_STALL_MS = 2
  * back for PACK_STALL_MS (a long synchronous handler, or slow I/O): new requests go to the
  * others while any is not. Among those, with `room` > 0 (packRoom: the pool knows what a
  * request costs, and it is light), the least-loaded of the first `active` threads in the
- * pool's order (sampleLoad: as many as the measured load needs) with fewer than `room`
+ * pool's order (sampleActive: as many as the measured load needs) with fewer than `room`
  * requests not yet begun — so light requests keep few threads awake instead of waking them
  * all (each wake-up of a sleeping thread costs more CPU than a light request; see
  * docs/operations.md, "Which thread runs a request"); otherwise the least-loaded. A suspect (a
@@ -255,15 +255,15 @@ export function sampleActive (slots: Set<Slot>, previous: number, now: number): 
 
 /**
  * What a request costs the pool's threads, µs of event-loop time each, updated from the
- * threads' shared counters (active time, requests started) since the last sample: the
+ * threads' shared counters (busy time, requests started) since the last sample: the
  * previous estimate blended half and half with this window's, or the previous one unchanged
  * when no thread started LOAD_MIN_REQUESTS. Infinity while unknown. The busy time is from a
  * batch's arrival to the end of that event-loop turn: the handlers' synchronous work and
  * whatever settles in the same turn, not work a handler does later, after awaiting I/O (a
- * thread that such work saturates shows as requests not begun, or as stalled; pickSlot).
+ * thread that such work keeps busy shows in its utilization: sampleActive).
  */
 export function sampleCost (slots: Set<Slot>, previous: number): number {
-  let active = 0
+  let busy = 0
   let requests = 0
   for (const s of slots) {
     if (!s.ready || s.dead || s.started.length < 2) continue
@@ -271,13 +271,13 @@ export function sampleCost (slots: Set<Slot>, previous: number): number {
     const n = (started - s.loadStarted) | 0
     if (n < LOAD_MIN_REQUESTS) continue
     const a = Atomics.load(s.started, 1)
-    active += (a - s.loadBusy) | 0
+    busy += (a - s.loadBusy) | 0
     requests += n
     s.loadBusy = a
     s.loadStarted = started
   }
   if (requests === 0) return previous
-  const cost = Math.max(active, 0) / requests
+  const cost = Math.max(busy, 0) / requests
   return previous === Infinity ? cost : (previous + cost) / 2
 }
 
