@@ -65,20 +65,27 @@ describe('ferry app: which thread runs a request', () => {
     const n = Math.min(8, Math.floor(500 / c))
     const seen = await burst('/thread', n, 50)
     const counts = [...seen.values()].sort((a, b) => b - a)
-    // least-loaded spreading gives each thread about half; packing, nearly all to one (a
-    // request goes past that thread only when it had requests in flight and no word back for 2 ms)
-    assert.ok(counts[0]! >= 0.8 * 50 * n, `${50 * n} light requests in bursts of ${n} (cost ${c} µs): ${JSON.stringify(Object.fromEntries(seen))}`)
+    // least-loaded spreading gives each thread half; packing, nearly all to one (a request
+    // goes past that thread only when it had requests in flight and no word back for 2 ms,
+    // which a busy machine — a CI box running other tests — can make happen now and then)
+    assert.ok(counts[0]! >= 0.7 * 50 * n, `${50 * n} light requests in bursts of ${n} (cost ${c} µs): ${JSON.stringify(Object.fromEntries(seen))}`)
   })
 
   test('a thread held by a long synchronous handler gets no new requests; the other thread serves them', async () => {
-    const blocked = request(s, head('/block?ms=600'))
+    let spinEnded = false
+    const blocked = request(s, head('/block?ms=1500&thread')).then((r) => {
+      spinEnded = true
+      return r
+    })
     await new Promise((r) => setTimeout(r, 100))
-    const t0 = Date.now()
     const seen = await burst('/thread', 8, 5)
-    // all 40 answered while the first thread spins: none waited behind it
-    assert.ok(Date.now() - t0 < 400, `40 light requests took ${Date.now() - t0} ms beside a 600 ms spin`)
+    // all 40 answered while the first thread still spins: none waited behind it
+    assert.equal(spinEnded, false, '40 light requests were answered only after the 1.5 s spin ended')
     assert.equal(seen.size, 1, JSON.stringify(Object.fromEntries(seen)))
-    assert.equal((await blocked).status, 200)
+    const b = await blocked
+    assert.equal(b.status, 200)
+    const spinner = b.body.toString()
+    assert.ok(!seen.has(spinner), `the spinning thread ${spinner} answered: ${JSON.stringify(Object.fromEntries(seen))}`)
   })
 
   test('requests that cost more than the packing budget are spread over the threads', async () => {
