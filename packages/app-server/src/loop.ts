@@ -91,7 +91,7 @@ export class WorkerLoop {
   #jobs = new IntTable<Job>()
   #out: unknown[] = []
   #flushScheduled = false
-  /** A pool worker times its batches (see #flush): cumulative ms, and when this one began (-1: none). */
+  /** A pool worker (`started` has room for it) times its batches (see #flush): cumulative ms, and when this one began (-1: none). */
   #timed: boolean
   #busyMs = 0
   #batchAt = -1
@@ -107,8 +107,8 @@ export class WorkerLoop {
   /**
    * `started` (shared with the main thread) counts the requests this loop has begun: if the
    * thread dies or gets stuck, the main thread re-dispatches the ones past it, which never ran.
-   * When it has a second element (a pool worker), the loop keeps there the time its batches
-   * kept it busy (see #flush).
+   * When it has more elements (a pool worker), the loop keeps there the time its batches kept
+   * it busy and its event loop's active time (see #flush; slot.ts Slot.started).
    * `attribute`: run each request in its job's async context, so `uncaught` can find it.
    */
   constructor (port: Port, handler: FetchHandler, log: Logger, started: Int32Array, attribute = false, wsMaxMessage = DEFAULT_WS_MAX_MESSAGE, stackIntervalMs = DEFAULT_LOG_STACK_INTERVAL) {

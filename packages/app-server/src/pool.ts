@@ -2,8 +2,8 @@
  * The dispatcher: a piscina pool in which every thread runs one long-lived loop task
  * (worker.ts), fed through its own MessagePort with one batched message per event-loop turn
  * (outbox.ts). The Pool owns the calls, the queue and the slots' lifecycle: it dispatches to
- * a slot (slot.ts pickSlot: light requests packed onto the threads already awake, others to
- * the least-loaded) within a bounded queue, routes the loops' replies to
+ * a slot (slot.ts pickSlot: light requests packed onto as few threads as their load needs,
+ * others to the least-loaded) within a bounded queue, routes the loops' replies to
  * the connections, enforces the per-request timeout with harakiri (a worker that does not
  * answer a heartbeat after a timeout is terminated and replaced), recycles after max-requests
  * or max-uncaught, recovers from crashes (re-dispatching what it may, orphans.ts), and grows /
@@ -396,7 +396,7 @@ export class Pool {
     slot.ready = true
     slot.threadId = threadId
     slot.idleSince = Date.now()
-    // the cost estimate counts from here: loading the handler is not a request's cost
+    // the cost and utilization samples count from here: loading the handler is not requests' work
     if (slot.started.length > 2) {
       slot.loadBusy = Atomics.load(slot.started, 1)
       slot.loadActive = Atomics.load(slot.started, 2)

@@ -135,7 +135,7 @@ function mountMetrics (mounts: Mount[], only: Metrics | null, direct: Map<string
   for (const m of sorted) if (m.dispatcher instanceof Pool) lines.push(`ferry_app_mount_threads{${q(m)}} ${m.dispatcher.threads}`)
   metric('ferry_app_mount_threads_busy', 'gauge', 'Busy worker threads per fetch mount.')
   for (const m of sorted) if (m.dispatcher instanceof Pool) lines.push(`ferry_app_mount_threads_busy{${q(m)}} ${m.dispatcher.busyThreads}`)
-  metric('ferry_app_mount_request_cost_microseconds', 'gauge', 'What a request costs a worker thread per fetch mount, µs of event-loop time, as the pool estimates it to choose threads (light requests are packed onto threads already awake); absent until known.')
+  metric('ferry_app_mount_request_cost_microseconds', 'gauge', 'What a request costs a worker thread per fetch mount, µs of event-loop time, as the pool estimates it to choose threads (light requests are packed onto as few threads as their load needs); absent until known.')
   for (const m of sorted) {
     if (m.dispatcher instanceof Pool && m.dispatcher.costUs !== Infinity) lines.push(`ferry_app_mount_request_cost_microseconds{${q(m)}} ${Math.round(m.dispatcher.costUs * 10) / 10}`)
   }

@@ -13,7 +13,7 @@
  */
 import type { Socket } from 'node:net'
 import {
-  type Address, type Codec, type FerryError, formatAddress, formatNodeAddress, type NodeAddress, parseAddress, ResetCode, Session
+  type Address, type Codec, type FerryError, firstStreamIdError, formatAddress, formatNodeAddress, type NodeAddress, parseAddress, ResetCode, Session
 } from '@ferry/protocol'
 import type { Pickable } from './balancer.js'
 import { frontError } from './errors.js'
@@ -58,9 +58,9 @@ const FIRST_STREAM_ID = firstStreamId(process.env.FERRY_FIRST_STREAM_ID)
 
 function firstStreamId (v: string | undefined): number {
   if (v === undefined || v === '') return 1
-  const n = Number(v)
-  if (!Number.isInteger(n) || n < 1 || n > 0x7fffffff || n % 2 !== 1) throw new Error(`FERRY_FIRST_STREAM_ID must be an odd integer from 1 to 2147483647: ${v}`)
-  return n
+  const bad = firstStreamIdError(Number(v))
+  if (bad !== null) throw new Error(`FERRY_FIRST_STREAM_ID=${v}: ${bad}`)
+  return Number(v)
 }
 
 /** Most thread endpoints taken from one node's HELLO (the rest are ignored, with a warning). */

@@ -61,6 +61,11 @@ export interface SessionOptions {
   firstStreamId?: number
 }
 
+/** Why `n` cannot be a client's first stream id (SessionOptions.firstStreamId), or null when it can. */
+export function firstStreamIdError (n: number): string | null {
+  return Number.isInteger(n) && n >= 1 && n <= MAX_STREAM_ID && n % 2 === 1 ? null : `firstStreamId must be an odd integer from 1 to ${MAX_STREAM_ID}: ${n}`
+}
+
 export interface GoAwayInfo {
   lastStreamId: number
   code: number
@@ -107,7 +112,8 @@ export class Session extends EventEmitter implements StreamOwner {
     this.#pings = new Pings(this.#writer)
     this.#flow = new FlowControl(this.#writer, this.localLimits)
     const first = options.firstStreamId ?? 1
-    if (!Number.isInteger(first) || first < 1 || first > MAX_STREAM_ID || (first & 1) !== 1) throw new RangeError(`firstStreamId must be an odd integer from 1 to ${MAX_STREAM_ID}: ${first}`)
+    const bad = firstStreamIdError(first)
+    if (bad !== null) throw new RangeError(bad)
     this.#streams = new Streams(this, this.role === 'client', this.localLimits, this.#writer, this.#flow, () => this.#maybeEnd(), first)
     this.#prefaceLeft = this.role === 'server' ? PREFACE.length : 0
     this.#decoder = new FrameDecoder({
