@@ -76,3 +76,20 @@ test('flush(cb): the line is in the file when cb runs', async (t) => {
   assert.equal(code, 0)
   assert.equal(out.trim(), '1')
 })
+
+test('an idle destination does not wake its thread; a waiting line is still written within the interval', async (t) => {
+  const file = join(tempDir(t), 'log.jsonl')
+  const { out, code } = await child(file, `
+    // the main thread's context switches: each time its event loop slept and was woken
+    const switches = () => Number(/^voluntary_ctxt_switches:\\s+(\\d+)/m.exec(readFileSync('/proc/thread-self/status', 'utf8'))[1])
+    log.info('one')
+    await new Promise((resolve) => { const poll = setInterval(() => { if (lines().length === 1) { clearInterval(poll); resolve() } }, 5) })
+    const before = switches()
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    console.log(JSON.stringify({ idleWakes: switches() - before, lines: lines().length }))`)
+  assert.equal(code, 0, out)
+  const r = JSON.parse(out) as { idleWakes: number, lines: number }
+  assert.equal(r.lines, 1)
+  // one wake for the 1 s timer itself (a flush every 100 ms woke it ten times)
+  assert.ok(r.idleWakes <= 3, `${r.idleWakes} wake-ups in 1 s of idle`)
+})
