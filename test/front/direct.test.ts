@@ -404,6 +404,21 @@ describe('a thread that dies is replaced at once', () => {
   })
 })
 
+test('a node frozen past --timeout (SIGSTOP, a suspended VM) does not call its threads stuck when it runs again', async (t) => {
+  // --timeout 1 s: a thread whose beat stood still for 1 s + a tick (250 ms) is replaced —
+  // but here the whole process stood still, the watchdog with it
+  const { app, directIds, url } = await startBehindFront(t, ['--timeout', '1'])
+  await seeAll(url, directIds, (id) => directIds.includes(id))
+  const pid = app.child.pid!
+  t.after(() => { try { process.kill(pid, 'SIGCONT') } catch {} })
+  process.kill(pid, 'SIGSTOP')
+  await sleep(3000)
+  process.kill(pid, 'SIGCONT')
+  await sleep(1000) // four watchdog ticks
+  await seeAll(url, directIds, (id) => directIds.includes(id))
+  assert.equal(app.lines.find((l) => l.code === 'FERRY_ERR_APP_WORKER_REPLACED'), undefined, 'a thread was replaced after the freeze')
+})
+
 test('--max-uncaught: a thread that reached it is replaced gracefully, no request lost', async (t) => {
   const { app, directIds, stats, url } = await startBehindFront(t, ['--max-uncaught', '2', '--stats', '127.0.0.1:0'])
   // sequential requests go to the thread session with the fewest open streams, the first on a

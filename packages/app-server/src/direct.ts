@@ -84,6 +84,8 @@ export class DirectThreads {
   readonly #tick: number
   readonly #stuckAfter: number
   #watch: NodeJS.Timeout | null = null
+  /** When #checkBeats last ran (Date.now()). */
+  #lastCheck = 0
   #closing = false
   #statsSeq = 0
   readonly #statsWaiters = new Map<number, { pending: Set<DirectSlot>, done: () => void }>()
@@ -138,6 +140,7 @@ export class DirectThreads {
       await this.close()
       throw err
     }
+    this.#lastCheck = Date.now()
     this.#watch = setInterval(() => this.#checkBeats(), this.#tick)
     this.#watch.unref()
   }
@@ -282,8 +285,15 @@ export class DirectThreads {
   /** Harakiri: a thread whose heartbeat stood still past the timeout is terminated (then replaced). */
   #checkBeats (): void {
     const now = Date.now()
+    // This check itself came late: the whole process did not run (SIGSTOP, a suspended VM,
+    // the host's scheduler), and the threads could not beat either. That time is nobody's
+    // fault: move every thread's clock past it instead of calling them stuck.
+    const missed = now - this.#lastCheck - this.#tick
+    this.#lastCheck = now
+    const frozen = missed > this.#tick ? missed : 0
     for (const slot of this.#slots) {
       if (!slot.running || slot.worker === null) continue
+      slot.lastChange += frozen
       const b = Atomics.load(slot.beat, 0)
       if (b !== slot.lastBeat) {
         slot.lastBeat = b
