@@ -26,7 +26,7 @@ export const USAGE = `usage: npm run bench -- [codec|e2e|all] [options]
 
   --quick            short run: 1 round of 3 s per configuration, fewer codec rounds
   --rounds N         interleaved rounds (default 3; codec: timed rounds, default 7)
-  --duration S       seconds of load per configuration per round (default 8)
+  --duration S       seconds of load per configuration per round (default 6)
   --connections N    concurrent client connections (default 50)
   --only a,b         run only these e2e configurations (see the list printed by e2e)
   --loadgen NAME     wrk or autocannon (default: wrk when /usr/bin/wrk exists)

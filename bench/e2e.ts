@@ -79,7 +79,10 @@ export interface ConfigResult {
   switchesByProc: Record<string, number>
   waitUs: number | null
   waitUsByProc: Record<string, number>
-  /** Median req/s ÷ the baseline's median req/s. */
+  /**
+   * req/s ÷ the baseline's, round by round (the two ran back to back in each round), the
+   * median of those ratios.
+   */
   ratio: number | null
   /**
    * The lowest and highest per-round ratio (this round's req/s ÷ the baseline's in the same
@@ -249,7 +252,7 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
   for (const c of configs) {
     const base = configs.find((b) => b.name === c.baseline)
     if (base !== undefined && comparable(base) && comparable(c)) {
-      c.ratio = round(c.rps / base.rps, 3)
+      c.ratio = pairedRatio(c.samples, base.samples)
       c.ratioRange = roundRatioRange(c.samples, base.samples)
     }
   }
@@ -283,6 +286,19 @@ export function roundRatioRange (samples: Sample[], base: Sample[]): [number, nu
   return [round(lo, 2), round(hi, 2)]
 }
 
+/**
+ * The median of the per-round ratios of two configurations that ran every round (sample i
+ * of each is round i), rounded to 0.001. Each round's pair ran minutes apart at most, on the
+ * same machine; a ratio of the medians could pair one's fast round with the other's slow one
+ * (the box's speed changes within seconds: bench/README.md).
+ */
+export function pairedRatio (samples: Sample[], base: Sample[], of: (s: Sample) => number = (s) => s.rps): number {
+  const n = Math.min(samples.length, base.length)
+  const ratios: number[] = []
+  for (let i = 0; i < n; i++) ratios.push(of(samples[i]!) / of(base[i]!))
+  return round(median(ratios), 3)
+}
+
 /** Ran every round without a flagged problem. */
 export function comparable (c: ConfigResult): boolean {
   return c.samples.length > 0 && c.skipped === null
@@ -311,15 +327,20 @@ export function targetChecks (configs: readonly ConfigResult[]): E2eResults['che
   for (const [name, who] of [['ferry-unix', 'ferry unix (pool)'], ['ferry-direct', 'ferry unix (--direct 2)'], ['ferry-direct-1', 'ferry unix (--direct 1)']] as const) {
     const ferry = get(name)
     if (ferry === undefined) continue
+    // every comparison round by round (the median of the rounds' ratios): each pair ran in the same round
     if (fastify !== undefined) {
-      out.push({ name: `${who} ≥ 0.75× fastify direct (req/s)`, pass: ferry.rps >= 0.75 * fastify.rps, detail: `${round(ferry.rps / fastify.rps, 2)}×${spread(ferry, fastify)}` })
-      out.push({ name: `${who} CPU per request (both tiers) ≤ 1.6× fastify direct`, pass: ferry.cpuUs <= 1.6 * fastify.cpuUs, detail: `${ferry.cpuUs} µs vs ${fastify.cpuUs} µs (${round(ferry.cpuUs / fastify.cpuUs, 2)}×)` })
+      const r = pairedRatio(ferry.samples, fastify.samples)
+      out.push({ name: `${who} ≥ 0.75× fastify direct (req/s)`, pass: r >= 0.75, detail: `${round(r, 2)}×${spread(ferry, fastify)}` })
+      const cpu = pairedRatio(ferry.samples, fastify.samples, (s) => s.cpuUs)
+      out.push({ name: `${who} CPU per request (both tiers) ≤ 1.6× fastify direct`, pass: cpu <= 1.6, detail: `${ferry.cpuUs} µs vs ${fastify.cpuUs} µs (${round(cpu, 2)}×)` })
     }
     if (replyFrom !== undefined) {
-      out.push({ name: `${who} ≥ 3× reply-from (req/s)`, pass: ferry.rps >= 3 * replyFrom.rps, detail: `${round(ferry.rps / replyFrom.rps, 2)}×${spread(ferry, replyFrom)}` })
+      const r = pairedRatio(ferry.samples, replyFrom.samples)
+      out.push({ name: `${who} ≥ 3× reply-from (req/s)`, pass: r >= 3, detail: `${round(r, 2)}×${spread(ferry, replyFrom)}` })
     }
     if (uwsgi !== undefined) {
-      out.push({ name: `${who} ≥ nginx + uWSGI (req/s)`, pass: ferry.rps >= uwsgi.rps, detail: `${Math.round(ferry.rps)} vs ${Math.round(uwsgi.rps)} req/s` })
+      const r = pairedRatio(ferry.samples, uwsgi.samples)
+      out.push({ name: `${who} ≥ nginx + uWSGI (req/s)`, pass: r >= 1, detail: `${Math.round(ferry.rps)} vs ${Math.round(uwsgi.rps)} req/s (${round(r, 2)}×${spread(ferry, uwsgi)})` })
       out.push({ name: `${who} p99 ≤ nginx + uWSGI p99`, pass: ferry.p99ms <= uwsgi.p99ms, detail: `${ferry.p99ms} ms vs ${uwsgi.p99ms} ms` })
     }
     if (name === 'ferry-unix' && ferry.framingShare !== null) {
@@ -365,7 +386,7 @@ export function e2eMarkdown (r: E2eResults): string {
   for (const w of r.warnings) lines.push(`> **Warning:** ${w}`, '')
   lines.push(e2eTable(r), '')
   lines.push(
-    '"× fastify": median req/s ÷ fastify direct\'s under the same workload; in brackets, with two rounds or more, the lowest and highest per-round ratio (each round\'s req/s ÷ fastify direct\'s in the same round) — how far the machine moved the figure during the run. "CPU µs/req": user+system CPU of every server process (all threads, all workers) ÷ requests. ' +
+    '"× fastify": each round\'s req/s ÷ fastify direct\'s in the same round (same workload), the median of those ratios (the target checks compare the same way, CPU included); in brackets, with two rounds or more, the lowest and highest of them — how far the machine moved the figure during the run. "CPU µs/req": user+system CPU of every server process (all threads, all workers) ÷ requests. ' +
     '"switches/req": context switches of every server thread ÷ requests — each one a thread that blocked (an idle event loop, a worker waiting for work) and was woken, or was preempted; on a VM each costs microseconds of kernel CPU that profilers of JavaScript do not show. ' +
     '"run-queue wait µs/req": time the server threads were ready to run but waited for a CPU (/proc schedstat) ÷ requests — the requests they hold wait with them (where the load generator shares the cores, how much each shape contends for them). ' +
     '"hop B/req": bytes read + written by the innermost server\'s syscalls per request (the front↔app hop for ferry; client↔server for fastify direct). ' +

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { test } from 'node:test'
-import { type ConfigResult, type E2eResults, e2eTable, roundRatioRange, runE2e, type Sample } from '../../bench/e2e.ts'
+import { type ConfigResult, type E2eResults, e2eTable, pairedRatio, roundRatioRange, runE2e, type Sample, targetChecks } from '../../bench/e2e.ts'
 import { defaultGenerator, parseDuration, parseWrk } from '../../bench/load.ts'
 import { machineInfo } from '../../bench/machine.ts'
 import { startServer, usage } from '../../bench/procs.ts'
@@ -68,6 +68,9 @@ test('ratios: each round against the baseline\'s same round; the table shows the
   const base = rounds(40000, 30000, 20000)
   assert.deepEqual(roundRatioRange(rounds(20000, 24000, 15000), base), [0.5, 0.8])
   assert.equal(roundRatioRange(rounds(20000), rounds(40000)), null)
+  // the median of the rounds' ratios (0.5, 0.8, 0.75), not the ratio of the medians (20000 / 30000)
+  assert.equal(pairedRatio(rounds(20000, 24000, 15000), base), 0.75)
+  assert.equal(pairedRatio(rounds(20000), rounds(40000)), 0.5)
   const cfg = (name: string, rps: number, ratio: number, ratioRange: [number, number] | null): ConfigResult => ({
     name, label: name, workload: 'hello', baseline: 'fastify', skipped: null, samples: rounds(rps), rps, p50ms: 1, p99ms: 2, errors: 0,
     cpuUs: 30, cpuUsByProc: { x: 30 }, hopBytes: 200, switches: 0.1, switchesByProc: { x: 0.1 }, waitUs: 1, waitUsByProc: { x: 1 },
@@ -155,6 +158,28 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   assert.match(md, /\| fastify direct \(`fastify`\) \| \d+ \| 1\.00 \|/)
   assert.match(md, /\| switches\/req \(tiers\) \| run-queue wait µs\/req \(tiers\) \|/)
   await assert.rejects(runE2e(machine, { ...{ root, rounds: 1, seconds: 1, warmupSeconds: 0, connections: 1, generator: defaultGenerator(), codec: null, log: () => {} }, only: ['nope'] }), /unknown configuration/)
+})
+
+test('targets: judged round by round', () => {
+  const cfg = (name: string, rps: number[], cpuUs: number[], p99ms = 5): ConfigResult => ({
+    name, label: name, workload: 'hello', baseline: 'fastify', skipped: null, rps: 0, p50ms: 1, p99ms, errors: 0,
+    samples: rps.map((v, i) => ({ rps: v, cpuUs: cpuUs[i] }) as Sample),
+    cpuUs: cpuUs[1]!, cpuUsByProc: {}, hopBytes: 0, switches: 0, switchesByProc: {}, waitUs: null, waitUsByProc: {}, ratio: null, ratioRange: null, framingNs: null, framingShare: null
+  })
+  // the rounds' ratios: 0.9, 0.7, 0.76 → median 0.76
+  const checks = targetChecks([
+    cfg('fastify', [40000, 20000, 36000], [25, 50, 28]),
+    cfg('ferry-unix', [36000, 14000, 27360], [35, 90, 47.6]),
+    cfg('reply-from', [12000, 7000, 9000], [100, 150, 130])
+  ])
+  const find = (start: string): { pass: boolean, detail: string } => checks.find((c) => c.name.startsWith(start))!
+  assert.equal(find('ferry unix (pool) ≥ 0.75× fastify').pass, true)
+  assert.equal(find('ferry unix (pool) ≥ 0.75× fastify').detail, '0.76× (rounds 0.70–0.90×)')
+  // CPU: 1.4, 1.8, 1.7 → 1.7 misses
+  assert.equal(find('ferry unix (pool) CPU').pass, false)
+  assert.match(find('ferry unix (pool) CPU').detail, /\(1\.7×\)$/)
+  // reply-from: 3, 2, 3.04 → 3 passes
+  assert.equal(find('ferry unix (pool) ≥ 3× reply-from').pass, true)
 })
 
 test('profile: self time per function, idle samples left out of the busy share', (t) => {
