@@ -50,6 +50,29 @@ test('timeout: 504, the stuck worker is terminated and replaced, the next reques
   assert.equal(again.body.toString(), next.body.toString())
 })
 
+test('an idle node does not wake its main thread; the first request after the idle stretch still times out and replaces its stuck worker', async (t) => {
+  // --timeout 0.5 s: the sweep runs every 125 ms while requests are about
+  const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '2', '--timeout', '0.5'])
+  t.after(() => app.stop())
+  const s = await connect(app.addresses[0]!)
+  t.after(() => s.destroy())
+  assert.equal((await request(s, head('/thread'))).status, 200)
+  await new Promise((r) => setTimeout(r, 500)) // the sweep sees the pool idle and stops
+  // the main thread's context switches: each time its event loop slept and was woken
+  const switches = (): number => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${app.pid}/task/${app.pid}/status`, 'utf8'))![1])
+  const before = switches()
+  await new Promise((r) => setTimeout(r, 1500))
+  const idleWakes = switches() - before
+  assert.ok(idleWakes <= 3, `${idleWakes} wake-ups of the main thread in 1.5 s of idle (a running sweep: ≥ 12)`)
+  const t0 = Date.now()
+  const stuck = await request(s, head('/block?ms=20000', { requestId: 'after-idle' }))
+  assert.equal(stuck.status, 504)
+  assert.equal(stuck.get('x-ferry-error'), 'FERRY_ERR_APP_TIMEOUT')
+  assert.ok(Date.now() - t0 < 3000, `504 after ${Date.now() - t0} ms`)
+  await app.waitForLog((l) => l.code === 'FERRY_ERR_APP_WORKER_REPLACED')
+  assert.equal((await request(s, head('/thread'))).status, 200)
+})
+
 test('a request queued behind a stuck worker is re-dispatched, not failed', async (t) => {
   const app = await startFerry(['app', HANDLER, '--listen', 'tcp://127.0.0.1:0', '--threads', '1', '--timeout', '0.5'])
   t.after(() => app.stop())

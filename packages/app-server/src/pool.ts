@@ -41,7 +41,8 @@ export class Pool {
   #retry: Call[] = []
   readonly #bodyBuffers: BodyBuffers
   readonly #outbox: Outbox
-  #sweepTimer: NodeJS.Timeout
+  /** The sweep's interval; null while the pool is idle (#sweep stops it, submit starts it). */
+  #sweepTimer: NodeJS.Timeout | null = null
   #slotSeq = 0
   /** µs of a thread's time per request (slot.ts sampleCost), and pickSlot's `room` from it. */
   #costUs = Infinity
@@ -60,8 +61,7 @@ export class Pool {
     this.#bodyBuffers = new BodyBuffers(options.threadsMax > 0)
     this.#outbox = new Outbox(this.#bodyBuffers)
     this.#piscina = createPiscina(options)
-    this.#sweepTimer = setInterval(() => this.#sweep(), sweepInterval(options.timeout))
-    this.#sweepTimer.unref()
+    this.#armSweep()
     const n = Math.max(1, options.threadsMin)
     for (let i = 0; i < n; i++) this.#startSlot()
   }
@@ -185,6 +185,7 @@ export class Pool {
   /** Accept a request; returns the call, or the error to answer with (queue full, closing). */
   submit (ex: Exchange): Call | FerryError {
     if (this.#closing) return appError('FERRY_ERR_APP_SHUTTING_DOWN')
+    if (this.#sweepTimer === null) this.#armSweep()
     const call = new Call(nextRid++, ex, Date.now())
     const slot = pickSlot(this.#slots, this.#o.concurrency, false, this.#room, this.#active)
     if (slot !== null) {
@@ -452,6 +453,23 @@ export class Pool {
         }
       }
     }
+    // Idle — nothing in flight or queued, no thread to retire, no heartbeat awaited: stop
+    // until the next request, so an idle node does not wake four times a second for nothing.
+    if (this.#calls.size === 0 && liveCount(this.#slots) <= min && !this.#awaitingPong()) {
+      clearInterval(this.#sweepTimer!)
+      this.#sweepTimer = null
+    }
+  }
+
+  #awaitingPong (): boolean {
+    for (const slot of this.#slots) if (slot.pingSentAt > 0 && !slot.dead) return true
+    return false
+  }
+
+  #armSweep (): void {
+    if (this.#closing) return
+    this.#sweepTimer = setInterval(() => this.#sweep(), sweepInterval(this.#o.timeout))
+    this.#sweepTimer.unref()
   }
 
   // ── lifecycle ──────────────────────────────────────────────────────────────
@@ -484,7 +502,8 @@ export class Pool {
   /** Fail what is left and end every thread. */
   async destroy (): Promise<void> {
     this.#closing = true
-    clearInterval(this.#sweepTimer)
+    if (this.#sweepTimer !== null) clearInterval(this.#sweepTimer)
+    this.#sweepTimer = null
     for (const call of this.#calls.values()) this.#fail(call, appError('FERRY_ERR_APP_SHUTTING_DOWN'))
     for (const slot of [...this.#slots]) {
       slot.dead = true
