@@ -2,16 +2,16 @@
  * Where ferry's JSON log lines go (the app's and the front's main thread, each worker
  * thread): stdout, written asynchronously in batches — lines are gathered here up to
  * BATCH_LENGTH characters and handed to pino's destination (sonic-boom) as one string, and
- * whatever is gathered goes within FLUSH_MS (a timer armed by the first line of a batch, so an
- * idle thread is not woken for nothing: a periodic flush woke every thread of every node ten
- * times a second, ≈ 1 % of a core per idle node with two workers). pino's default destination writes each line on
- * its own through libuv's thread pool: when a few requests in a hundred fail (or an access
- * log runs at a moderate rate), every line costs a pool round trip and the wake-ups of two
- * threads (measured with 5 % of requests throwing: the app's CPU per request 36–41 → 28–38
- * µs). The lines are gathered here rather than by sonic-boom's own minLength because
- * sonic-boom appends each line to its pending string and then measures that string's UTF-8
- * length — flattening a string that grows to the batch size, once per line: in a worker
- * thread under load that was ≈ 8 µs of every error line. Whoever announces something a
+ * whatever is gathered goes within FLUSH_MS (a timer armed by the first line of a batch, so
+ * an idle thread is not woken for nothing: a periodic flush woke every thread of every node
+ * ten times a second, ≈ 1 % of a core per idle node with two workers). pino's default
+ * destination writes each line on its own through libuv's thread pool: when a few requests in
+ * a hundred fail (or an access log runs at a moderate rate), every line costs a pool round
+ * trip and the wake-ups of two threads (measured with 5 % of requests throwing: the app's CPU
+ * per request 36–41 → 28–38 µs). The lines are gathered here rather than by sonic-boom's own
+ * minLength because sonic-boom appends each line to its pending string and then measures that
+ * string's UTF-8 length — flattening a string that grows to the batch size, once per line: in
+ * a worker thread under load that was ≈ 8 µs of every error line. Whoever announces something a
  * script waits for (the "listening" line) flushes after it; the process's exit hook and a
  * worker thread that ends write what is left synchronously (flush, flushSync and end take
  * the gathered lines first).
