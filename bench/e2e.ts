@@ -270,33 +270,30 @@ export async function runE2e (machine: MachineInfo, o: E2eOptions): Promise<E2eR
 }
 
 /**
- * Per-round ratios of two configurations that ran every round (sample i of each is round
- * i): their lowest and highest, rounded to 0.01; null with fewer than two rounds.
+ * Per-round ratios of two configurations that ran every round (sample i of each is round i):
+ * `of` (req/s unless given) of this round ÷ the baseline's in the same round.
  */
-export function roundRatioRange (samples: Sample[], base: Sample[]): [number, number] | null {
-  const n = Math.min(samples.length, base.length)
-  if (n < 2) return null
-  let lo = Number.POSITIVE_INFINITY
-  let hi = Number.NEGATIVE_INFINITY
-  for (let i = 0; i < n; i++) {
-    const r = samples[i]!.rps / base[i]!.rps
-    if (r < lo) lo = r
-    if (r > hi) hi = r
-  }
-  return [round(lo, 2), round(hi, 2)]
-}
-
-/**
- * The median of the per-round ratios of two configurations that ran every round (sample i
- * of each is round i), rounded to 0.001. Each round's pair ran minutes apart at most, on the
- * same machine; a ratio of the medians could pair one's fast round with the other's slow one
- * (the box's speed changes within seconds: bench/README.md).
- */
-export function pairedRatio (samples: Sample[], base: Sample[], of: (s: Sample) => number = (s) => s.rps): number {
+function roundRatios (samples: Sample[], base: Sample[], of: (s: Sample) => number = (s) => s.rps): number[] {
   const n = Math.min(samples.length, base.length)
   const ratios: number[] = []
   for (let i = 0; i < n; i++) ratios.push(of(samples[i]!) / of(base[i]!))
-  return round(median(ratios), 3)
+  return ratios
+}
+
+/** The lowest and highest per-round req/s ratio, rounded to 0.01; null with fewer than two rounds. */
+export function roundRatioRange (samples: Sample[], base: Sample[]): [number, number] | null {
+  const ratios = roundRatios(samples, base)
+  if (ratios.length < 2) return null
+  return [round(Math.min(...ratios), 2), round(Math.max(...ratios), 2)]
+}
+
+/**
+ * The median of the per-round ratios, rounded to 0.001. Each round's pair ran minutes apart
+ * at most, on the same machine; a ratio of the medians could pair one's fast round with the
+ * other's slow one (the box's speed changes within seconds: bench/README.md).
+ */
+export function pairedRatio (samples: Sample[], base: Sample[], of: (s: Sample) => number = (s) => s.rps): number {
+  return round(median(roundRatios(samples, base, of)), 3)
 }
 
 /** Ran every round without a flagged problem. */
