@@ -161,9 +161,9 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
 })
 
 test('targets: judged round by round', () => {
-  const cfg = (name: string, rps: number[], cpuUs: number[], p99ms = 5): ConfigResult => ({
-    name, label: name, workload: 'hello', baseline: 'fastify', skipped: null, rps: 0, p50ms: 1, p99ms, errors: 0,
-    samples: rps.map((v, i) => ({ rps: v, cpuUs: cpuUs[i] }) as Sample),
+  const cfg = (name: string, rps: number[], cpuUs: number[], p99s: number[] = [5, 5, 5]): ConfigResult => ({
+    name, label: name, workload: 'hello', baseline: 'fastify', skipped: null, rps: 0, p50ms: 1, p99ms: [...p99s].sort((a, b) => a - b)[1]!, errors: 0,
+    samples: rps.map((v, i) => ({ rps: v, cpuUs: cpuUs[i], p99ms: p99s[i] }) as Sample),
     cpuUs: cpuUs[1]!, cpuUsByProc: {}, hopBytes: 0, switches: 0, switchesByProc: {}, waitUs: null, waitUsByProc: {}, ratio: null, ratioRange: null, framingNs: null, framingShare: null
   })
   // the rounds' ratios: 0.9, 0.7, 0.76 → median 0.76
@@ -180,6 +180,23 @@ test('targets: judged round by round', () => {
   assert.match(find('ferry unix (pool) CPU').detail, /\(1\.7×\)$/)
   // reply-from: 3, 2, 3.04 → 3 passes
   assert.equal(find('ferry unix (pool) ≥ 3× reply-from').pass, true)
+})
+
+test('targets: the p99 against nginx + uWSGI judged round by round', () => {
+  const cfg = (name: string, p99s: number[]): ConfigResult => ({
+    name, label: name, workload: 'hello', baseline: 'fastify', skipped: null, rps: 0, p50ms: 1, p99ms: [...p99s].sort((a, b) => a - b)[1]!, errors: 0,
+    samples: p99s.map((v) => ({ rps: 20000, cpuUs: 40, p99ms: v }) as Sample),
+    cpuUs: 40, cpuUsByProc: {}, hopBytes: 0, switches: 0, switchesByProc: {}, waitUs: null, waitUsByProc: {}, ratio: null, ratioRange: null, framingNs: null, framingShare: null
+  })
+  // medians 5.1 against 5.0 would miss; the rounds, side by side: 0.96, 0.95, 1.06 → 0.96 passes
+  const pass = targetChecks([cfg('ferry-unix', [4.8, 6.3, 5.1]), cfg('nginx-uwsgi', [5.0, 6.6, 4.8])])
+  const p99 = (checks: ReturnType<typeof targetChecks>): { pass: boolean, detail: string } => checks.find((c) => c.name === 'ferry unix (pool) p99 ≤ nginx + uWSGI p99')!
+  assert.equal(p99(pass).pass, true)
+  assert.equal(p99(pass).detail, '5.1 ms vs 5 ms (0.96×, rounds 0.95–1.06×)')
+  // and the other way: medians 4.9 against 5.0 would pass; the rounds 1.10, 1.05, 0.94 → 1.05 misses
+  const miss = targetChecks([cfg('ferry-unix', [5.5, 4.0, 4.9]), cfg('nginx-uwsgi', [5.0, 3.8, 5.2])])
+  assert.equal(p99(miss).pass, false)
+  assert.equal(p99(miss).detail, '4.9 ms vs 5 ms (1.05×, rounds 0.94–1.10×)')
 })
 
 test('profile: self time per function, idle samples left out of the busy share', (t) => {
