@@ -110,3 +110,46 @@ test('SIGTERM to the front: requests in flight finish, then it exits 0', async (
   assert.equal(JSON.parse(res.body.toString()).slept, 800)
   assert.equal(await front.exited, 0)
 })
+
+test('health checks: an idle session gets a PING every interval, one that carries traffic none', async () => {
+  const dir = tempDir(hooks)
+  const node = await startNode(hooks, `unix:${join(dir, 'p.sock')}`, 'p')
+  const front = await startFront(hooks, ['--upstream', node.addresses[0]!, '--sessions', '1', '--health-interval', '100ms'])
+  const url = baseUrl(front.addresses[0]!)
+  const pings = async (): Promise<number> => JSON.parse((await fetchRaw(`${url}/stats`)).body.toString()).pings as number
+  const p0 = await pings()
+  await sleep(1000)
+  const p1 = await pings()
+  // idle: one PING per 100 ms (the node's own answers to /stats skip one or two)
+  assert.ok(p1 - p0 >= 6, `idle: ${p1 - p0} PINGs in 1 s`)
+  // a request every ≈ 20 ms: the session has read from the node since every check
+  const end = Date.now() + 1000
+  while (Date.now() < end) {
+    assert.equal((await fetchRaw(`${url}/hello`)).status, 200)
+    await sleep(20)
+  }
+  const p2 = await pings()
+  assert.ok(p2 - p1 <= 2, `busy: ${p2 - p1} PINGs in 1 s`)
+  // and idle again: the PINGs resume
+  await sleep(500)
+  const p3 = await pings()
+  assert.ok(p3 - p2 >= 3, `idle again: ${p3 - p2} PINGs in 0.5 s`)
+})
+
+test('health checks: a node that stops answering after traffic is still found by its PING', async () => {
+  const dir = tempDir(hooks)
+  const node = await startNode(hooks, `unix:${join(dir, 's.sock')}`, 's')
+  // the PING times out after --connect-timeout (1 s at least)
+  const front = await startFront(hooks, ['--upstream', node.addresses[0]!, '--sessions', '1', '--health-interval', '100ms', '--connect-timeout', '1s'])
+  const url = baseUrl(front.addresses[0]!)
+  const end = Date.now() + 300
+  while (Date.now() < end) assert.equal((await fetchRaw(`${url}/hello`)).status, 200)
+  node.child.kill('SIGSTOP')
+  try {
+    // the first check may still see the traffic; the next one PINGs
+    const failed = await front.waitFor((l) => l.msg === 'upstream health check failed', 3000)
+    assert.equal(failed.code, 'FERRY_ERR_PING_TIMEOUT')
+  } finally {
+    node.child.kill('SIGCONT')
+  }
+})

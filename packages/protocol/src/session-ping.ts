@@ -20,6 +20,8 @@ export class Pings {
   #writer: FrameWriter
   #pending = new Map<number, PendingPing>()
   #seq = 0
+  /** PINGs from the peer answered so far. */
+  received = 0
 
   constructor (writer: FrameWriter) {
     this.#writer = writer
@@ -44,6 +46,7 @@ export class Pings {
   /** A PING frame from the peer: answer it, or settle the ping its ACK belongs to. */
   onPing (flags: number, payload: Buffer): void {
     if ((flags & Flags.ACK) === 0) {
+      this.received++
       this.#writer.piece(encodePing(payload, true))
       return
     }

@@ -143,6 +143,14 @@ export class Session extends EventEmitter implements StreamOwner {
     }
   }
 
+  /**
+   * Socket reads so far that carried bytes from the peer. A client that saw this move since
+   * its last health check knows the peer's event loop is alive without a PING (node.ts).
+   */
+  get reads (): number { return this.#reads }
+  /** PINGs the peer sent us (not ACKs), answered. */
+  get pingsReceived (): number { return this.#pings.received }
+
   get socket (): Duplex { return this.#socket }
   get socketBlocked (): boolean { return this.#writer.blocked }
   /** The peer's GOAWAY, if one arrived. */
@@ -272,6 +280,7 @@ export class Session extends EventEmitter implements StreamOwner {
   // ── receiving ──────────────────────────────────────────────────────────────
 
   #initialData: Buffer | null = null
+  #reads = 0
 
   #drainInitialData (): void {
     const first = this.#initialData
@@ -281,6 +290,7 @@ export class Session extends EventEmitter implements StreamOwner {
   }
 
   #onSocketData (chunk: Buffer): void {
+    this.#reads++
     if (this.#initialData !== null) {
       const first = this.#initialData
       this.#initialData = null

@@ -55,7 +55,9 @@ Upstream health and balancing (least outstanding requests, power of two choices)
   --fail-timeout <dur>       failure window and ejection time                 default 10s
                              (nginx: fail_timeout)
   --health-interval <dur>    PING every connection this often; 0 = off        default 5s
-                             (uwsgi nodes: a connection; over TLS it also waits for the
+                             (not one that read from its node since the last check;
+                             no answer within --connect-timeout, 1 s at least: closed;
+                             uwsgi nodes: a connection; over TLS it also waits for the
                              node to refuse this front's certificate)
   --connect-timeout <dur>    connect + HELLO                                  default 5s
                              (nginx: proxy_connect_timeout)
