@@ -129,11 +129,12 @@ test('health checks: an idle session gets a PING every interval, one that carrie
     await sleep(20)
   }
   const p2 = await pings()
-  assert.ok(p2 - p1 <= 2, `busy: ${p2 - p1} PINGs in 1 s`)
+  // (10 before connections that carry traffic were left alone; a stalled test process may let one slip in)
+  assert.ok(p2 - p1 <= 3, `busy: ${p2 - p1} PINGs in 1 s`)
   // and idle again: the PINGs resume
-  await sleep(500)
+  await sleep(700)
   const p3 = await pings()
-  assert.ok(p3 - p2 >= 3, `idle again: ${p3 - p2} PINGs in 0.5 s`)
+  assert.ok(p3 - p2 >= 3, `idle again: ${p3 - p2} PINGs in 0.7 s`)
 })
 
 test('health checks: a node that stops answering after traffic is still found by its PING', async () => {
