@@ -156,7 +156,7 @@ export class WorkerLoop {
     const out = this.#out
     this.#out = []
     // nothing is transferred: a response body may be the handler's own buffer, still in use
-    // by it (a cached page returned by every request), so it goes by copy (see own())
+    // by it (a cached page returned by every request), so it goes by copy (see ownBytes())
     this.#port.postMessage(out)
   }
 
@@ -322,7 +322,7 @@ export class WorkerLoop {
         const len = bytes === null ? 0 : bytes.byteLength
         if (bytes !== null && !hasHeader(u.headers, 'content-length')) u.headers.push('content-length', String(len))
         job.res = Res.DONE
-        this.#push([Op.HEAD, job.rid, u.status, u.headers, isHead ? 0 : len, isHead || len === 0 || bytes === null ? null : own(bytes), true])
+        this.#push([Op.HEAD, job.rid, u.status, u.headers, isHead ? 0 : len, isHead || len === 0 || bytes === null ? null : ownBytes(bytes), true])
         return
       }
       const declared = contentLength(u.headers)
@@ -366,7 +366,7 @@ export class WorkerLoop {
       credit: () => job.credit,
       push: (bytes) => {
         job.credit -= bytes.byteLength
-        this.#push([Op.CHUNK, job.rid, own(bytes)])
+        this.#push([Op.CHUNK, job.rid, ownBytes(bytes)])
       }
     })
     await ws.run(job.body!, this.#wsMaxMessage)
@@ -405,7 +405,7 @@ export class WorkerLoop {
         else throw new TypeError('response body chunk is not a Uint8Array')
         if (chunk.byteLength === 0) continue
         job.credit -= chunk.byteLength
-        this.#push([Op.CHUNK, job.rid, own(chunk)])
+        this.#push([Op.CHUNK, job.rid, ownBytes(chunk)])
       }
       job.res = Res.DONE
       this.#push([Op.END, job.rid])
@@ -436,9 +436,13 @@ const utf8 = new TextEncoder()
 /** The reasons of the statuses #sendError answers (node:http's STATUS_CODES is a module graph a worker does not otherwise load). */
 const REASONS: Record<number, string> = { 500: 'Internal Server Error', 501: 'Not Implemented' }
 
-/** A view that owns its whole ArrayBuffer (structured clone copies the whole buffer of a view). */
-function own (u: Uint8Array): Uint8Array {
-  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? u : u.slice()
+/**
+ * A view that owns its whole ArrayBuffer (structured clone copies the whole buffer of a view).
+ * Uint8Array's slice() copies; a Buffer's own slice() is another view — and a small Buffer is a
+ * view into Node's shared 8 KiB pool, which a clone would copy whole for every response.
+ */
+export function ownBytes (u: Uint8Array): Uint8Array {
+  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? u : Uint8Array.prototype.slice.call(u)
 }
 
 function hasHeader (list: string[], name: string): boolean {

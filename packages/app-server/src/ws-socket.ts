@@ -166,7 +166,7 @@ export class FerryWebSocket extends EventTarget {
   }
 
   #record (op: number, payload: Uint8Array | string): void {
-    // a view is copied into a buffer of its own where it goes out (the loop's own())
+    // a view is copied into a buffer of its own where it goes out (the loop's ownBytes())
     for (const piece of wsRecordPieces(op, typeof payload === 'string' ? Buffer.from(payload) : payload)) this.#out(piece)
   }
 
