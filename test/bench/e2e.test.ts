@@ -160,12 +160,17 @@ test('e2e: one short round of fastify direct gives a full, comparable result', a
   await assert.rejects(runE2e(machine, { ...{ root, rounds: 1, seconds: 1, warmupSeconds: 0, connections: 1, generator: defaultGenerator(), codec: null, log: () => {} }, only: ['nope'] }), /unknown configuration/)
 })
 
-test('targets: judged round by round', () => {
-  const cfg = (name: string, rps: number[], cpuUs: number[], p99s: number[] = [5, 5, 5]): ConfigResult => ({
+/** A configuration's result from three rounds (each round's req/s, CPU µs per request and p99 ms), for the target checks. */
+function roundsResult (name: string, rps: number[], cpuUs: number[], p99s: number[]): ConfigResult {
+  return {
     name, label: name, workload: 'hello', baseline: 'fastify', skipped: null, rps: 0, p50ms: 1, p99ms: [...p99s].sort((a, b) => a - b)[1]!, errors: 0,
     samples: rps.map((v, i) => ({ rps: v, cpuUs: cpuUs[i], p99ms: p99s[i] }) as Sample),
     cpuUs: cpuUs[1]!, cpuUsByProc: {}, hopBytes: 0, switches: 0, switchesByProc: {}, waitUs: null, waitUsByProc: {}, ratio: null, ratioRange: null, framingNs: null, framingShare: null
-  })
+  }
+}
+
+test('targets: judged round by round', () => {
+  const cfg = (name: string, rps: number[], cpuUs: number[]): ConfigResult => roundsResult(name, rps, cpuUs, [5, 5, 5])
   // the rounds' ratios: 0.9, 0.7, 0.76 → median 0.76
   const checks = targetChecks([
     cfg('fastify', [40000, 20000, 36000], [25, 50, 28]),
@@ -183,11 +188,7 @@ test('targets: judged round by round', () => {
 })
 
 test('targets: the p99 against nginx + uWSGI judged round by round', () => {
-  const cfg = (name: string, p99s: number[]): ConfigResult => ({
-    name, label: name, workload: 'hello', baseline: 'fastify', skipped: null, rps: 0, p50ms: 1, p99ms: [...p99s].sort((a, b) => a - b)[1]!, errors: 0,
-    samples: p99s.map((v) => ({ rps: 20000, cpuUs: 40, p99ms: v }) as Sample),
-    cpuUs: 40, cpuUsByProc: {}, hopBytes: 0, switches: 0, switchesByProc: {}, waitUs: null, waitUsByProc: {}, ratio: null, ratioRange: null, framingNs: null, framingShare: null
-  })
+  const cfg = (name: string, p99s: number[]): ConfigResult => roundsResult(name, [20000, 20000, 20000], [40, 40, 40], p99s)
   // medians 5.1 against 5.0 would miss; the rounds, side by side: 0.96, 0.95, 1.06 → 0.96 passes
   const pass = targetChecks([cfg('ferry-unix', [4.8, 6.3, 5.1]), cfg('nginx-uwsgi', [5.0, 6.6, 4.8])])
   const p99 = (checks: ReturnType<typeof targetChecks>): { pass: boolean, detail: string } => checks.find((c) => c.name === 'ferry unix (pool) p99 ≤ nginx + uWSGI p99')!
