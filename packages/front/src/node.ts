@@ -90,26 +90,6 @@ interface DirectLink {
   failingSince: number
 }
 
-/** Each session's read count when its last health check was settled (sessions come and go). */
-const readsAtCheck = new WeakMap<Session, number>()
-
-/**
- * The session read something from the node since its last check: its event loop lives, no
- * PING needed. Its own PING's ACK is a read too, so a PING moves the mark when it is answered.
- */
-function heardFrom (s: Session): boolean {
-  const before = readsAtCheck.get(s)
-  const now = s.reads
-  if (before === undefined || now === before) return false
-  readsAtCheck.set(s, now)
-  return true
-}
-
-/** PING the session; the mark moves past its ACK when it is answered. */
-function ping (s: Session): Promise<void> {
-  return s.ping().then(() => { readsAtCheck.set(s, s.reads) })
-}
-
 export class UpstreamNode implements Pickable {
   readonly name: string
   readonly codec: Codec
@@ -276,8 +256,7 @@ export class UpstreamNode implements Pickable {
       return
     }
     for (const s of this.sessions) {
-      if (heardFrom(s)) continue
-      ping(s).catch((err: FerryError) => {
+      s.pingIfQuiet()?.catch((err: FerryError) => {
         this.#events.log('warn', { node: this.name, code: err.code }, 'upstream health check failed')
         this.fail(Date.now(), 'ping timeout')
         s.destroy(err)
@@ -285,8 +264,7 @@ export class UpstreamNode implements Pickable {
     }
     // a silent thread is closed (and reconnected); the node itself answered on its own address
     for (const s of this.directSessions) {
-      if (heardFrom(s)) continue
-      ping(s).catch((err: FerryError) => {
+      s.pingIfQuiet()?.catch((err: FerryError) => {
         this.#events.log('warn', { node: this.name, code: err.code }, 'health check of a --direct thread failed: its connection is closed')
         s.destroy(err)
       })

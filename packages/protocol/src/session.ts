@@ -143,11 +143,6 @@ export class Session extends EventEmitter implements StreamOwner {
     }
   }
 
-  /**
-   * Socket reads so far that carried bytes from the peer. A client that saw this move since
-   * its last health check knows the peer's event loop is alive without a PING (node.ts).
-   */
-  get reads (): number { return this.#reads }
   /** PINGs the peer sent us (not ACKs), answered. */
   get pingsReceived (): number { return this.#pings.received }
 
@@ -185,6 +180,22 @@ export class Session extends EventEmitter implements StreamOwner {
   ping (): Promise<number> {
     if (this.closed) return Promise.reject(protocolError('FERRY_ERR_SESSION_CLOSED'))
     return this.#pings.ping(this.#options.pingTimeout ?? 10000)
+  }
+
+  /**
+   * A health check: PING the peer, unless it sent something since the last check — then its
+   * event loop is alive and this returns null. The PING's own ACK is a read too, so the mark
+   * moves past it when it is answered.
+   */
+  pingIfQuiet (): Promise<number> | null {
+    if (this.#readsAtCheck >= 0 && this.#reads !== this.#readsAtCheck) {
+      this.#readsAtCheck = this.#reads
+      return null
+    }
+    return this.ping().then((ms) => {
+      this.#readsAtCheck = this.#reads
+      return ms
+    })
   }
 
   /** Graceful drain: no new streams; open ones finish; then the socket ends (FIN). */
@@ -280,7 +291,9 @@ export class Session extends EventEmitter implements StreamOwner {
   // ── receiving ──────────────────────────────────────────────────────────────
 
   #initialData: Buffer | null = null
+  /** Socket reads that carried bytes from the peer, and their count at the last health check (-1: none yet). */
   #reads = 0
+  #readsAtCheck = -1
 
   #drainInitialData (): void {
     const first = this.#initialData
